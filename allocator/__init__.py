@@ -1,0 +1,34 @@
+"""The bridge from torch models to workloads, sensitivity, the bit-allocation ILP, the pipeline and the CLI.
+
+The only package that imports both ``sim`` and ``quant``. Names load lazily so ``mixbit targets`` does not
+pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "allocate",
+    "fisher_scores",
+    "hessian_traces",
+    "pareto_front",
+    "run_pipeline",
+    "workload_from_model",
+]
+
+_HOME = {
+    "workload_from_model": "allocator.workload",
+    "hessian_traces": "allocator.sensitivity",
+    "fisher_scores": "allocator.sensitivity",
+    "allocate": "allocator.ilp",
+    "pareto_front": "allocator.ilp",
+    "run_pipeline": "allocator.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'allocator' has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""The ``mixbit`` command line. Each subcommand lives in ``allocator/commands/<name>.py`` with
+``register(subparsers)``; its handler returns the JSON-able result object and prints text itself when not --json.
+
+Errors in user input end with exit status 2 and one line ``error: <what and where>`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["emit_json", "main"]
+
+COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from quant.errors import InputError as QuantInputError
+    from sim.errors import InputError as SimInputError
+
+    return (SimInputError, QuantInputError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mixbit",
+        description="What a quantized ViT costs on an FPGA or accelerator, and per-layer bits that fit its budget.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"allocator.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON object on stdout (the --json contract: nothing else goes to stdout)."""
+    json.dump(obj, sys.stdout, indent=None, default=_json_default, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # argparse's own usage errors already exit with status 2 and a one-line message on stderr
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except _user_errors() as exc:
+        if args.debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename is not None:
+            message = f"{exc.strerror or 'cannot open'}: {exc.filename}"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

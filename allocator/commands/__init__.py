@@ -1,0 +1,1 @@
+"""One module per ``mixbit`` subcommand, each with ``register(subparsers)``."""

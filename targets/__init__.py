@@ -1,0 +1,1 @@
+"""Data only: the shipped target TOML files (``importlib.resources.files("targets")``)."""
