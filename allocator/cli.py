@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["emit_json", "main"]
 
-COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep")
+COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep", "train")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
