@@ -7,7 +7,10 @@ element count. ``sim`` knows nothing of torch: ``allocator.workload_from_model``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import Literal
 
 import networkx as nx
@@ -69,6 +72,8 @@ class Workload:
             op = data.get("op")
             if not isinstance(op, Gemm | VectorOp):
                 raise InputError(f"workload {name!r}: node {node!r} has no Gemm or VectorOp 'op'")
+            if op.name != node:
+                raise InputError(f"workload {name!r}: node {node!r} holds operator {op.name!r}; names must match")
             if isinstance(op, Gemm):
                 for dim in ("m", "n", "k", "count"):
                     if getattr(op, dim) <= 0:
@@ -94,6 +99,94 @@ class Workload:
             if chain and order:
                 graph.add_edge(ops[order - 1].name, op.name)
         return cls(name, graph)
+
+    @classmethod
+    def from_gemm(cls, m: int, n: int, k: int, name: str | None = None) -> Workload:
+        """One GEMM of an M×K activation by a K×N weight (``mixbit simulate --gemm M,N,K``)."""
+        from sim.errors import InputError
+
+        for dim, value in (("M", m), ("N", n), ("K", k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError(f"GEMM {dim}={value!r}; M, N and K must be positive integers")
+        label = name or f"gemm_{m}x{n}x{k}"
+        return cls.from_ops(label, [Gemm(label, "gemm", m, n, k, b_is_weight=True, weight_params=k * n)])
+
+    @classmethod
+    def from_topology_csv(cls, path: str | PathLike[str]) -> Workload:
+        """Read a SCALE-Sim GEMM topology CSV: a header row, then one ``name, M, N, K,`` row per GEMM.
+
+        The trailing comma is optional; blank lines are skipped. Each row is an M×K by K×N GEMM whose K×N
+        operand is taken as a weight (SCALE-Sim's filter), kind ``"gemm"``, chained in file order. Rows
+        named ``X[0]``, ``X[1]``, … ``X[c-1]`` in a row with equal dimensions (what ``to_topology_csv``
+        writes for a GEMM with ``count`` = c) fold back into one GEMM ``X`` with ``count`` = c.
+        """
+        from sim.errors import InputError
+
+        path = Path(path)
+        rows: list[tuple[int, str, int, int, int]] = []  # line number, name, m, n, k
+        header_seen = False
+        with path.open(encoding="utf-8") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                fields = [field.strip() for field in line.split(",")]
+                if fields[-1] == "" and len(fields) > 1:
+                    fields = fields[:-1]  # SCALE-Sim's trailing comma
+                where = f"{path}:{lineno}"
+                if not header_seen:
+                    header_seen = True
+                    if len(fields) == 4 and all(re.fullmatch(r"[+-]?\d+", f) for f in fields[1:]):
+                        raise InputError(f"{where}: first row looks like data; expected a header row 'Layer, M, N, K,'")
+                    continue
+                if len(fields) != 4:
+                    raise InputError(f"{where}: expected 4 columns 'name, M, N, K,' but found {len(fields)}")
+                name = fields[0]
+                if not name:
+                    raise InputError(f"{where}: empty layer name")
+                dims: list[int] = []
+                for label, text in zip("MNK", fields[1:], strict=True):
+                    if not re.fullmatch(r"[+-]?\d+", text):
+                        raise InputError(f"{where}: {label}={text!r} in layer {name!r} is not an integer")
+                    if int(text) <= 0:
+                        raise InputError(f"{where}: {label}={text} in layer {name!r}; must be > 0")
+                    dims.append(int(text))
+                rows.append((lineno, name, *dims))
+        if not header_seen:
+            raise InputError(f"{path}: empty topology file; expected a header row 'Layer, M, N, K,' and GEMM rows")
+        if not rows:
+            raise InputError(f"{path}: topology file has a header but no GEMM rows")
+        gemms: list[Gemm] = []
+        first_line: dict[str, int] = {}
+        i = 0
+        while i < len(rows):
+            lineno, name, m, n, k = rows[i]
+            base, index = _split_count_suffix(name)
+            count = 1
+            if index == 0:  # a run name[0], name[1], ... of equal GEMMs is one GEMM repeated
+                while i + count < len(rows) and rows[i + count][1:] == (f"{base}[{count}]", m, n, k):
+                    count += 1
+            label = base if count > 1 else name
+            if label in first_line:
+                raise InputError(f"{path}:{lineno}: layer name {label!r} already used on line {first_line[label]}")
+            first_line[label] = lineno
+            gemms.append(Gemm(label, "gemm", m, n, k, b_is_weight=True, weight_params=k * n * count, count=count))
+            i += count
+        return cls.from_ops(path.stem, gemms)
+
+    def to_topology_csv(self, path: str | PathLike[str]) -> Path:
+        """Write the GEMMs (vector ops have no place in the format) as a SCALE-Sim GEMM topology CSV.
+
+        A GEMM with ``count`` = c > 1 (attention heads × windows) becomes c rows ``name[0]`` … ``name[c-1]``,
+        since SCALE-Sim runs each row once; ``from_topology_csv`` folds them back. Returns the path.
+        """
+        path = Path(path)
+        lines = ["Layer, M, N, K,"]
+        for gemm in self.gemms:
+            names = [gemm.name] if gemm.count == 1 else [f"{gemm.name}[{i}]" for i in range(gemm.count)]
+            lines.extend(f"{name}, {gemm.m}, {gemm.n}, {gemm.k}," for name in names)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
 
     @property
     def ops(self) -> tuple[Operator, ...]:
@@ -122,3 +215,9 @@ class Workload:
         return (
             f"Workload({self.name!r}, {len(self.gemms)} GEMMs, {len(self.vector_ops)} vector ops, {self.macs:,} MACs)"
         )
+
+
+def _split_count_suffix(name: str) -> tuple[str, int | None]:
+    """``"x[3]"`` → ``("x", 3)``; a name without an index suffix → ``(name, None)``."""
+    match = re.fullmatch(r"(.+)\[(\d+)\]", name)
+    return (match.group(1), int(match.group(2))) if match else (name, None)
