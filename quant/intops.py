@@ -1,0 +1,328 @@
+"""Integer-only primitives shared by the integer model and the fake-quant model's exact mode.
+
+Every function here takes and returns torch ``int64`` tensors (torch, not numpy: the models, the exact mode
+and the integer model all live in torch, so no tensor crosses a library boundary; ``int64`` because every
+intermediate fits in 63 bits, which :func:`accumulator_bits` and :func:`check_requant_fits` make checkable).
+Floats appear only in the conversion-time helpers that turn a real scale into integers (:func:`dyadic`,
+:func:`dyadic_tensor`); nothing that runs per image touches a float.
+
+Sources:
+- Dyadic requantization, M = S_w·S_in/S_out ≈ m·2^−s with an int32 mantissa m and
+  out = (acc·m + 2^(s−1)) >> s: HAWQ-V3 (Yao et al., ICML 2021), section 3.2.
+- Shiftmax (exp via x·log2e ≈ x + (x>>1) − (x>>4), 2^−f ≈ 1 − f/2 on the fraction), ShiftGELU
+  (x·σ(1.702x) with 1.702 ≈ 1 + 1/2 + 1/8 + 1/16) and I-LayerNorm with an integer Newton square root:
+  I-ViT (Li & Gu, ICCV 2023), sections 3.2-3.4 and algorithm 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "EXP_FRAC_BITS",
+    "GELU_FRAC_BITS",
+    "LN_FRAC_BITS",
+    "LOGIT_FRAC_BITS",
+    "PROB_FRAC_BITS",
+    "Rounding",
+    "accumulator_bits",
+    "check_requant_fits",
+    "clamp_codes",
+    "dyadic",
+    "dyadic_tensor",
+    "int_gemm",
+    "int_layernorm",
+    "isqrt",
+    "log2_decode",
+    "log2_encode",
+    "requantize",
+    "shift_exp2",
+    "shift_gelu",
+    "shift_round",
+    "shiftmax",
+]
+
+Rounding = Literal["half_even", "half_up"]
+
+MANTISSA_BITS = 31
+"""Bits of the dyadic mantissa's magnitude: m is an int32 (HAWQ-V3)."""
+MAX_SHIFT = 62
+"""Largest requantization shift; beyond it m·2^−s is below what an int64 product can resolve."""
+
+LOGIT_FRAC_BITS = 10
+"""Fraction bits of the fixed-point attention logits and sigmoid arguments fed to the shift exponential."""
+EXP_FRAC_BITS = 16
+"""Fraction bits of the shift exponential's output (values in (0, 1])."""
+PROB_FRAC_BITS = 16
+"""Fraction bits of Shiftmax probabilities before they are requantized to the post-Softmax quantizer."""
+GELU_FRAC_BITS = 12
+"""Fraction bits of the fixed-point GELU input (the fc1 output) and of the sigmoid factor."""
+LN_FRAC_BITS = 12
+"""Fraction bits of the normalised LayerNorm value (x − μ)/σ before the affine requantization."""
+
+
+def _int64(x: torch.Tensor, what: str) -> torch.Tensor:
+    if x.dtype != torch.int64:
+        raise TypeError(f"{what}: expected an int64 tensor, got {x.dtype}")
+    return x
+
+
+# ---------------------------------------------------------------- conversion-time: real scale -> integers
+
+
+def dyadic(multiplier: float) -> tuple[int, int]:
+    """Write a real multiplier as m·2^−s: m an int32 mantissa (frexp·2^31, |m| in [2^30, 2^31)), s ≥ 0 a shift.
+
+    Zero maps to (0, 0). Shifts above 62 trade mantissa bits for a smaller shift, so acc·m stays in int64.
+    """
+    if not math.isfinite(multiplier):
+        raise ValueError(f"dyadic: multiplier must be finite, got {multiplier}")
+    if multiplier == 0.0:
+        return 0, 0
+    fraction, exponent = math.frexp(multiplier)  # multiplier = fraction·2^exponent, |fraction| in [0.5, 1)
+    mantissa = round(fraction * (1 << MANTISSA_BITS))
+    if abs(mantissa) == 1 << MANTISSA_BITS:  # rounding reached 2^31, which int32 cannot hold
+        mantissa //= 2
+        exponent += 1
+    shift = MANTISSA_BITS - exponent
+    if shift < 0:
+        raise ValueError(f"dyadic: multiplier {multiplier} ≥ 2^31 cannot be a requantization factor")
+    if shift > MAX_SHIFT:
+        mantissa = _round_half_even_int(mantissa, shift - MAX_SHIFT)
+        shift = MAX_SHIFT
+    return mantissa, shift
+
+
+def _round_half_even_int(value: int, shift: int) -> int:
+    quotient, remainder = divmod(value, 1 << shift)
+    half = 1 << (shift - 1)
+    if remainder > half or (remainder == half and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+def dyadic_tensor(multipliers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dyadic` element by element: (mantissas, shifts) as int64 tensors of the multipliers' shape."""
+    flat = multipliers.detach().to(torch.float64).reshape(-1).tolist()
+    pairs = [dyadic(value) for value in flat]
+    mantissas = torch.tensor([p[0] for p in pairs], dtype=torch.int64).reshape(multipliers.shape)
+    shifts = torch.tensor([p[1] for p in pairs], dtype=torch.int64).reshape(multipliers.shape)
+    return mantissas, shifts
+
+
+# ---------------------------------------------------------------- rounding shifts and requantization
+
+
+def shift_round(x: torch.Tensor, shift: torch.Tensor | int, rounding: Rounding = "half_even") -> torch.Tensor:
+    """x·2^−shift rounded to an integer (shift ≥ 0, broadcast against x).
+
+    ``half_even`` rounds ties to the even integer, as ``torch.round`` does in the fake-quant primitives;
+    ``half_up`` is HAWQ-V3's (x + 2^(s−1)) >> s.
+    """
+    _int64(x, "shift_round")
+    shift = torch.as_tensor(shift, dtype=torch.int64)
+    positive = shift > 0
+    safe = torch.where(positive, shift, torch.ones_like(shift))
+    half = torch.bitwise_left_shift(torch.ones_like(safe), safe - 1)
+    if rounding == "half_up":
+        rounded = torch.bitwise_right_shift(x + half, safe)
+    elif rounding == "half_even":
+        floor = torch.bitwise_right_shift(x, safe)
+        remainder = x - torch.bitwise_left_shift(floor, safe)
+        up = (remainder > half) | ((remainder == half) & (torch.bitwise_and(floor, 1) == 1))
+        rounded = floor + up.to(torch.int64)
+    else:
+        raise ValueError(f"shift_round: unknown rounding {rounding!r}")
+    return torch.where(positive, rounded, x)
+
+
+def requantize(
+    acc: torch.Tensor,
+    mantissa: torch.Tensor | int,
+    shift: torch.Tensor | int,
+    *,
+    offset: torch.Tensor | int = 0,
+    rounding: Rounding = "half_even",
+) -> torch.Tensor:
+    """Dyadic requantization: (acc·m + offset)·2^−s, rounded (HAWQ-V3). ``offset`` is in units of 2^−s.
+
+    ``mantissa``/``shift``/``offset`` broadcast against ``acc`` (per-channel factors on the last axis).
+    """
+    _int64(acc, "requantize")
+    return shift_round(acc * mantissa + offset, shift, rounding)
+
+
+def clamp_codes(x: torch.Tensor, qmin: int | torch.Tensor, qmax: int | torch.Tensor) -> torch.Tensor:
+    """Saturate to the code range [qmin, qmax]."""
+    return torch.clamp(_int64(x, "clamp_codes"), qmin, qmax)
+
+
+def accumulator_bits(k: int, a_bits: int, b_bits: int, *, a_signed: bool = True, b_signed: bool = True) -> int:
+    """Worst-case bits (sign included) of a sum of ``k`` products of ``a_bits`` × ``b_bits`` codes.
+
+    int8×int8 over K = 1536: 15 + 11 + 1 = 27 bits, so an int32 accumulator holds it; 31 bits and more need int64.
+    """
+    if k < 1 or a_bits < 1 or b_bits < 1:
+        raise ValueError(f"accumulator_bits: k, a_bits, b_bits must be ≥ 1, got {k}, {a_bits}, {b_bits}")
+    a_max = 1 << (a_bits - 1) if a_signed else (1 << a_bits) - 1
+    b_max = 1 << (b_bits - 1) if b_signed else (1 << b_bits) - 1
+    return (k * a_max * b_max).bit_length() + 1
+
+
+def check_requant_fits(acc_bits: int, mantissa_bits: int = MANTISSA_BITS + 1) -> bool:
+    """Whether acc·m (``acc_bits`` and ``mantissa_bits`` signed bits) fits in an int64 without overflow."""
+    return acc_bits + mantissa_bits - 1 <= 64
+
+
+def int_gemm(a: torch.Tensor, b: torch.Tensor, acc_bits: int | None = None) -> torch.Tensor:
+    """a @ b on integer codes, accumulated in int32 where ``acc_bits`` ≤ 32 says it cannot overflow, else int64.
+
+    ``acc_bits`` is the worst case from :func:`accumulator_bits`; None means unknown, so int64. Returns int64.
+    """
+    _int64(a, "int_gemm a")
+    _int64(b, "int_gemm b")
+    if acc_bits is not None and acc_bits <= 32:
+        return torch.matmul(a.to(torch.int32), b.to(torch.int32)).to(torch.int64)
+    return torch.matmul(a, b)
+
+
+# ---------------------------------------------------------------- I-ViT nonlinear operators
+
+
+def shift_exp2(neg: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """2^(neg·2^−frac_bits) for neg ≤ 0, in units of 2^−EXP_FRAC_BITS, by shifts only (I-ViT ShiftExp).
+
+    Split −neg = q·2^F + r; 2^(−r/2^F) ≈ 1 − r/2^(F+1) (I-ViT's linear fraction), then shift right by q.
+    """
+    _int64(neg, "shift_exp2")
+    magnitude = -neg
+    whole = torch.bitwise_right_shift(magnitude, frac_bits)
+    fraction = magnitude - torch.bitwise_left_shift(whole, frac_bits)
+    # 1 - r/2^(F+1) in units of 2^-EXP_FRAC_BITS
+    if frac_bits + 1 <= EXP_FRAC_BITS:
+        linear = (1 << EXP_FRAC_BITS) - torch.bitwise_left_shift(fraction, EXP_FRAC_BITS - frac_bits - 1)
+    else:
+        linear = (1 << EXP_FRAC_BITS) - torch.bitwise_right_shift(fraction, frac_bits + 1 - EXP_FRAC_BITS)
+    return torch.bitwise_right_shift(linear, torch.clamp(whole, max=63))
+
+
+def _times_log2e(x: torch.Tensor) -> torch.Tensor:
+    # x·log2(e) ≈ x + x/2 − x/16 = 1.4375·x (I-ViT); log2(e) = 1.4427
+    return x + torch.bitwise_right_shift(x, 1) - torch.bitwise_right_shift(x, 4)
+
+
+def shiftmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Integer softmax (I-ViT Shiftmax) of fixed-point logits with ``LOGIT_FRAC_BITS`` fraction bits.
+
+    Returns probabilities in units of 2^−PROB_FRAC_BITS along ``dim``. Per row one integer division (the
+    reciprocal of the sum), then a multiply and a shift per element, as I-ViT's IntDiv.
+    """
+    _int64(logits, "shiftmax")
+    shifted = logits - logits.amax(dim=dim, keepdim=True)  # ≤ 0, so every exponential is ≤ 1
+    exp = shift_exp2(_times_log2e(shifted), LOGIT_FRAC_BITS)
+    total = exp.sum(dim=dim, keepdim=True)  # ≥ 2^EXP_FRAC_BITS: the row maximum contributes exactly 1
+    reciprocal_bits = 2 * EXP_FRAC_BITS + 8
+    reciprocal = torch.div(torch.full_like(total, 1 << reciprocal_bits), total, rounding_mode="floor")
+    return shift_round(exp * reciprocal, reciprocal_bits - PROB_FRAC_BITS, "half_up")
+
+
+def shift_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Integer GELU (I-ViT ShiftGELU): x·σ(1.702x) on fixed-point x with ``GELU_FRAC_BITS`` fraction bits.
+
+    Returns GELU(x) in units of 2^−(2·GELU_FRAC_BITS). σ(t) for t ≤ 0 is e^t/(1 + e^t) with e^t by
+    :func:`shift_exp2`; σ(t) = 1 − σ(−t) for t > 0. One integer division per element.
+    """
+    _int64(x, "shift_gelu")
+    # 1.702·x ≈ x + x/2 + x/8 + x/16 = 1.6875·x (I-ViT), then ·log2(e) for base 2
+    scaled = x + torch.bitwise_right_shift(x, 1) + torch.bitwise_right_shift(x, 3) + torch.bitwise_right_shift(x, 4)
+    neg = -torch.abs(scaled)
+    if GELU_FRAC_BITS >= LOGIT_FRAC_BITS:
+        neg = shift_round(neg, GELU_FRAC_BITS - LOGIT_FRAC_BITS, "half_up")
+    exp = shift_exp2(_times_log2e(neg), LOGIT_FRAC_BITS)  # e^(−|t|), units 2^-EXP_FRAC_BITS
+    one = 1 << EXP_FRAC_BITS
+    sigmoid_neg = torch.div(torch.bitwise_left_shift(exp, GELU_FRAC_BITS), exp + one, rounding_mode="floor")
+    sigmoid = torch.where(x >= 0, (1 << GELU_FRAC_BITS) - sigmoid_neg, sigmoid_neg)
+    return x * sigmoid
+
+
+def isqrt(x: torch.Tensor) -> torch.Tensor:
+    """⌊√x⌋ of non-negative int64 values by integer Newton iteration (I-ViT I-LayerNorm)."""
+    _int64(x, "isqrt")
+    if bool((x < 0).any()):
+        raise ValueError("isqrt: negative input")
+    positive = torch.clamp(x, min=1)  # Newton from above never reaches 0 for x ≥ 1
+    bit_length = (positive.unsqueeze(-1) >= _POWERS_OF_TWO).sum(dim=-1)
+    guess = torch.bitwise_left_shift(torch.ones_like(x), (bit_length + 1) // 2)  # ≥ √x
+    while True:
+        step = torch.bitwise_right_shift(guess + torch.div(positive, guess, rounding_mode="floor"), 1)
+        better = step < guess
+        if not bool(better.any()):
+            break
+        guess = torch.where(better, step, guess)
+    return torch.where(x == 0, torch.zeros_like(x), guess)
+
+
+_POWERS_OF_TWO = torch.tensor([1 << i for i in range(63)], dtype=torch.int64)
+
+
+def int_layernorm(x: torch.Tensor, eps_codes: int) -> torch.Tensor:
+    """(x − μ)/√(var + eps) over the last axis of integer x, in units of 2^−LN_FRAC_BITS (I-LayerNorm).
+
+    μ is rounded to an integer, var = ⌊Σ(x − μ)²/C⌋, σ = :func:`isqrt`(var + eps_codes) with eps in x's
+    squared units; one integer reciprocal per row, then a multiply and a rounding shift per element.
+    The affine γ, β belong to the requantization that follows (per-channel dyadic factors and offsets).
+    """
+    _int64(x, "int_layernorm")
+    channels = x.shape[-1]
+    total = x.sum(dim=-1, keepdim=True)
+    mean = torch.div(2 * total + channels, 2 * channels, rounding_mode="floor")  # round half up
+    centred = x - mean
+    variance = torch.div((centred * centred).sum(dim=-1, keepdim=True), channels, rounding_mode="floor")
+    std = torch.clamp(isqrt(variance + eps_codes), min=1)
+    reciprocal_bits = 40
+    reciprocal = torch.div(torch.full_like(std, 1 << reciprocal_bits), std, rounding_mode="floor")
+    return shift_round(centred * reciprocal, reciprocal_bits - LN_FRAC_BITS, "half_up")
+
+
+# ---------------------------------------------------------------- log2 codes
+
+
+def log2_encode(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:
+    """clamp(round(−log2 x), 0, 2^bits − 1) of x = value·2^−frac_bits ≥ 0, in integers (FQ-ViT log2).
+
+    With L = ⌊log2 value⌋, −log2 x rounds to frac_bits − L when value² < 2^(2L+1), else to one less
+    (no ties: 2^(L+0.5) is irrational). Zero maps to the largest code.
+    """
+    _int64(x, "log2_encode")
+    if bool((x < 0).any()):
+        raise ValueError("log2_encode: negative input")
+    value = torch.clamp(x, min=1)
+    floor_log2 = (value.unsqueeze(-1) >= _POWERS_OF_TWO).sum(dim=-1) - 1
+    # value ≥ ⌈2^(L+0.5)⌉ ⇔ value² > 2^(2L+1): a table lookup instead of a square that could overflow
+    high = value >= _SQRT2_THRESHOLDS[floor_log2]
+    code = frac_bits - floor_log2 - high.to(torch.int64)
+    code = torch.where(x == 0, torch.full_like(code, (1 << bits) - 1), code)
+    return torch.clamp(code, 0, (1 << bits) - 1)
+
+
+def _sqrt2_thresholds() -> torch.Tensor:
+    """For each L, the smallest integer v with v² ≥ 2^(2L+1), i.e. ⌈2^(L+0.5)⌉ computed with math.isqrt."""
+    values = []
+    for level in range(63):
+        square = 1 << (2 * level + 1)
+        root = math.isqrt(square)
+        values.append(root if root * root == square else root + 1)
+    return torch.tensor(values, dtype=torch.int64)
+
+
+_SQRT2_THRESHOLDS = _sqrt2_thresholds()
+
+
+def log2_decode(codes: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """2^−code in units of 2^−frac_bits: 2^(frac_bits − code), and 0 where code > frac_bits."""
+    _int64(codes, "log2_decode")
+    exponent = frac_bits - codes
+    return torch.where(exponent >= 0, torch.bitwise_left_shift(torch.ones_like(codes), torch.clamp(exponent, min=0)), 0)
