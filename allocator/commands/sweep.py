@@ -1,19 +1,42 @@
-"""`mixbit sweep`: design-space sweep on Dask"""
+"""`mixbit sweep`: design-space sweep on Dask (a LocalCluster unless --scheduler names one)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("sweep", help="design-space sweep on Dask")
+    parser.add_argument("sweep_file", metavar="SWEEP.toml", help="models and a grid or list of design points")
+    parser.add_argument("--scheduler", metavar="ADDR", help="an existing Dask scheduler (tcp://host:port)")
+    parser.add_argument("--out", metavar="DIR", help="parquet dataset directory (default: ./<sweep file stem>.parquet)")
+    parser.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: CPUs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from allocator.cli import emit_json
+    from allocator.sweep import load_sweep, run_sweep
     from sim.errors import InputError
 
-    raise InputError("`mixbit sweep` is not implemented yet")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers: must be >= 1, got {args.workers}")
+    if args.workers is not None and args.scheduler:
+        raise InputError("--workers: applies to the LocalCluster only, not with --scheduler")
+    spec = load_sweep(args.sweep_file)
+    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.sweep_file).stem}.parquet"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a directory")
+    summary = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers)
+    if args.json:
+        emit_json(summary.to_json())
+    else:
+        print(
+            f"{summary.points} points: {summary.done} evaluated, {summary.skipped} already done, "
+            f"{summary.errors} with errors; {summary.parts} new parts in {summary.out} ({summary.wall_s:.1f} s)"
+        )
+    return 0

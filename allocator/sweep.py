@@ -1,0 +1,748 @@
+"""Design-space sweeps on Dask: a TOML grid (or list) of design points, evaluated in batches, saved as parquet.
+
+A sweep file declares models and either a ``[grid]`` of axes, explicit ``[[point]]`` tables, or both::
+
+    models = ["deit_small_patch16_224"]
+    points_per_part = 100            # optional: design points per Dask task and per parquet part file
+
+    [grid]
+    target = ["zcu102", "kv260"]     # shipped names or TOML paths (relative to the sweep file)
+    rows = [16, 32]                  # array shape; absent axes take the target's own value
+    cols = [16, 32]
+    dataflow = ["os", "ws"]
+    clock_mhz = [200.0, 300.0]
+    bandwidth_gbps = [10.0, 19.2]
+    buffer_split = [[0.25, 0.5, 0.25]]   # ifmap / filter / ofmap share of the target's total buffer bytes
+    bits = [[8, 8], [4, 8]]          # uniform (wbits, abits) for every layer
+
+With ``allocate = true`` every point runs the bit-allocation ILP instead of a uniform simulation; the grid
+then has budget axes (``latency_ms``, ``size_mb``, ``bops`` in GBOPs) instead of ``bits``, and
+``sensitivity`` names the per-layer sensitivity source (see ``allocate_point``).
+
+Each design point is fully resolved against its target before any work (defaults filled in), and its id is
+a hash of those parameters, so the same file always yields the same ids. Results are a parquet dataset: a
+directory of ``part-*.parquet`` files, each written under a temporary name and moved into place with
+``os.replace``, so a part is either whole or absent. A rerun reads the ids already there and evaluates only
+the rest: an interrupted sweep loses no finished part and writes no point twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.errors import InputError
+from sim.target import Target, load_target
+from sim.workload import Workload
+
+__all__ = [
+    "DesignPoint",
+    "SweepSpec",
+    "SweepSummary",
+    "allocate_point",
+    "configure_target",
+    "expand_points",
+    "finished_ids",
+    "load_sweep",
+    "proxy_sensitivity",
+    "read_results",
+    "run_sweep",
+    "simulate_point",
+]
+
+DATAFLOWS = ("os", "ws", "is")
+# grid axes -> whether each value is a scalar of this type (checked in _check_value)
+AXES = (
+    "target",
+    "rows",
+    "cols",
+    "dataflow",
+    "clock_mhz",
+    "bandwidth_gbps",
+    "buffer_split",
+    "bits",
+    "latency_ms",
+    "size_mb",
+    "bops",
+)
+BUDGET_AXES = ("latency_ms", "size_mb", "bops")
+TOP_KEYS = ("models", "grid", "point", "allocate", "sensitivity", "choices", "points_per_part", "name")
+POINT_KEYS = (*AXES, "model")
+
+Evaluate = Callable[[Workload, "DesignPoint"], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One design: a model on a target with every hardware parameter resolved (no defaults left open).
+
+    ``wbits``/``abits`` are the uniform bits of a simulation point and 0 on allocation points, whose bits
+    the ILP chooses among ``choices`` (empty: every pair the target supports) under the budgets
+    ``limit_latency_ms`` (ms), ``limit_size_mb`` (1e6 bytes) and ``limit_bops`` (1e9 bit operations); an absent
+    budget is ``None``. ``sensitivity`` is ``"proxy"`` or the path of a sensitivity table file.
+    """
+
+    model: str
+    target: str
+    rows: int
+    cols: int
+    dataflow: str
+    clock_mhz: float
+    bandwidth_gbps: float
+    ifmap_bytes: int
+    filter_bytes: int
+    ofmap_bytes: int
+    wbits: int = 8
+    abits: int = 8
+    allocate: bool = False
+    limit_latency_ms: float | None = None
+    limit_size_mb: float | None = None
+    limit_bops: float | None = None
+    sensitivity: str = ""
+    choices: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def point_id(self) -> str:
+        """Stable 16-hex-digit id: a hash of every parameter, so reruns of a file find the same ids."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_row(self) -> dict[str, Any]:
+        """The point's parameters as a parquet-friendly row (absent budgets as NaN, choices as ``"8/8 4/8"``)."""
+        row: dict[str, Any] = {"point_id": self.point_id, **dataclasses.asdict(self)}
+        for key in BUDGET_AXES:
+            if row[f"limit_{key}"] is None:
+                row[f"limit_{key}"] = math.nan
+        row["choices"] = " ".join(f"{w}/{a}" for w, a in self.choices)
+        return row
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep file: its design points (in file order, no duplicates) and how to batch them."""
+
+    path: Path
+    name: str
+    models: tuple[str, ...]
+    points: tuple[DesignPoint, ...]
+    allocate: bool
+    sensitivity: str
+    choices: tuple[tuple[int, int], ...]
+    points_per_part: int | None
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What one run of a sweep did. ``done`` points were evaluated now, ``skipped`` were already on disk."""
+
+    points: int
+    done: int
+    skipped: int
+    errors: int
+    parts: int
+    out: str
+    wall_s: float
+    scheduler: str
+    workers: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading and validating the sweep file
+
+
+def _fail(path: Path, key: str, reason: str) -> InputError:
+    return InputError(f"{path}: key {key!r}: {reason}")
+
+
+def _check_int(path: Path, key: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, key, f"expected an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise _fail(path, key, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_positive(path: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(path, key, f"expected a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise _fail(path, key, f"must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def _check_pair(path: Path, key: str, value: Any) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise _fail(path, key, f"expected [wbits, abits], got {value!r}")
+    return (_check_int(path, key, value[0], minimum=1), _check_int(path, key, value[1], minimum=1))
+
+
+def _check_value(path: Path, key: str, axis: str, value: Any) -> Any:
+    """One value of one axis, type- and range-checked."""
+    if axis == "target" or axis == "model":
+        if not isinstance(value, str) or not value:
+            raise _fail(path, key, f"expected a non-empty string, got {value!r}")
+        if axis == "target":
+            _resolve_target(path, key, value)  # a target that does not load fails here, before any work
+        return value
+    if axis in ("rows", "cols"):
+        return _check_int(path, key, value)
+    if axis == "dataflow":
+        if value not in DATAFLOWS:
+            raise _fail(path, key, f"expected one of {', '.join(DATAFLOWS)}, got {value!r}")
+        return value
+    if axis in ("clock_mhz", "bandwidth_gbps", *BUDGET_AXES):
+        return _check_positive(path, key, value)
+    if axis == "buffer_split":
+        if not isinstance(value, list) or len(value) != 3:
+            raise _fail(path, key, f"expected [ifmap, filter, ofmap] fractions, got {value!r}")
+        shares = tuple(_check_positive(path, key, share) for share in value)
+        if abs(sum(shares) - 1.0) > 1e-6:
+            raise _fail(path, key, f"fractions must sum to 1, got {value!r} (sum {sum(shares):g})")
+        return shares
+    if axis == "bits":
+        return _check_pair(path, key, value)
+    raise AssertionError(axis)
+
+
+def _resolve_target(path: Path, key: str, name: str) -> Target:
+    try:
+        return _cached_target(_target_ref(path, name))
+    except InputError as exc:
+        raise _fail(path, key, str(exc).splitlines()[0]) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise _fail(path, key, f"cannot read target file {exc.filename}") from None
+
+
+@lru_cache(maxsize=64)
+def _cached_target(name_or_path: str) -> Target:
+    return load_target(name_or_path)
+
+
+def _target_ref(path: Path, name: str) -> str:
+    """How a point records its target: a shipped name as is, a TOML path resolved against the sweep file."""
+    if name.endswith(".toml"):
+        candidate = Path(name)
+        return str(candidate if candidate.is_absolute() else (path.parent / candidate).resolve())
+    return name
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Parse and validate a sweep file completely (every target loaded, every value checked) before any work.
+
+    Raises ``InputError`` naming the file, the key and the reason on the first problem found.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from None
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise _fail(path, key, f"unknown key (expected one of {', '.join(TOP_KEYS)})")
+
+    models_raw = raw.get("models")
+    if not isinstance(models_raw, list) or not models_raw:
+        raise _fail(path, "models", "expected a non-empty list of model names")
+    models = tuple(_check_value(path, f"models[{i}]", "model", m) for i, m in enumerate(models_raw))
+
+    allocate = raw.get("allocate", False)
+    if not isinstance(allocate, bool):
+        raise _fail(path, "allocate", f"expected true or false, got {allocate!r}")
+    sensitivity = raw.get("sensitivity", "proxy" if allocate else "")
+    if not isinstance(sensitivity, str):
+        raise _fail(path, "sensitivity", f"expected a string, got {sensitivity!r}")
+    if not allocate and ("sensitivity" in raw or "choices" in raw):
+        raise _fail(path, "sensitivity" if "sensitivity" in raw else "choices", "only meaningful with allocate = true")
+    if allocate and sensitivity != "proxy":
+        table = Path(sensitivity)
+        table = table if table.is_absolute() else path.parent / table
+        if not table.is_file():
+            raise _fail(path, "sensitivity", f"expected 'proxy' or a sensitivity table file; {table} does not exist")
+        sensitivity = str(table.resolve())
+        try:
+            columns = set(_sensitivity_table(sensitivity).columns)
+        except Exception as exc:  # any reader error is the file's fault
+            raise _fail(path, "sensitivity", f"cannot read {table}: {exc}") from None
+        missing = {"layer", "wbits", "abits", "sensitivity"} - columns
+        if missing:
+            raise _fail(path, "sensitivity", f"{table} lacks column(s) {', '.join(sorted(missing))}")
+    choices_raw = raw.get("choices", [])
+    if not isinstance(choices_raw, list):
+        raise _fail(path, "choices", f"expected a list of [wbits, abits], got {choices_raw!r}")
+    choices = tuple(_check_pair(path, f"choices[{i}]", c) for i, c in enumerate(choices_raw))
+    if "choices" in raw and not choices:
+        raise _fail(path, "choices", "empty list")
+
+    points_per_part = raw.get("points_per_part")
+    if points_per_part is not None:
+        points_per_part = _check_int(path, "points_per_part", points_per_part)
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise _fail(path, "name", f"expected a non-empty string, got {name!r}")
+
+    grid = raw.get("grid")
+    tables = raw.get("point", [])
+    if grid is None and not tables:
+        raise _fail(path, "grid", "a sweep needs a [grid] table or [[point]] tables")
+    combos: list[dict[str, Any]] = []
+    if grid is not None:
+        if not isinstance(grid, dict):
+            raise _fail(path, "grid", "expected a table")
+        axes: dict[str, list[Any]] = {}
+        for axis, values in grid.items():
+            key = f"grid.{axis}"
+            if axis not in AXES:
+                raise _fail(path, key, f"unknown axis (expected one of {', '.join(AXES)})")
+            if not isinstance(values, list):
+                raise _fail(path, key, f"expected a list of values, got {values!r}")
+            if not values:
+                raise _fail(path, key, "empty axis: give at least one value")
+            axes[axis] = [_check_value(path, f"{key}[{i}]", axis, v) for i, v in enumerate(values)]
+        if "target" not in axes:
+            raise _fail(path, "grid.target", "missing: every point needs a target")
+        names = list(axes)
+        combos += [dict(zip(names, values, strict=True), _key="grid") for values in product(*axes.values())]
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise _fail(path, "point", "expected [[point]] tables")
+    for i, table in enumerate(tables):
+        combo: dict[str, Any] = {"_key": f"point[{i}]"}
+        for axis, value in table.items():
+            key = f"point[{i}].{axis}"
+            if axis not in POINT_KEYS:
+                raise _fail(path, key, f"unknown key (expected one of {', '.join(POINT_KEYS)})")
+            combo[axis] = _check_value(path, key, axis, value)
+        if "target" not in combo:
+            raise _fail(path, f"point[{i}].target", "missing: every point needs a target")
+        combos.append(combo)
+
+    points: dict[str, DesignPoint] = {}
+    for combo in combos:
+        where = combo.pop("_key")
+        if allocate and "bits" in combo:
+            raise _fail(path, f"{where}.bits", "with allocate = true the ILP picks bits; use choices and budgets")
+        if not allocate:
+            for budget in BUDGET_AXES:
+                if budget in combo:
+                    raise _fail(path, f"{where}.{budget}", "budgets need allocate = true")
+        point_models = (combo.pop("model"),) if "model" in combo else models
+        target = _resolve_target(path, f"{where}.target", combo["target"])
+        for model in point_models:
+            point = _resolve_point(path, where, model, target, combo, allocate, sensitivity, choices)
+            points.setdefault(point.point_id, point)
+    return SweepSpec(
+        path=path,
+        name=name,
+        models=tuple(dict.fromkeys([*models, *(p.model for p in points.values())])),
+        points=tuple(points.values()),
+        allocate=allocate,
+        sensitivity=sensitivity,
+        choices=choices,
+        points_per_part=points_per_part,
+    )
+
+
+def _resolve_point(
+    path: Path,
+    where: str,
+    model: str,
+    target: Target,
+    combo: Mapping[str, Any],
+    allocate: bool,
+    sensitivity: str,
+    choices: Sequence[tuple[int, int]],
+) -> DesignPoint:
+    acc = target.accelerator
+    buffers = acc.buffers
+    total = buffers.ifmap_bytes + buffers.filter_bytes + buffers.ofmap_bytes
+    if "buffer_split" in combo:
+        ifmap_share, filter_share, _ = combo["buffer_split"]
+        ifmap_bytes = int(total * ifmap_share)
+        filter_bytes = int(total * filter_share)
+        split = (ifmap_bytes, filter_bytes, total - ifmap_bytes - filter_bytes)
+    else:
+        split = (buffers.ifmap_bytes, buffers.filter_bytes, buffers.ofmap_bytes)
+    wbits, abits = combo.get("bits", (0, 0) if allocate else (max(acc.weight_bits), max(acc.act_bits)))
+    for bits, supported, role in ((wbits, acc.weight_bits, "wbits"), (abits, acc.act_bits, "abits")):
+        if not allocate and bits not in supported:
+            raise _fail(path, f"{where}.bits", f"{role}={bits} not supported by target {target.name!r} {supported}")
+    for w, a in choices:
+        if w not in acc.weight_bits or a not in acc.act_bits:
+            raise _fail(path, "choices", f"[{w}, {a}] not supported by target {target.name!r}")
+    return DesignPoint(
+        model=model,
+        target=_target_ref(path, combo["target"]),
+        rows=combo.get("rows", acc.rows),
+        cols=combo.get("cols", acc.cols),
+        dataflow=combo.get("dataflow", acc.dataflow),
+        clock_mhz=float(combo.get("clock_mhz", target.clock_mhz)),
+        bandwidth_gbps=float(combo.get("bandwidth_gbps", target.memory.bandwidth_gbps)),
+        ifmap_bytes=split[0],
+        filter_bytes=split[1],
+        ofmap_bytes=split[2],
+        wbits=wbits,
+        abits=abits,
+        allocate=allocate,
+        limit_latency_ms=combo.get("latency_ms"),
+        limit_size_mb=combo.get("size_mb"),
+        limit_bops=combo.get("bops"),
+        sensitivity=sensitivity,
+        choices=tuple(choices),
+    )
+
+
+def expand_points(spec: SweepSpec) -> list[DesignPoint]:
+    """The sweep's design points in file order (grid first, then explicit points), without duplicates."""
+    return list(spec.points)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluating one point (runs on Dask workers)
+
+
+def configure_target(point: DesignPoint) -> Target:
+    """The point's target with its clock, bandwidth, buffers and array replaced by the point's values."""
+    base = _cached_target(point.target)
+    acc = dataclasses.replace(
+        base.accelerator,
+        rows=point.rows,
+        cols=point.cols,
+        dataflow=point.dataflow,
+        buffers=dataclasses.replace(
+            base.accelerator.buffers,
+            ifmap_bytes=point.ifmap_bytes,
+            filter_bytes=point.filter_bytes,
+            ofmap_bytes=point.ofmap_bytes,
+        ),
+    )
+    return dataclasses.replace(
+        base,
+        clock_mhz=point.clock_mhz,
+        memory=dataclasses.replace(base.memory, bandwidth_gbps=point.bandwidth_gbps),
+        accelerator=acc,
+    )
+
+
+def simulate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+    """Simulate ``workload`` at uniform (wbits, abits) on the point's design: cycles, latency, resources."""
+    from sim import simulate
+
+    target = configure_target(point)
+    result = simulate(workload, target, bits=(point.wbits, point.abits))
+    resources = result.resources
+    return {
+        "cycles": int(result.cycles),
+        "compute_cycles": int(sum(layer.compute_cycles for layer in result.layers)),
+        "stall_cycles": int(sum(layer.stall_cycles for layer in result.layers)),
+        "latency_ms": float(result.latency_ms),
+        "fits": bool(result.fits),
+        "macs": int(workload.macs),
+        **{name: float(getattr(resources, name)) for name in _RESOURCES},
+    }
+
+
+def proxy_sensitivity(workload: Workload, bit_pairs: Iterable[tuple[int, int]]) -> pd.DataFrame:
+    """A cheap sensitivity proxy for sweeps: each GEMM's quantization-noise energy on unit-range operands.
+
+    A uniform b-bit quantizer of a range r has step r/2^b and noise variance step²/12 (Widrow), so the noise
+    energy of n elements scales as n·4^(−b). Ω(w, a) = n_second·4^(−w) + n_first·4^(−a), with n_second the
+    weight count (or the K×N activation elements of an attention matmul) and n_first the M×K input elements.
+    It ranks layers by size only — no data, no torch; use a measured table (Hessian/Fisher) for real plans.
+    """
+    rows = []
+    for gemm in workload.gemms:
+        second = gemm.weight_params if gemm.b_is_weight and gemm.weight_params else gemm.k * gemm.n * gemm.count
+        first = gemm.m * gemm.k * gemm.count
+        for wbits, abits in bit_pairs:
+            score = second * 4.0**-wbits + first * 4.0**-abits
+            rows.append({"layer": gemm.name, "wbits": wbits, "abits": abits, "sensitivity": score})
+    return pd.DataFrame(rows, columns=["layer", "wbits", "abits", "sensitivity"])
+
+
+@lru_cache(maxsize=8)
+def _sensitivity_table(path: str) -> pd.DataFrame:
+    """A sensitivity table file (CSV or parquet) with columns layer, wbits, abits, sensitivity."""
+    return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+
+
+def allocate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+    """Run the bit-allocation ILP on the point's design and budgets, then simulate the chosen plan.
+
+    Sensitivity is ``proxy_sensitivity`` or the point's table file. An infeasible budget is a result
+    (``status`` "infeasible", NaN costs), not an error.
+    """
+    from allocator.ilp import Limits, allocate
+    from allocator.problem import build_problem
+    from sim import simulate
+
+    target = configure_target(point)
+    acc = target.accelerator
+    pairs = list(point.choices) or [(w, a) for w in acc.weight_bits for a in acc.act_bits]
+    if point.sensitivity == "proxy":
+        scores = proxy_sensitivity(workload, pairs)
+    else:
+        scores = _sensitivity_table(point.sensitivity)
+    problem = build_problem(workload, target, scores, pairs)
+    limits = Limits(latency_ms=point.limit_latency_ms, size_mb=point.limit_size_mb, bops=point.limit_bops)
+    allocation = allocate(problem, limits)
+    row: dict[str, Any] = {
+        "status": allocation.status,
+        "objective": math.nan if allocation.objective is None else float(allocation.objective),
+        "message": allocation.message,
+    }
+    nan_costs = ("cycles", "latency_ms", "size_mb", "gbops", "mean_wbits", "mean_abits", *_RESOURCES)
+    if not allocation.ok or allocation.predicted is None:
+        return {**row, **dict.fromkeys(nan_costs, math.nan), "fits": False, "plan": ""}
+    bits = {c.layer: (c.wbits, c.abits) for c in allocation.chosen}
+    result = simulate(workload, target, bits=bits)
+    return {
+        **row,
+        "cycles": float(result.cycles),
+        "latency_ms": float(result.latency_ms),
+        "size_mb": float(allocation.predicted.size_mb),
+        "gbops": float(allocation.predicted.bops),
+        "mean_wbits": sum(w for w, _ in bits.values()) / len(bits),
+        "mean_abits": sum(a for _, a in bits.values()) / len(bits),
+        "fits": bool(result.fits),
+        **{name: float(getattr(result.resources, name)) for name in _RESOURCES},
+        "plan": json.dumps(allocation.plan(), sort_keys=True),
+    }
+
+
+_RESOURCES = ("dsp", "lut", "ff", "bram36", "uram")
+
+
+def default_evaluate(spec: SweepSpec) -> Evaluate:
+    """Uniform simulation, or ILP allocation when the sweep sets ``allocate = true``."""
+    if spec.allocate:
+        return allocate_point
+    return simulate_point
+
+
+def _evaluate_batch(workload: Workload, points: Sequence[DesignPoint], evaluate_pickle: bytes) -> list[dict[str, Any]]:
+    """Evaluate points one by one; a point whose input the simulator rejects gets its error, not a crash.
+
+    ``evaluate`` arrives cloudpickled: Dask pickles task arguments by reference where plain pickle can, and a
+    worker started apart cannot import a function defined in a notebook, a script or a test module.
+    """
+    import cloudpickle
+
+    evaluate = cloudpickle.loads(evaluate_pickle)
+    rows = []
+    for point in points:
+        start = time.perf_counter()
+        row = point.to_row()
+        try:
+            row.update(evaluate(workload, point))
+            row["error"] = ""
+        except InputError as exc:
+            row["error"] = str(exc).splitlines()[0]
+        row["eval_s"] = time.perf_counter() - start
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The parquet dataset
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted(out.glob("part-*.parquet"))
+
+
+def finished_ids(out: str | Path) -> set[str]:
+    """Ids of the points already stored under ``out`` (an absent directory has none)."""
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    ids: set[str] = set()
+    for part in _parts(out):
+        ids.update(pq.read_table(part, columns=["point_id"]).column("point_id").to_pylist())
+    return ids
+
+
+def read_results(out: str | Path) -> pd.DataFrame:
+    """All stored rows of a sweep, one per point, sorted by point id (parts may differ in result columns)."""
+    out = Path(out)
+    parts = _parts(out)
+    if not parts:
+        return pd.DataFrame(columns=["point_id"])
+    frames = [pd.read_parquet(part) for part in parts]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return frame.sort_values("point_id", kind="stable").reset_index(drop=True)
+
+
+def _write_part(out: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write rows as one part: a temporary file first, then ``os.replace`` (atomic on one file system)."""
+    ids = sorted(row["point_id"] for row in rows)
+    digest = hashlib.sha256("".join(ids).encode()).hexdigest()[:16]
+    final = out / f"part-{digest}.parquet"
+    temporary = out / f".part-{digest}.{os.getpid()}.tmp"
+    pd.DataFrame(rows).to_parquet(temporary, index=False)
+    os.replace(temporary, final)
+    return final
+
+
+def _clean_temporaries(out: Path) -> None:
+    for stale in out.glob(".part-*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running on Dask
+
+
+def _batches(points: Sequence[DesignPoint], size: int) -> Iterable[list[DesignPoint]]:
+    for start in range(0, len(points), size):
+        yield list(points[start : start + size])
+
+
+def _batch_size(spec: SweepSpec, todo: int, workers: int) -> int:
+    if spec.points_per_part:
+        return spec.points_per_part
+    # a few tasks per worker balances load; more tasks mean more part files and more scheduler overhead
+    return max(1, min(250, math.ceil(todo / (4 * max(workers, 1)))))
+
+
+def build_workloads(models: Iterable[str]) -> dict[str, Workload]:
+    """One workload per model, built once in the client process (torch is not needed on workers)."""
+    from allocator import workload_from_model
+
+    return {model: workload_from_model(model) for model in models}
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Any = None,
+    evaluate: Evaluate | None = None,
+    workloads: Mapping[str, Workload] | None = None,
+    progress: bool = True,
+    connect_timeout_s: float = 10.0,
+) -> SweepSummary:
+    """Evaluate every point of ``spec`` not already stored under ``out``, on Dask, one part file per batch.
+
+    The cluster is, in order of preference: ``client`` (an existing ``distributed.Client``), the scheduler
+    at ``scheduler`` (``tcp://host:port``), or a new ``LocalCluster`` of ``workers`` single-threaded
+    processes (default: the CPU count). Workloads are built once here and scattered to every worker.
+    If a batch fails, the other batches still finish and are stored, then the first error is raised.
+    """
+    from distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _clean_temporaries(out)
+    done_before = finished_ids(out)
+    todo = [p for p in spec.points if p.point_id not in done_before]
+    skipped = len(spec.points) - len(todo)
+    evaluate = evaluate or default_evaluate(spec)
+    if todo and workloads is None:
+        workloads = build_workloads(dict.fromkeys(p.model for p in todo))
+    _write_manifest(out, spec)
+
+    own_cluster = None
+    own_client = None
+    if client is None:
+        if scheduler:
+            try:
+                own_client = client = Client(scheduler, timeout=f"{connect_timeout_s}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise InputError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({exc})") from None
+            where = scheduler
+        else:
+            import logging
+
+            n_workers = workers or os.cpu_count() or 1
+            own_cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            own_client = client = Client(own_cluster)
+            where = "local"
+    else:
+        where = str(client.scheduler.address)
+    n_workers = len(client.scheduler_info().get("workers", {})) or 1
+
+    done = errors = parts = 0
+    first_error: BaseException | None = None
+    try:
+        if todo:
+            assert workloads is not None
+            size = _batch_size(spec, len(todo), n_workers)
+            by_model: dict[str, list[DesignPoint]] = {}
+            for point in todo:
+                by_model.setdefault(point.model, []).append(point)
+            import cloudpickle
+
+            evaluate_pickle = cloudpickle.dumps(evaluate)
+            futures = []
+            for model, points in by_model.items():
+                shipped = client.scatter(workloads[model], broadcast=True, hash=False)
+                futures += [
+                    client.submit(_evaluate_batch, shipped, batch, evaluate_pickle, pure=False)
+                    for batch in _batches(points, size)
+                ]
+            bar = tqdm(total=len(todo), unit="pt", desc=spec.name, file=sys.stderr, disable=not progress)
+            with bar:
+                for future in as_completed(futures):
+                    try:
+                        rows = future.result()
+                    except Exception as exc:
+                        first_error = first_error or exc
+                        continue
+                    _write_part(out, rows)
+                    parts += 1
+                    done += len(rows)
+                    errors += sum(1 for row in rows if row.get("error"))
+                    bar.update(len(rows))
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+    if first_error is not None:
+        raise first_error
+    return SweepSummary(
+        points=len(spec.points),
+        done=done,
+        skipped=skipped,
+        errors=errors,
+        parts=parts,
+        out=str(out),
+        wall_s=round(time.perf_counter() - start, 3),
+        scheduler=where,
+        workers=n_workers,
+    )
+
+
+def _write_manifest(out: Path, spec: SweepSpec) -> None:
+    """Record which sweep file filled this directory (``_``-prefixed files are ignored by parquet readers)."""
+    manifest = {"name": spec.name, "sweep_file": str(spec.path.resolve()), "points": len(spec.points)}
+    temporary = out / f"._sweep.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(temporary, out / "_sweep.json")

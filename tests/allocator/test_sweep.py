@@ -1,0 +1,300 @@
+"""Sweeps: file validation before any work, stable point ids, Dask execution, atomic parts, resume.
+
+One Dask LocalCluster serves the whole module (starting one costs seconds). Evaluation is injected where the
+test is about the machinery, so these tests do not depend on the simulator's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from allocator.cli import main
+from allocator.sweep import DesignPoint, SweepSpec, finished_ids, load_sweep, read_results, run_sweep
+from sim.errors import InputError
+from sim.workload import Gemm, Workload
+
+# Dask ships the injected evaluate functions below by value: workers started apart cannot import this module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+GRID = """
+models = ["tiny"]
+points_per_part = 3
+
+[grid]
+target = ["zcu102", "kv260"]
+rows = [16, 32]
+dataflow = ["os", "ws"]
+bits = [[8, 8], [4, 8]]
+"""
+
+
+def tiny_workload() -> Workload:
+    return Workload.from_ops("tiny", [Gemm("fc1", "fc1", 4, 8, 16, weight_params=128), Gemm("fc2", "fc2", 4, 16, 8)])
+
+
+def fake_evaluate(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+    """Cycles of an ideal output-stationary array: enough to tell points apart, no simulator involved."""
+    cycles = sum(
+        -(-g.m // point.rows) * -(-g.n // point.cols) * (g.k + point.rows + point.cols - 2) for g in workload.gemms
+    )
+    return {"cycles": cycles, "latency_ms": cycles / (point.clock_mhz * 1e3)}
+
+
+def failing_evaluate(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+    if point.rows == 32 and point.dataflow == "ws" and point.target == "kv260":
+        raise RuntimeError("injected failure")
+    return fake_evaluate(workload, point)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as dask_client,
+    ):
+        yield dask_client
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The file
+
+
+def test_grid_expands_to_the_product_with_stable_ids(tmp_path: Path) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    assert len(spec.points) == 2 * 2 * 2 * 2
+    ids = [p.point_id for p in spec.points]
+    assert len(set(ids)) == len(ids)
+    assert [p.point_id for p in load_sweep(write(tmp_path, GRID, "again.toml")).points] == ids
+    first = spec.points[0]
+    assert (first.target, first.rows, first.dataflow, first.wbits, first.abits) == ("zcu102", 16, "os", 8, 8)
+    from sim import load_target
+
+    zcu102 = load_target("zcu102")
+    assert first.cols == zcu102.accelerator.cols  # an absent axis takes the target's own value
+    assert first.clock_mhz == zcu102.clock_mhz
+
+
+def test_explicit_points_join_the_grid_without_duplicates(tmp_path: Path) -> None:
+    text = (
+        GRID
+        + """
+[[point]]
+target = "zcu102"
+rows = 16
+dataflow = "os"
+bits = [8, 8]
+
+[[point]]
+target = "zcu102"
+rows = 64
+cols = 8
+clock_mhz = 150.0
+buffer_split = [0.5, 0.25, 0.25]
+"""
+    )
+    spec = load_sweep(write(tmp_path, text))
+    assert len(spec.points) == 16 + 1  # the first point repeats a grid point
+    last = spec.points[-1]
+    assert (last.rows, last.cols, last.clock_mhz) == (64, 8, 150.0)
+    total = last.ifmap_bytes + last.filter_bytes + last.ofmap_bytes
+    assert last.ifmap_bytes == total // 2
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('models = ["tiny"]\ncolour = 3\n[grid]\ntarget = ["zcu102"]\n', "colour", "unknown key"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrowz = [8]\n', "grid.rowz", "unknown axis"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = []\n', "grid.rows", "empty axis"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102", "no_such_board"]\n', "grid.target[1]", "no_such_board"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = ["32"]\n', "grid.rows[0]", "expected an integer"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\ndataflow = ["rs"]\n', "grid.dataflow[0]", "expected one"),
+        (
+            'models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nbuffer_split = [[0.5, 0.5, 0.5]]\n',
+            "grid.buffer_split[0]",
+            "sum to 1",
+        ),
+        ('models = []\n[grid]\ntarget = ["zcu102"]\n', "models", "non-empty"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nlatency_ms = [5.0]\n', "grid.latency_ms", "allocate = true"),
+        ('models = ["tiny"]\n[[point]]\nrows = 8\n', "point[0].target", "missing"),
+    ],
+)
+def test_malformed_files_fail_naming_file_and_key(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as exc:
+        load_sweep(path)
+    message = str(exc.value)
+    assert str(path) in message and repr(key) in message and reason in message
+    assert "\n" not in message
+
+
+def test_cli_rejects_a_malformed_file_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, 'models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = []\n')
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and "'grid.rows'" in captured.err and captured.err.count("\n") == 1
+    assert not out.exists()  # nothing started: no directory, no cluster
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running
+
+
+def test_sweep_writes_one_row_per_point_and_rerun_skips_them(tmp_path: Path, client: Any) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    out = tmp_path / "out"
+    workloads = {"tiny": tiny_workload()}
+    summary = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
+    assert (summary.points, summary.done, summary.skipped, summary.errors) == (16, 16, 0, 0)
+    assert summary.parts == len(list(out.glob("part-*.parquet"))) == 6  # ceil(16 / 3)
+    frame = read_results(out)
+    assert sorted(frame["point_id"]) == sorted(p.point_id for p in spec.points)
+    expected = {p.point_id: fake_evaluate(workloads["tiny"], p)["cycles"] for p in spec.points}
+    assert dict(zip(frame["point_id"], frame["cycles"], strict=True)) == expected
+    assert not list(out.glob(".*tmp"))
+
+    again = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
+    assert (again.done, again.skipped, again.parts) == (0, 16, 0)
+    assert len(read_results(out)) == 16
+
+
+def test_failed_batch_keeps_the_others_and_rerun_completes(tmp_path: Path, client: Any) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    out = tmp_path / "out"
+    workloads = {"tiny": tiny_workload()}
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_sweep(spec, out, client=client, evaluate=failing_evaluate, workloads=workloads, progress=False)
+    kept = finished_ids(out)
+    bad = [p.point_id for p in spec.points if p.rows == 32 and p.dataflow == "ws" and p.target == "kv260"]
+    assert 0 < len(kept) < 16 and not kept & set(bad)
+
+    summary = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
+    assert summary.skipped == len(kept) and summary.done == 16 - len(kept)
+    frame = read_results(out)
+    assert frame["point_id"].is_unique and set(frame["point_id"]) == {p.point_id for p in spec.points}
+
+
+KILLED_SCRIPT = """
+import sys, time
+from distributed import Client, LocalCluster
+from allocator.sweep import DesignPoint, SweepSpec, run_sweep
+from sim.workload import Gemm, Workload
+
+def slow(workload, point):
+    time.sleep(float(sys.argv[2]))
+    return {"cycles": point.rows * point.cols}
+
+points = tuple(
+    DesignPoint("tiny", "zcu102", rows, 16, "os", 200.0, 10.0, 1024, 1024, 1024) for rows in range(1, 13)
+)
+spec = SweepSpec(Path("k.toml"), "killed", ("tiny",), points, False, "", (), 2)
+workload = Workload.from_ops("tiny", [Gemm("fc", "fc1", 4, 8, 16)])
+if __name__ == "__main__":
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
+        print(run_sweep(spec, sys.argv[1], client=client, evaluate=slow, workloads={"tiny": workload}).done)
+"""
+
+
+def test_killed_sweep_reruns_to_completion_without_duplicates(tmp_path: Path) -> None:
+    script = tmp_path / "killed.py"
+    script.write_text("from pathlib import Path\n" + KILLED_SCRIPT)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([PYTHON, str(script), str(out), "0.3"], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = finished_ids(out)
+    assert 0 < len(kept) < 12  # killed half way: at least one part landed, not all
+
+    rerun = subprocess.run(
+        [PYTHON, str(script), str(out), "0"], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert int(rerun.stdout.strip()) == 12 - len(kept)
+    frame = read_results(out)
+    assert len(frame) == 12 and frame["point_id"].is_unique and kept <= set(frame["point_id"])
+    assert sorted(frame["rows"]) == list(range(1, 13))
+
+
+def test_sweep_runs_on_a_separately_started_scheduler(tmp_path: Path) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = [PYTHON, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = subprocess.Popen(
+        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 30
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        worker = subprocess.Popen(
+            [PYTHON, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"],
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as probe:
+            probe.wait_for_workers(1, timeout=30)
+        out = tmp_path / "out"
+        summary = run_sweep(
+            spec, out, scheduler=address, evaluate=fake_evaluate, workloads={"tiny": tiny_workload()}, progress=False
+        )
+        assert summary.scheduler == address and summary.done == 16
+        assert len(read_results(out)) == 16
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def test_unreachable_scheduler_is_a_user_error(tmp_path: Path) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    with pytest.raises(InputError, match="--scheduler"):
+        run_sweep(
+            spec,
+            tmp_path / "out",
+            scheduler="tcp://127.0.0.1:9",
+            evaluate=fake_evaluate,
+            workloads={"tiny": tiny_workload()},
+            progress=False,
+            connect_timeout_s=1.0,
+        )
+
+
+def test_spec_is_a_plain_value() -> None:
+    point = DesignPoint("tiny", "zcu102", 8, 8, "os", 200.0, 10.0, 1, 1, 1)
+    spec = SweepSpec(Path("s.toml"), "s", ("tiny",), (point,), False, "", (), None)
+    assert spec.points[0].point_id == DesignPoint("tiny", "zcu102", 8, 8, "os", 200.0, 10.0, 1, 1, 1).point_id
+    assert point.to_row()["limit_latency_ms"] != point.to_row()["limit_latency_ms"]  # an absent budget is NaN
