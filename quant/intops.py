@@ -116,11 +116,11 @@ def dyadic_tensor(multipliers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 # ---------------------------------------------------------------- rounding shifts and requantization
 
 
-def shift_round(x: torch.Tensor, shift: torch.Tensor | int, rounding: Rounding = "half_even") -> torch.Tensor:
+def shift_round(x: torch.Tensor, shift: torch.Tensor | int, rounding: Rounding = "half_up") -> torch.Tensor:
     """x·2^−shift rounded to an integer (shift ≥ 0, broadcast against x).
 
-    ``half_even`` rounds ties to the even integer, as ``torch.round`` does in the fake-quant primitives;
-    ``half_up`` is HAWQ-V3's (x + 2^(s−1)) >> s.
+    ``half_up`` (the default) is HAWQ-V3's (x + 2^(s−1)) >> s, i.e. ⌊t + 0.5⌋, the one rounding rule of
+    ``quant.primitives.round_half_up``; ``half_even`` rounds ties to the even integer (``torch.round``).
     """
     _int64(x, "shift_round")
     shift = torch.as_tensor(shift, dtype=torch.int64)
@@ -145,7 +145,7 @@ def requantize(
     shift: torch.Tensor | int,
     *,
     offset: torch.Tensor | int = 0,
-    rounding: Rounding = "half_even",
+    rounding: Rounding = "half_up",
 ) -> torch.Tensor:
     """Dyadic requantization: (acc·m + offset)·2^−s, rounded (HAWQ-V3). ``offset`` is in units of 2^−s.
 
