@@ -1,0 +1,210 @@
+"""Workload: construction, its own validation, single-GEMM workloads and SCALE-Sim topology CSVs."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.errors import InputError
+from sim.workload import Gemm, VectorOp, Workload
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def _block() -> list[Gemm | VectorOp]:
+    return [
+        VectorOp("norm1", "layernorm", 197 * 384),
+        Gemm("qkv", "qkv", 197, 1152, 384, True, 384 * 1152),
+        Gemm("attn.matmul_qk", "attn_qk", 197, 197, 64, False, 0, count=6),
+        VectorOp("attn.softmax", "softmax", 6 * 197 * 197),
+        Gemm("attn.matmul_av", "attn_av", 197, 64, 197, False, 0, count=6),
+        Gemm("proj", "proj", 197, 384, 384, True, 384 * 384),
+    ]
+
+
+# ---- construction -------------------------------------------------------------------------------------------
+def test_from_ops_keeps_order_and_chains_operators() -> None:
+    ops = _block()
+    workload = Workload.from_ops("block", ops)
+    assert workload.ops == tuple(ops)
+    assert [g.name for g in workload.gemms] == ["qkv", "attn.matmul_qk", "attn.matmul_av", "proj"]
+    assert [v.name for v in workload.vector_ops] == ["norm1", "attn.softmax"]
+    assert list(workload.graph.edges) == [(a.name, b.name) for a, b in pairwise(ops)]
+    assert [workload.graph.nodes[op.name]["order"] for op in ops] == list(range(len(ops)))
+    assert len(workload) == 6
+
+
+def test_macs_count_repeats() -> None:
+    workload = Workload.from_ops("block", _block())
+    expected = 197 * 1152 * 384 + 2 * 6 * 197 * 197 * 64 + 197 * 384 * 384
+    assert workload.macs == expected
+    assert Gemm("g", "gemm", 2, 3, 5, count=7).macs == 210
+
+
+def test_from_ops_without_chain_has_no_edges() -> None:
+    assert Workload.from_ops("loose", _block(), chain=False).graph.number_of_edges() == 0
+
+
+def test_ops_follow_order_attribute_not_insertion() -> None:
+    graph = nx.DiGraph()
+    graph.add_node("second", op=VectorOp("second", "add", 4), order=1)
+    graph.add_node("first", op=Gemm("first", "gemm", 2, 2, 2), order=0)
+    graph.add_edge("first", "second")
+    assert [op.name for op in Workload("w", graph).ops] == ["first", "second"]
+
+
+# ---- Workload's own validation -------------------------------------------------------------------------------
+def test_cycle_is_rejected() -> None:
+    graph = nx.DiGraph()
+    for name in ("a", "b"):
+        graph.add_node(name, op=Gemm(name, "gemm", 1, 1, 1), order=0)
+    graph.add_edges_from([("a", "b"), ("b", "a")])
+    with pytest.raises(InputError, match="cycle"):
+        Workload("loop", graph)
+
+
+@pytest.mark.parametrize("dim", ["m", "n", "k", "count"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_gemm_dims_are_rejected(dim: str, value: int) -> None:
+    dims = {"m": 4, "n": 4, "k": 4, "count": 1, dim: value}
+    gemm = Gemm("bad", "gemm", dims["m"], dims["n"], dims["k"], count=dims["count"])
+    with pytest.raises(InputError, match=rf"'bad' has {dim}={value}"):
+        Workload.from_ops("w", [gemm])
+
+
+def test_empty_vector_op_is_rejected() -> None:
+    with pytest.raises(InputError, match="elements=0"):
+        Workload.from_ops("w", [VectorOp("softmax", "softmax", 0)])
+
+
+def test_duplicate_names_are_rejected() -> None:
+    with pytest.raises(InputError, match="'qkv' appears twice"):
+        Workload.from_ops("w", [Gemm("qkv", "qkv", 1, 1, 1), Gemm("qkv", "qkv", 2, 2, 2)])
+
+
+def test_node_without_operator_is_rejected() -> None:
+    graph = nx.DiGraph()
+    graph.add_node("x", order=0)
+    with pytest.raises(InputError, match="node 'x' has no Gemm or VectorOp"):
+        Workload("w", graph)
+
+
+def test_node_name_must_match_its_operator() -> None:
+    graph = nx.DiGraph()
+    graph.add_node("x", op=Gemm("y", "gemm", 1, 1, 1), order=0)
+    with pytest.raises(InputError, match="node 'x' holds operator 'y'"):
+        Workload("w", graph)
+
+
+# ---- from_gemm ------------------------------------------------------------------------------------------------
+def test_from_gemm() -> None:
+    workload = Workload.from_gemm(197, 1152, 384)
+    (gemm,) = workload.gemms
+    assert (gemm.m, gemm.n, gemm.k, gemm.count) == (197, 1152, 384, 1)
+    assert gemm.b_is_weight and gemm.weight_params == 384 * 1152
+    assert workload.macs == 197 * 1152 * 384
+    assert workload.name == gemm.name == "gemm_197x1152x384"
+
+
+@pytest.mark.parametrize("dims", [(0, 1, 1), (1, -2, 1), (1, 1, 2.5), (True, 1, 1)])
+def test_from_gemm_rejects_bad_dims(dims: tuple) -> None:
+    with pytest.raises(InputError, match="must be positive integers"):
+        Workload.from_gemm(*dims)
+
+
+# ---- SCALE-Sim topology CSV -----------------------------------------------------------------------------------
+def test_reads_scalesim_gemm_file_with_repeated_rows() -> None:
+    workload = Workload.from_topology_csv(DATA / "deit_s_block0.csv")
+    assert workload.name == "deit_s_block0"
+    shapes = [(g.name, g.m, g.n, g.k, g.count) for g in workload.gemms]
+    assert shapes == [
+        ("blocks.0.attn.qkv", 197, 1152, 384, 1),
+        ("blocks.0.attn.matmul_qk", 197, 197, 64, 6),
+        ("blocks.0.attn.matmul_av", 197, 64, 197, 6),
+        ("blocks.0.attn.proj", 197, 384, 384, 1),
+        ("blocks.0.mlp.fc1", 197, 1536, 384, 1),
+        ("blocks.0.mlp.fc2", 197, 384, 1536, 1),
+    ]
+    assert workload.macs == 197 * 384 * (1152 + 384 + 2 * 1536) + 2 * 6 * 197 * 197 * 64
+    assert all(g.kind == "gemm" and g.b_is_weight for g in workload.gemms)
+    assert nx.is_directed_acyclic_graph(workload.graph) and workload.graph.number_of_edges() == 5
+
+
+def test_reads_compact_style_without_spaces_and_with_blank_lines() -> None:
+    workload = Workload.from_topology_csv(DATA / "gemm_mnk_style.csv")
+    assert [(g.name, g.m, g.n, g.k) for g in workload.gemms][:2] == [("QKT", 1024, 1024, 64), ("QKTV", 1024, 64, 1024)]
+    assert len(workload.gemms) == 5
+
+
+def test_trailing_comma_is_optional(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("Layer, M, N, K\nfc, 3, 4, 5\n")
+    assert Workload.from_topology_csv(path).gemms[0].macs == 60
+
+
+def test_round_trip_keeps_names_dims_and_counts(tmp_path: Path) -> None:
+    ops = [*_block(), Gemm("single[0]", "gemm", 2, 3, 4)]  # an index suffix on a lone row stays a name
+    original = Workload.from_ops("block", ops)
+    path = original.to_topology_csv(tmp_path / "block.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "Layer, M, N, K,"
+    assert lines[1] == "qkv, 197, 1152, 384,"
+    assert lines[2] == "attn.matmul_qk[0], 197, 197, 64,"
+    assert len(lines) == 1 + sum(g.count for g in original.gemms)  # one row per repeat: SCALE-Sim runs each once
+    back = Workload.from_topology_csv(path)
+    assert [(g.name, g.m, g.n, g.k, g.count) for g in back.gemms] == [
+        (g.name, g.m, g.n, g.k, g.count) for g in original.gemms
+    ]
+    assert back.macs == original.macs
+
+
+_SHAPE = st.tuples(st.integers(1, 4096), st.integers(1, 4096), st.integers(1, 4096), st.integers(1, 5))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_SHAPE, min_size=1, max_size=6))
+def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, shapes: list[tuple[int, int, int, int]]) -> None:
+    gemms = [Gemm(f"layer{i}", "gemm", m, n, k, count=c) for i, (m, n, k, c) in enumerate(shapes)]
+    path = Workload.from_ops("w", list(gemms)).to_topology_csv(tmp_path_factory.mktemp("rt") / "w.csv")
+    back = Workload.from_topology_csv(path)
+    assert [(g.name, g.m, g.n, g.k, g.count) for g in back.gemms] == [(g.name, g.m, g.n, g.k, g.count) for g in gemms]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("Layer, M, N, K,\nfc, 3, x, 5,\n", 2, r"N='x' in layer 'fc' is not an integer"),
+        ("Layer, M, N, K,\nfc, 3, 4.5, 5,\n", 2, r"N='4.5' in layer 'fc' is not an integer"),
+        ("Layer, M, N, K,\nfc, 3, 4, 5,\nfc2, 0, 4, 5,\n", 3, r"M=0 in layer 'fc2'; must be > 0"),
+        ("Layer, M, N, K,\nfc, 3, 4, -5,\n", 2, r"K=-5 in layer 'fc'; must be > 0"),
+        ("Layer, M, N, K,\nfc, 3, 4,\n", 2, r"expected 4 columns 'name, M, N, K,' but found 3"),
+        ("Layer, M, N, K,\nfc, 3, 4, 5, 6, 7,\n", 2, r"expected 4 columns 'name, M, N, K,' but found 6"),
+        ("Layer, M, N, K,\n, 3, 4, 5,\n", 2, r"empty layer name"),
+        ("fc, 3, 4, 5,\n", 1, r"first row looks like data"),
+        ("Layer, M, N, K,\nfc, 3, 4, 5,\n\nfc, 1, 1, 1,\n", 4, r"layer name 'fc' already used on line 2"),
+    ],
+)
+def test_bad_rows_name_file_line_and_reason(tmp_path: Path, text: str, line: int, reason: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match=rf"bad\.csv:{line}: {reason}") as info:
+        Workload.from_topology_csv(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "reason"), [("", "empty topology file"), ("Layer, M, N, K,\n\n", "no GEMM rows")])
+def test_empty_files(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match=reason):
+        Workload.from_topology_csv(path)
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Workload.from_topology_csv(tmp_path / "nope.csv")
