@@ -214,37 +214,34 @@ def _times_log2e(x: torch.Tensor) -> torch.Tensor:
     return x + torch.bitwise_right_shift(x, 1) - torch.bitwise_right_shift(x, 4)
 
 
-def shiftmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Integer softmax (I-ViT Shiftmax) of fixed-point logits with ``LOGIT_FRAC_BITS`` fraction bits.
+def shiftmax(logits: torch.Tensor, frac_bits: int = LOGIT_FRAC_BITS, dim: int = -1) -> torch.Tensor:
+    """Integer softmax (I-ViT Shiftmax) of fixed-point logits with ``frac_bits`` fraction bits.
 
     Returns probabilities in units of 2^−PROB_FRAC_BITS along ``dim``. Per row one integer division (the
     reciprocal of the sum), then a multiply and a shift per element, as I-ViT's IntDiv.
     """
     _int64(logits, "shiftmax")
     shifted = logits - logits.amax(dim=dim, keepdim=True)  # ≤ 0, so every exponential is ≤ 1
-    exp = shift_exp2(_times_log2e(shifted), LOGIT_FRAC_BITS)
+    exp = shift_exp2(_times_log2e(shifted), frac_bits)
     total = exp.sum(dim=dim, keepdim=True)  # ≥ 2^EXP_FRAC_BITS: the row maximum contributes exactly 1
     reciprocal_bits = 2 * EXP_FRAC_BITS + 8
     reciprocal = torch.div(torch.full_like(total, 1 << reciprocal_bits), total, rounding_mode="floor")
     return shift_round(exp * reciprocal, reciprocal_bits - PROB_FRAC_BITS, "half_up")
 
 
-def shift_gelu(x: torch.Tensor) -> torch.Tensor:
-    """Integer GELU (I-ViT ShiftGELU): x·σ(1.702x) on fixed-point x with ``GELU_FRAC_BITS`` fraction bits.
+def shift_gelu(x: torch.Tensor, frac_bits: int = GELU_FRAC_BITS) -> torch.Tensor:
+    """Integer GELU (I-ViT ShiftGELU): x·σ(1.702x) on fixed-point x with ``frac_bits`` fraction bits.
 
-    Returns GELU(x) in units of 2^−(2·GELU_FRAC_BITS). σ(t) for t ≤ 0 is e^t/(1 + e^t) with e^t by
+    Returns GELU(x) in units of 2^−(2·frac_bits). σ(t) for t ≤ 0 is e^t/(1 + e^t) with e^t by
     :func:`shift_exp2`; σ(t) = 1 − σ(−t) for t > 0. One integer division per element.
     """
     _int64(x, "shift_gelu")
     # 1.702·x ≈ x + x/2 + x/8 + x/16 = 1.6875·x (I-ViT), then ·log2(e) for base 2
     scaled = x + torch.bitwise_right_shift(x, 1) + torch.bitwise_right_shift(x, 3) + torch.bitwise_right_shift(x, 4)
-    neg = -torch.abs(scaled)
-    if GELU_FRAC_BITS >= LOGIT_FRAC_BITS:
-        neg = shift_round(neg, GELU_FRAC_BITS - LOGIT_FRAC_BITS, "half_up")
-    exp = shift_exp2(_times_log2e(neg), LOGIT_FRAC_BITS)  # e^(−|t|), units 2^-EXP_FRAC_BITS
+    exp = shift_exp2(_times_log2e(-torch.abs(scaled)), frac_bits)  # e^(−|t|), units 2^-EXP_FRAC_BITS
     one = 1 << EXP_FRAC_BITS
-    sigmoid_neg = torch.div(torch.bitwise_left_shift(exp, GELU_FRAC_BITS), exp + one, rounding_mode="floor")
-    sigmoid = torch.where(x >= 0, (1 << GELU_FRAC_BITS) - sigmoid_neg, sigmoid_neg)
+    sigmoid_neg = torch.div(torch.bitwise_left_shift(exp, frac_bits), exp + one, rounding_mode="floor")
+    sigmoid = torch.where(x >= 0, (1 << frac_bits) - sigmoid_neg, sigmoid_neg)
     return x * sigmoid
 
 

@@ -146,6 +146,8 @@ def test_shiftmax_close_to_softmax() -> None:
     assert (probs - reference).abs().max().item() < 0.03
     assert (probs.sum(dim=-1) - 1).abs().max().item() < 1e-3
     assert probs.argmax(dim=-1).tolist() == reference.argmax(dim=-1).tolist()
+    fine = intops.shiftmax(torch.round(logits * 2**16).long(), 16).double() / 2**intops.PROB_FRAC_BITS
+    assert (fine - reference).abs().max().item() < 0.03
 
 
 def test_shiftmax_one_hot_and_uniform_rows() -> None:
@@ -168,6 +170,8 @@ def test_shift_gelu_close_to_gelu() -> None:
     # x·σ(1.6875x) with a linear exp fraction vs erf GELU: measured max abs error 0.025 (at |x| ≈ 2)
     assert (got - torch.nn.functional.gelu(x)).abs().max().item() < 0.04
     assert got[codes == 0].tolist() == [0.0]
+    fine = intops.shift_gelu(torch.round(x * 2**16).long(), 16).double() / 2**32
+    assert (fine - torch.nn.functional.gelu(x)).abs().max().item() < 0.04
 
 
 @settings(max_examples=100)
