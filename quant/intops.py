@@ -73,23 +73,26 @@ def _int64(x: torch.Tensor, what: str) -> torch.Tensor:
 # ---------------------------------------------------------------- conversion-time: real scale -> integers
 
 
-def dyadic(multiplier: float) -> tuple[int, int]:
-    """Write a real multiplier as m·2^−s: m an int32 mantissa (frexp·2^31, |m| in [2^30, 2^31)), s ≥ 0 a shift.
+def dyadic(multiplier: float, mantissa_bits: int = MANTISSA_BITS) -> tuple[int, int]:
+    """Write a real multiplier as m·2^−s: m a signed mantissa of ``mantissa_bits`` magnitude bits (default
+    31: an int32, frexp·2^31, |m| in [2^30, 2^31)), s ≥ 0 a shift.
 
     Zero maps to (0, 0). Shifts above 62 trade mantissa bits for a smaller shift, so acc·m stays in int64.
+    A smaller ``mantissa_bits`` makes room for wide accumulators: acc·m fits int64 when
+    acc bits + mantissa_bits ≤ 63.
     """
     if not math.isfinite(multiplier):
         raise ValueError(f"dyadic: multiplier must be finite, got {multiplier}")
     if multiplier == 0.0:
         return 0, 0
     fraction, exponent = math.frexp(multiplier)  # multiplier = fraction·2^exponent, |fraction| in [0.5, 1)
-    mantissa = round(fraction * (1 << MANTISSA_BITS))
-    if abs(mantissa) == 1 << MANTISSA_BITS:  # rounding reached 2^31, which int32 cannot hold
+    mantissa = math.floor(fraction * (1 << mantissa_bits) + 0.5)
+    if abs(mantissa) == 1 << mantissa_bits:  # rounding reached 2^bits, one bit too many
         mantissa //= 2
         exponent += 1
-    shift = MANTISSA_BITS - exponent
+    shift = mantissa_bits - exponent
     if shift < 0:
-        raise ValueError(f"dyadic: multiplier {multiplier} ≥ 2^31 cannot be a requantization factor")
+        raise ValueError(f"dyadic: multiplier {multiplier} ≥ 2^{mantissa_bits} cannot be a requantization factor")
     if shift > MAX_SHIFT:
         mantissa = _round_half_even_int(mantissa, shift - MAX_SHIFT)
         shift = MAX_SHIFT
@@ -104,10 +107,10 @@ def _round_half_even_int(value: int, shift: int) -> int:
     return quotient
 
 
-def dyadic_tensor(multipliers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def dyadic_tensor(multipliers: torch.Tensor, mantissa_bits: int = MANTISSA_BITS) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`dyadic` element by element: (mantissas, shifts) as int64 tensors of the multipliers' shape."""
     flat = multipliers.detach().to(torch.float64).reshape(-1).tolist()
-    pairs = [dyadic(value) for value in flat]
+    pairs = [dyadic(value, mantissa_bits) for value in flat]
     mantissas = torch.tensor([p[0] for p in pairs], dtype=torch.int64).reshape(multipliers.shape)
     shifts = torch.tensor([p[1] for p in pairs], dtype=torch.int64).reshape(multipliers.shape)
     return mantissas, shifts

@@ -1,0 +1,768 @@
+"""Integer-only inference of a quantized timm ViT, and its element-by-element check against the exact mode.
+
+Number formats inside the integer model (every tensor is ``int64``; no float after the input boundary):
+
+- **codes** of a quantizer (``quant.primitives.QParams``) at every quantization point of the fake-quant
+  model; a GEMM multiplies ``decode_int(codes)`` (integers on the quantizer's grid), never the codes.
+- **fixed point** with ``ACT_FRAC_BITS`` fraction bits for every activation the fake-quant model keeps in
+  float: GEMM outputs (after bias), the residual stream, the LayerNorm input, the GELU input. A GEMM's
+  accumulator is requantized into it by a dyadic factor per output channel; the residual add is then a
+  plain integer add of two tensors on the same grid (the add's requantization is the GEMM's).
+  On hardware this is an int32 with 16 fraction bits while |x| < 2^15; here int64 holds it unchecked.
+- **integer logits**: the head's output in fixed point, so ``argmax`` is the prediction.
+
+The only float→int step is the image entering the patch embedding: ``quant.primitives.encode`` of its
+input quantizer, stated once in :meth:`IntegerModel.forward`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from quant import intops
+from quant import primitives as P
+from quant.errors import InputError
+from quant.primitives import QParams, log2_zero_code
+
+__all__ = [
+    "ACT_FRAC_BITS",
+    "IntAdd",
+    "IntEncoder",
+    "IntGemm",
+    "IntLayerNorm",
+    "IntMatMul",
+    "IntegerModel",
+    "Mismatch",
+    "VerifyReport",
+    "to_fixed",
+    "to_integer",
+    "verify_bit_exact",
+]
+
+ACT_FRAC_BITS = 16
+"""Fraction bits of the fixed-point activations (GEMM outputs, residual stream): one LSB is 2^−16."""
+_SATURATE = (1 << 31) - 1  # fixed-point values are saturated to int32 before a dyadic multiply (int64-safe)
+
+
+def to_fixed(values: Tensor, frac_bits: int = ACT_FRAC_BITS) -> Tensor:
+    """Round real constants (float64) to fixed point: ⌊v·2^frac_bits + 0.5⌋ as int64. Conversion time only."""
+    return torch.floor(values.to(torch.float64) * 2.0**frac_bits + 0.5).to(torch.int64)
+
+
+def _per_channel(t: Tensor, ndim: int) -> Tensor:
+    """A 0-d tensor as is; a per-channel (last axis) tensor shaped to broadcast against ``ndim`` dimensions."""
+    return t if t.dim() == 0 else t.reshape([1] * (ndim - 1) + [-1])
+
+
+@dataclass(frozen=True)
+class IntEncoder:
+    """A quantizer's encode, from fixed-point integers (x = X·2^−frac_bits) to its codes, with integer ops only.
+
+    Built once from ``QParams`` (floats read at conversion time); mirrors ``quant.primitives.encode``
+    with its division by the scale replaced by a dyadic factor: ``fine`` = 2^−frac_bits/scale (per channel
+    for ptf/o2sf, whose α_c add to the shift), ``coarse`` = fine·2^−shift for twin_uniform/v2sf. log2
+    compares X with ⌊2^−(j+0.5)·scale·2^frac_bits⌋: code = #{j < Z : x/scale ≤ 2^−(j+0.5)}, which is
+    clamp(round_half_up(−log2(x/scale)), 0, Z) and Z for x ≤ 0.
+    """
+
+    params: QParams
+    frac_bits: int
+    fine_mantissa: Tensor
+    fine_shift: Tensor
+    coarse_shift: Tensor
+    zero_point: Tensor
+    log2_thresholds: Tensor
+
+    @classmethod
+    def build(cls, params: QParams, frac_bits: int = ACT_FRAC_BITS) -> IntEncoder:
+        if params.axis is not None and params.kind not in ("ptf", "o2sf") and params.scale.dim() > 0:
+            raise ValueError("IntEncoder: per-channel activation quantizers are supported for ptf/o2sf only")
+        scale = params.scale.detach().to(torch.float64)
+        mantissa, shift = intops.dyadic_tensor(2.0**-frac_bits / scale)
+        factor_shift = params.shift.detach().to(torch.float64).round().to(torch.int64)
+        if params.kind in ("ptf", "o2sf"):
+            shift = shift + factor_shift
+            mantissa = mantissa.expand_as(shift).clone()
+        coarse_shift = shift + factor_shift if params.kind in ("twin_uniform", "v2sf") else shift
+        thresholds = torch.zeros(0, dtype=torch.int64)
+        if params.kind == "log2":
+            zero = log2_zero_code(params.bits)
+            real = [2.0 ** -(j + 0.5) * float(scale) * 2.0**frac_bits for j in range(zero)]
+            thresholds = torch.tensor([math.floor(t) for t in real], dtype=torch.int64)
+        zero_point = params.zero_point.detach().to(torch.float64).round().to(torch.int64)
+        return cls(params, frac_bits, mantissa, shift, coarse_shift, zero_point, thresholds)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Codes (int64) of the fixed-point tensor ``x``."""
+        p = self.params
+        if x.dtype != torch.int64:
+            raise TypeError(f"IntEncoder: expected int64 fixed-point input, got {x.dtype}")
+        if p.kind == "log2":
+            counts = (x.unsqueeze(-1) <= self.log2_thresholds).sum(dim=-1)
+            return counts.to(torch.int64)
+        x = torch.clamp(x, -_SATURATE, _SATURATE)
+        ndim = x.dim()
+        mantissa = _per_channel(self.fine_mantissa, ndim)
+        fine_shift = _per_channel(self.fine_shift, ndim)
+        zero_point = _per_channel(self.zero_point, ndim)
+        bits = p.bits
+        if p.kind == "uniform":
+            qmin, qmax = p.code_range
+            return torch.clamp(intops.requantize(x, mantissa, fine_shift) + zero_point, qmin, qmax)
+        if p.kind in ("ptf", "o2sf"):
+            return torch.clamp(intops.requantize(x, mantissa, fine_shift) + zero_point, 0, 2**bits - 1)
+        half = 2 ** (bits - 1)
+        coarse_shift = _per_channel(self.coarse_shift, ndim)
+        fine = intops.requantize(x, mantissa, fine_shift)
+        coarse = intops.requantize(x, mantissa, coarse_shift)
+        if p.signed and p.kind == "twin_uniform":
+            negative = torch.clamp(intops.requantize(-x, mantissa, fine_shift), 0, half - 1)
+            positive = torch.clamp(coarse, 0, half - 1) + half
+            return torch.where(x < 0, negative, positive)
+        if p.signed:  # v2sf, two's complement field
+            lo, hi = -(2 ** (bits - 2)), 2 ** (bits - 2) - 1
+            use_fine = (fine >= lo) & (fine <= hi)
+            field = torch.where(use_fine, fine, torch.clamp(coarse, lo, hi))
+            return torch.where(field < 0, field + half, field) + torch.where(use_fine, 0, half)
+        fine = torch.clamp(fine, min=0)
+        use_fine = fine <= half - 1
+        field = torch.where(use_fine, fine, torch.clamp(coarse, 0, half - 1))
+        return field + torch.where(use_fine, 0, half)
+
+
+# ---------------------------------------------------------------------------------------- code recording
+
+Recorder = Callable[[Any, Tensor], None]
+_recorders: list[Recorder] = []
+
+
+@contextmanager
+def recording(recorder: Recorder) -> Iterator[None]:
+    """Within the block, every quantization point computed by the exact mode calls ``recorder(quantizer, codes)``."""
+    _recorders.append(recorder)
+    try:
+        yield
+    finally:
+        _recorders.remove(recorder)
+
+
+def record(quantizer: Any, codes: Tensor) -> None:
+    """Report ``codes`` of ``quantizer`` (a ``quant.modules.Quantizer``, or a name) to the active recorders."""
+    for recorder in _recorders:
+        recorder(quantizer, codes)
+
+
+# ------------------------------------------------------------------------------------------- conversion
+
+
+def quantizer_params(quantizer: Any) -> QParams:
+    """A calibrated ``Quantizer``'s parameters, per-channel ones on the last axis (float64 scale)."""
+    if not quantizer.calibrated:
+        raise InputError("quantizer is not calibrated; run quant.calibrate_(model, data) before the integer model")
+    params = quantizer.qparams()
+    if params.scale.dim() > 0:
+        params = replace(params, axis=-1)
+    return params.to(torch.float64)
+
+
+def decode(codes: Tensor, params: QParams) -> Tensor:
+    """``decode_int`` of the codes (integers on the quantizer's grid), per-channel factors on the last axis."""
+    return P.decode_int(codes, params)
+
+
+def _decoded_bound(params: QParams) -> int:
+    """Largest |decode_int(code)| over every code the quantizer can emit."""
+    qmin, qmax = params.code_range
+    codes = torch.arange(qmin, qmax + 1, dtype=torch.int64)
+    if params.scale.dim() > 0:  # per channel: try every channel's factor
+        codes = codes.unsqueeze(-1).expand(-1, params.scale.shape[0])
+    return int(decode(codes, params).abs().max())
+
+
+def _bits_for_bound(bound: int) -> int:
+    """Signed bits that hold every integer in [−bound, bound]."""
+    return max(bound, 1).bit_length() + 1
+
+
+def _requant_factors(multipliers: Tensor, acc_bits: int) -> tuple[Tensor, Tensor]:
+    """Dyadic factors with a mantissa short enough that acc·m cannot overflow int64."""
+    mantissa_bits = min(intops.MANTISSA_BITS, 63 - acc_bits)
+    if mantissa_bits < 8:
+        raise InputError(f"accumulator of {acc_bits} bits leaves no room for a requantization factor in int64")
+    return intops.dyadic_tensor(multipliers, mantissa_bits)
+
+
+def _power_of_two_exponent(value: float) -> int | None:
+    """e with value == 2^−e exactly, else None."""
+    fraction, exponent = math.frexp(value)
+    return 1 - exponent if fraction == 0.5 else None
+
+
+@dataclass(frozen=True)
+class IntGemm:
+    """A weight GEMM: a ``QuantLinear``, or the ``QuantConv2d`` patch embedding as a GEMM on patches.
+
+    y = requant(decode(codes) @ W, per output channel step_in·step_w·2^16) + bias, in fixed point.
+    The float bias is rounded once to fixed point at conversion and added after the requantization.
+    """
+
+    name: str
+    input_name: str
+    encoder: IntEncoder
+    input_params: QParams
+    weight_t: Tensor
+    acc_bits: int
+    mantissa: Tensor
+    shift: Tensor
+    bias: Tensor
+    kernel: tuple[int, int] | None = None
+
+    @classmethod
+    def build(cls, name: str, module: Any) -> IntGemm:
+        params = quantizer_params(module.input_quant)
+        weight_params = module.weight_quant.qparams().to(torch.float64)
+        weight = module.weight.detach().to(torch.float64)
+        weight_codes = P.encode(weight, weight_params)
+        weight_int = P.decode_int(weight_codes, weight_params).reshape(weight.shape[0], -1)
+        kernel = tuple(module.kernel_size) if isinstance(module, nn.Conv2d) else None
+        if kernel is not None and (tuple(module.stride) != kernel or module.padding not in ((0, 0), "valid")):
+            raise InputError(f"{name}: integer patch embedding needs stride = kernel size and no padding")
+        k = weight_int.shape[1]
+        acc_bits = (k * _decoded_bound(params) * int(weight_int.abs().max().clamp(min=1))).bit_length() + 1
+        in_step = float(P.grid_step(params)) if params.scale.dim() == 0 else float(params.scale)
+        w_step = P.grid_step(weight_params).reshape(-1)
+        mantissa, shift = _requant_factors(in_step * w_step * 2.0**ACT_FRAC_BITS, acc_bits)
+        bias = module.bias if module.bias is not None else torch.zeros(weight.shape[0])
+        return cls(
+            name,
+            f"{name}.input_quant",
+            IntEncoder.build(params),
+            params,
+            weight_int.t().contiguous(),
+            acc_bits,
+            mantissa,
+            shift,
+            to_fixed(bias.detach()),
+            kernel,  # type: ignore[arg-type]
+        )
+
+    @property
+    def acc_dtype(self) -> torch.dtype:
+        """int32 where the worst-case accumulator fits in 32 bits, else int64."""
+        return torch.int32 if self.acc_bits <= 32 else torch.int64
+
+    def accumulate(self, codes: Tensor) -> Tensor:
+        """The integer accumulator decode(codes) @ W (int64 values, computed in ``acc_dtype``)."""
+        return intops.int_gemm(decode(codes, self.input_params), self.weight_t, self.acc_bits)
+
+    def output(self, acc: Tensor) -> Tensor:
+        """Requantize the accumulator into fixed point and add the bias."""
+        return intops.requantize(acc, self.mantissa, self.shift) + self.bias
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(input codes, fixed-point output) of a fixed-point input with ACT_FRAC_BITS fraction bits."""
+        codes = self.encoder(x)
+        return codes, self.output(self.accumulate(codes))
+
+    def patches(self, codes: Tensor) -> Tensor:
+        """Image codes (B, C, H, W) -> patch codes (B, L, C·kh·kw) in the conv weight's order."""
+        kh, kw = self.kernel  # type: ignore[misc]
+        b, c, h, w = codes.shape
+        grid = codes.reshape(b, c, h // kh, kh, w // kw, kw).permute(0, 2, 4, 1, 3, 5)
+        return grid.reshape(b, (h // kh) * (w // kw), c * kh * kw)
+
+
+@dataclass(frozen=True)
+class IntMatMul:
+    """Attention's activation × activation GEMM: both operands encoded, multiplied, requantized to fixed point.
+
+    ``a_frac_bits``: fraction bits of the first operand as the integer model holds it (q·2^−e for a
+    power-of-two attention scale 2^−e is q's fixed point with e more fraction bits: no rounding).
+    """
+
+    name: str
+    a_encoder: IntEncoder
+    b_encoder: IntEncoder
+    a_params: QParams
+    b_params: QParams
+    transpose_b: bool
+    acc_bits: int
+    mantissa: Tensor
+    shift: Tensor
+
+    @classmethod
+    def build(cls, name: str, module: Any, k: int, a_frac_bits: int = ACT_FRAC_BITS) -> IntMatMul:
+        a_params, b_params = quantizer_params(module.a_quant), quantizer_params(module.b_quant)
+        acc_bits = (k * _decoded_bound(a_params) * _decoded_bound(b_params)).bit_length() + 1
+        for params, operand in ((a_params, "a_quant"), (b_params, "b_quant")):
+            if params.scale.dim() > 0:
+                raise InputError(f"{name}.{operand}: per-channel quantizers are not supported on attention operands")
+        step = float(P.grid_step(a_params)) * float(P.grid_step(b_params))
+        mantissa, shift = _requant_factors(torch.tensor(step * 2.0**ACT_FRAC_BITS, dtype=torch.float64), acc_bits)
+        return cls(
+            name,
+            IntEncoder.build(a_params, a_frac_bits),
+            IntEncoder.build(b_params),
+            a_params,
+            b_params,
+            module.transpose_b,
+            acc_bits,
+            mantissa,
+            shift,
+        )
+
+    def with_a_frac_bits(self, a_frac_bits: int) -> IntMatMul:
+        """The same GEMM reading its first operand with ``a_frac_bits`` fraction bits."""
+        return replace(self, a_encoder=IntEncoder.build(self.a_params, a_frac_bits))
+
+    def accumulate(self, a_codes: Tensor, b_codes: Tensor) -> Tensor:
+        a, b = decode(a_codes, self.a_params), decode(b_codes, self.b_params)
+        return intops.int_gemm(a, b.transpose(-2, -1) if self.transpose_b else b, self.acc_bits)
+
+    def __call__(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(a codes, b codes, fixed-point output) of fixed-point operands."""
+        a_codes, b_codes = self.a_encoder(a), self.b_encoder(b)
+        acc = self.accumulate(a_codes, b_codes)
+        return a_codes, b_codes, intops.requantize(acc, self.mantissa, self.shift)
+
+
+LN_PRESHIFT = 16
+"""Bits the LayerNorm input's integers are shifted left by, so ⌊√var⌋ keeps 2^−16 relative precision."""
+
+
+@dataclass(frozen=True)
+class IntLayerNorm:
+    """I-LayerNorm of residual-stream integers n (step ``input_step``), affine-requantized to fixed point.
+
+    LayerNorm is scale-free, so it runs on n << 16 directly, with eps in those units; then
+    y_c = requant(norm_c, γ_c·2^(16−LN_FRAC_BITS)) + β_c (fixed point).
+    """
+
+    name: str
+    eps_codes: int
+    mantissa: Tensor
+    shift: Tensor
+    bias: Tensor
+
+    @classmethod
+    def build(cls, name: str, module: nn.LayerNorm, input_step: float) -> IntLayerNorm:
+        eps_codes = math.floor(module.eps / input_step**2 * 4.0**LN_PRESHIFT + 0.5)
+        channels = module.normalized_shape[-1]
+        weight = module.weight.detach() if module.weight is not None else torch.ones(channels)
+        bias = module.bias.detach() if module.bias is not None else torch.zeros(channels)
+        norm_bits = 2 + LN_FRAC_BITS + max(channels, 1).bit_length()  # |norm| ≤ √C·2^LN_FRAC_BITS
+        mantissa, shift = _requant_factors(
+            weight.to(torch.float64) * 2.0 ** (ACT_FRAC_BITS - intops.LN_FRAC_BITS), norm_bits
+        )
+        return cls(name, eps_codes, mantissa, shift, to_fixed(bias))
+
+    def __call__(self, n: Tensor) -> Tensor:
+        normed = intops.int_layernorm(torch.bitwise_left_shift(n, LN_PRESHIFT), self.eps_codes)
+        return intops.requantize(normed, self.mantissa, self.shift) + self.bias
+
+
+LN_FRAC_BITS = intops.LN_FRAC_BITS
+
+
+@dataclass(frozen=True)
+class IntAdd:
+    """Residual add with requantization: both operands brought to fixed point, added, encoded by ``output_quant``.
+
+    An operand that is residual-stream codes is requantized into fixed point by a dyadic factor of its
+    grid step; a fixed-point operand is added as it is.
+    """
+
+    name: str
+    encoder: IntEncoder
+    params: QParams
+
+    @classmethod
+    def build(cls, name: str, module: Any) -> IntAdd:
+        params = quantizer_params(module.output_quant)
+        if params.kind != "uniform" or params.scale.dim() > 0:
+            raise InputError(f"{name}.output_quant: the residual stream must be a per-tensor uniform quantizer")
+        return cls(name, IntEncoder.build(params), params)
+
+    @property
+    def step(self) -> float:
+        return float(P.grid_step(self.params))
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        """Codes of a + b, both fixed point."""
+        return self.encoder(a + b)
+
+
+@dataclass(frozen=True)
+class StreamToFixed:
+    """Residual-stream codes of one quantizer -> fixed point: decode, then a dyadic factor step·2^16."""
+
+    params: QParams
+    mantissa: int
+    shift: int
+
+    @classmethod
+    def build(cls, params: QParams) -> StreamToFixed:
+        bound_bits = _bits_for_bound(_decoded_bound(params))
+        mantissa, shift = intops.dyadic(float(P.grid_step(params)) * 2.0**ACT_FRAC_BITS, 63 - bound_bits - 1)
+        return cls(params, mantissa, shift)
+
+    def __call__(self, codes: Tensor) -> Tensor:
+        return intops.requantize(decode(codes, self.params), self.mantissa, self.shift)
+
+
+def gelu_fixed(x: Tensor) -> Tensor:
+    """ShiftGELU of fixed-point x, back in fixed point."""
+    return intops.shift_round(intops.shift_gelu(x, ACT_FRAC_BITS), ACT_FRAC_BITS)
+
+
+def softmax_fixed(x: Tensor) -> Tensor:
+    """Shiftmax over the last axis of fixed-point logits; probabilities in fixed point."""
+    return intops.shiftmax(x, ACT_FRAC_BITS)
+
+
+assert intops.PROB_FRAC_BITS == ACT_FRAC_BITS, "Shiftmax's output must be on the fixed-point grid"
+
+
+# ------------------------------------------------------------------------------------ the integer model
+
+
+@dataclass(frozen=True)
+class IntBlock:
+    """One transformer block's integer kernels (timm ``Block``: pre-norm attention and MLP, two residual adds)."""
+
+    name: str
+    stream_in: StreamToFixed
+    norm1: IntLayerNorm
+    qkv: IntGemm
+    matmul_qk: IntMatMul
+    q_scale: tuple[int, int] | None  # dyadic factor for a non-power-of-two attention scale, else None
+    matmul_av: IntMatMul
+    proj: IntGemm
+    add1: IntAdd
+    stream_mid: StreamToFixed
+    norm2: IntLayerNorm
+    fc1: IntGemm
+    fc2: IntGemm
+    add2: IntAdd
+    num_heads: int
+
+
+@dataclass(frozen=True)
+class IntegerRun:
+    """One integer forward: ``logits`` (int64, fixed point with ACT_FRAC_BITS fraction bits), the codes of every
+    quantization point by quantizer name, and (when traced) (name, dtype) of every intermediate tensor."""
+
+    logits: Tensor
+    codes: dict[str, Tensor]
+    intermediates: tuple[tuple[str, torch.dtype], ...] = ()
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+class IntegerModel:
+    """A quantized timm ``VisionTransformer`` (``quant.quantize_`` + ``quant.calibrate_``) run with integers only.
+
+    Built by :func:`to_integer`; weights, biases, embeddings and requantization factors are integers fixed at
+    conversion. :meth:`forward` takes float images, encodes them once with the patch embedding's input
+    quantizer (the only float→int step) and returns integer logits (fixed point, 2^−16 per unit).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        from quant.modules import QuantAdd, QuantConv2d, QuantLinear
+
+        name = type(model).__name__
+        _require(
+            hasattr(model, "blocks")
+            and hasattr(model, "patch_embed")
+            and isinstance(getattr(model, "pos_add", None), QuantAdd),
+            f"integer model: {name} is not a quantized timm VisionTransformer (run quant.quantize_ first)",
+        )
+        _require(
+            model.pos_embed is not None and not model.no_embed_class and not model.dynamic_img_size,
+            "integer model: only the standard position embedding (class token included) is supported",
+        )
+        _require(model.reg_token is None, "integer model: register tokens are not supported")
+        _require(model.global_pool == "token", f"integer model: global_pool {model.global_pool!r} (only 'token')")
+        for attr in ("norm_pre", "fc_norm"):
+            _require(isinstance(getattr(model, attr), nn.Identity), f"integer model: {attr} must be Identity")
+        _require(isinstance(model.patch_embed.norm, nn.Identity), "integer model: patch_embed.norm must be Identity")
+        _require(isinstance(model.patch_embed.proj, QuantConv2d), "integer model: patch_embed.proj is not quantized")
+        _require(isinstance(model.head, QuantLinear), "integer model: head must be a quantized Linear")
+        self.image_params: QParams = model.patch_embed.proj.input_quant.qparams()
+        _require(model.patch_embed.proj.input_quant.calibrated, "integer model: model is not calibrated")
+        self.patch_embed = IntGemm.build("patch_embed.proj", model.patch_embed.proj)
+        self.class_token = to_fixed(model.cls_token.detach())
+        self.pos_embed = to_fixed(model.pos_embed.detach())
+        self.pos_add = IntAdd.build("pos_add", model.pos_add)
+        stream = self.pos_add.params
+        blocks = []
+        for index, block in enumerate(model.blocks):
+            tokens = model.patch_embed.num_patches + model.num_prefix_tokens
+            blocks.append(self._block(f"blocks.{index}", block, stream, tokens))
+            stream = blocks[-1].add2.params
+        self.blocks: tuple[IntBlock, ...] = tuple(blocks)
+        self.stream_out = StreamToFixed.build(stream)
+        self.norm = IntLayerNorm.build("norm", model.norm, float(P.grid_step(stream)))
+        self.head = IntGemm.build("head", model.head)
+
+    @staticmethod
+    def _block(name: str, block: nn.Module, stream: QParams, tokens: int) -> IntBlock:
+        from quant.modules import QuantGELU, QuantLayerNorm
+
+        attn, mlp = block.attn, block.mlp
+        for part in ("ls1", "ls2", "drop_path1", "drop_path2"):
+            _require(
+                isinstance(getattr(block, part), nn.Identity),
+                f"integer model: {name}.{part} must be Identity (LayerScale and stochastic depth are not supported)",
+            )
+        for part in ("q_norm", "k_norm", "norm"):
+            _require(
+                isinstance(getattr(attn, part), nn.Identity), f"integer model: {name}.attn.{part} must be Identity"
+            )
+        _require(getattr(attn, "gate", None) is None, f"integer model: {name}.attn has a gate")
+        _require(isinstance(mlp.act, QuantGELU), f"integer model: {name}.mlp.act must be GELU")
+        _require(isinstance(mlp.norm, nn.Identity), f"integer model: {name}.mlp.norm must be Identity")
+        for norm in ("norm1", "norm2"):
+            _require(isinstance(getattr(block, norm), QuantLayerNorm), f"integer model: {name}.{norm} is not LayerNorm")
+        exponent = _power_of_two_exponent(float(attn.scale))
+        q_scale = None if exponent is not None else intops.dyadic(float(attn.scale))
+        a_frac = ACT_FRAC_BITS + (exponent or 0)
+        add1 = IntAdd.build(f"{name}.add1", block.add1)
+        return IntBlock(
+            name=name,
+            stream_in=StreamToFixed.build(stream),
+            norm1=IntLayerNorm.build(f"{name}.norm1", block.norm1, float(P.grid_step(stream))),
+            qkv=IntGemm.build(f"{name}.attn.qkv", attn.qkv),
+            matmul_qk=IntMatMul.build(f"{name}.attn.matmul_qk", attn.matmul_qk, attn.head_dim, a_frac),
+            q_scale=q_scale,
+            matmul_av=IntMatMul.build(f"{name}.attn.matmul_av", attn.matmul_av, tokens),
+            proj=IntGemm.build(f"{name}.attn.proj", attn.proj),
+            add1=add1,
+            stream_mid=StreamToFixed.build(add1.params),
+            norm2=IntLayerNorm.build(f"{name}.norm2", block.norm2, float(P.grid_step(add1.params))),
+            fc1=IntGemm.build(f"{name}.mlp.fc1", mlp.fc1),
+            fc2=IntGemm.build(f"{name}.mlp.fc2", mlp.fc2),
+            add2=IntAdd.build(f"{name}.add2", block.add2),
+            num_heads=attn.num_heads,
+        )
+
+    # -- running -----------------------------------------------------------------------------------------
+    def encode_images(self, images: Tensor) -> Tensor:
+        """The one float→int step: image codes under the patch embedding's input quantizer."""
+        return P.encode(images, self.image_params)
+
+    def run(self, images: Tensor, *, trace: bool = False) -> IntegerRun:
+        """Integer forward of float images (N, C, H, W), keeping every quantization point's codes."""
+        codes: dict[str, Tensor] = {}
+        seen: list[tuple[str, torch.dtype]] = []
+
+        def keep(name: str, value: Tensor, point: bool = False) -> Tensor:
+            if trace:
+                seen.append((name, value.dtype))
+            if point:
+                codes[name] = value
+            return value
+
+        image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
+        patches = keep("patch_embed.patches", self.patch_embed.patches(image_codes))
+        acc = keep("patch_embed.proj.acc", self.patch_embed.accumulate(patches))
+        tokens = keep("patch_embed.proj.out", self.patch_embed.output(acc))
+        prefix = self.class_token.expand(tokens.shape[0], -1, -1)
+        tokens = keep("tokens", torch.cat([prefix, tokens], dim=1))
+        stream = keep("pos_add.output_quant", self.pos_add(tokens, self.pos_embed), point=True)
+        for block in self.blocks:
+            stream = self._run_block(block, stream, keep)
+        normed = keep("norm.out", self.norm(decode(stream, self.stream_out.params)))
+        pooled = keep("pool", normed[:, 0])
+        head_codes, logits = self.head(pooled)
+        keep("head.input_quant", head_codes, point=True)
+        keep("logits", logits, point=True)
+        return IntegerRun(logits, codes, tuple(seen))
+
+    def _run_block(self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor]) -> Tensor:
+        n = block.name
+        x = keep(f"{n}.norm1.out", block.norm1(decode(stream, block.stream_in.params)))
+        qkv_codes, qkv = block.qkv(x)
+        keep(f"{n}.attn.qkv.input_quant", qkv_codes, point=True)
+        keep(f"{n}.attn.qkv.out", qkv)
+        batch, tokens, width = qkv.shape
+        heads = block.num_heads
+        q, k, v = qkv.reshape(batch, tokens, 3, heads, width // 3 // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if block.q_scale is not None:
+            q = keep(f"{n}.attn.q_scaled", intops.requantize(q, *block.q_scale))
+        q_codes, k_codes, logits = block.matmul_qk(q, k)
+        keep(f"{n}.attn.matmul_qk.a_quant", q_codes, point=True)
+        keep(f"{n}.attn.matmul_qk.b_quant", k_codes, point=True)
+        keep(f"{n}.attn.logits", logits)
+        probs = keep(f"{n}.attn.softmax", softmax_fixed(logits))
+        p_codes, v_codes, mixed = block.matmul_av(probs, v)
+        keep(f"{n}.attn.matmul_av.a_quant", p_codes, point=True)
+        keep(f"{n}.attn.matmul_av.b_quant", v_codes, point=True)
+        mixed = keep(f"{n}.attn.heads", mixed.transpose(1, 2).reshape(batch, tokens, width // 3))
+        proj_codes, out = block.proj(mixed)
+        keep(f"{n}.attn.proj.input_quant", proj_codes, point=True)
+        keep(f"{n}.attn.proj.out", out)
+        residual = keep(f"{n}.add1.a", block.stream_in(stream))
+        stream = keep(f"{n}.add1.output_quant", block.add1(residual, out), point=True)
+        x = keep(f"{n}.norm2.out", block.norm2(decode(stream, block.stream_mid.params)))
+        fc1_codes, hidden = block.fc1(x)
+        keep(f"{n}.mlp.fc1.input_quant", fc1_codes, point=True)
+        keep(f"{n}.mlp.fc1.out", hidden)
+        hidden = keep(f"{n}.mlp.act", gelu_fixed(hidden))
+        fc2_codes, out = block.fc2(hidden)
+        keep(f"{n}.mlp.fc2.input_quant", fc2_codes, point=True)
+        keep(f"{n}.mlp.fc2.out", out)
+        residual = keep(f"{n}.add2.a", block.stream_mid(stream))
+        return keep(f"{n}.add2.output_quant", block.add2(residual, out), point=True)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Integer logits (int64; value·2^−16 are the real logits) of float images (N, C, H, W)."""
+        return self.run(images).logits
+
+    __call__ = forward
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Class indices (argmax of the integer logits)."""
+        return self.forward(images).argmax(dim=-1)
+
+    def gemms(self) -> dict[str, IntGemm | IntMatMul]:
+        """Every integer GEMM by contract name."""
+        found: dict[str, IntGemm | IntMatMul] = {"patch_embed.proj": self.patch_embed}
+        for block in self.blocks:
+            for gemm in (block.qkv, block.matmul_qk, block.matmul_av, block.proj, block.fc1, block.fc2):
+                found[gemm.name] = gemm
+        found["head"] = self.head
+        return found
+
+    def accumulators(self) -> dict[str, tuple[int, torch.dtype]]:
+        """Worst-case accumulator bits and the accumulator dtype (int32 or int64) of every GEMM."""
+        return {
+            name: (g.acc_bits, torch.int32 if g.acc_bits <= 32 else torch.int64) for name, g in self.gemms().items()
+        }
+
+
+def to_integer(model: nn.Module) -> IntegerModel:
+    """The integer-only twin of a quantized, calibrated timm ViT (see :class:`IntegerModel`)."""
+    return IntegerModel(model)
+
+
+# ------------------------------------------------------------------------------------------ verification
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first element where the integer model and the exact mode differ."""
+
+    tensor: str
+    index: tuple[int, ...]
+    integer: int | None
+    exact: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tensor": self.tensor, "index": list(self.index), "integer": self.integer, "exact": self.exact}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Integer model vs the fake-quant model's exact mode, every quantization point element by element.
+
+    ``points``: quantization points compared (each quantizer's codes, plus the logits); ``checked``:
+    elements compared; ``mismatches``: elements that differ (a point one side lacks counts all its
+    elements); ``first``: the first mismatch in forward order; ``per_point``: (name, elements, mismatches).
+    """
+
+    images: int
+    points: int
+    checked: int
+    mismatches: int
+    first: Mismatch | None
+    per_point: tuple[tuple[str, int, int], ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's verify object {"checked", "mismatches"} plus details."""
+        return {
+            "checked": self.checked,
+            "mismatches": self.mismatches,
+            "points": self.points,
+            "images": self.images,
+            "first_mismatch": self.first.to_json() if self.first else None,
+            "mismatched_points": [name for name, _, bad in self.per_point if bad],
+        }
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(list(self.per_point), columns=["point", "elements", "mismatches"])
+
+
+def exact_codes(model: nn.Module, images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Run ``model`` in exact mode on ``images``; (codes by quantizer name, logits as float64)."""
+    from quant.modules import set_exact_
+
+    names = {id(module): name for name, module in model.named_modules()}
+    codes: dict[str, Tensor] = {}
+
+    def keep(quantizer: Any, value: Tensor) -> None:
+        codes[names.get(id(quantizer), repr(quantizer))] = value
+
+    flags = {module: module.exact for module in model.modules() if hasattr(type(module), "exact")}
+    set_exact_(model, True)
+    try:
+        with recording(keep), torch.no_grad():
+            logits = model(images)
+    finally:
+        for module, flag in flags.items():
+            module.exact = flag
+    return codes, logits
+
+
+def verify_bit_exact(model: nn.Module, inputs: Tensor, integer_model: IntegerModel | None = None) -> VerifyReport:
+    """Compare the integer model with ``model``'s exact mode on ``inputs`` (float images, N×C×H×W).
+
+    Every quantizer's codes and the logits (exact logits·2^16 vs the integer logits) are compared element
+    by element; the model is left in the mode it was in.
+    """
+    if not isinstance(inputs, Tensor) or inputs.dim() != 4 or inputs.shape[0] == 0:
+        raise InputError(
+            f"verify inputs: expected a non-empty image batch (N, C, H, W), got {getattr(inputs, 'shape', inputs)}"
+        )
+    integer_model = integer_model or to_integer(model)
+    integer_run = integer_model.run(inputs)
+    exact, logits = exact_codes(model, inputs)
+    exact["logits"] = torch.floor(logits.to(torch.float64) * 2.0**ACT_FRAC_BITS + 0.5).to(torch.int64)
+    names = list(integer_run.codes) + [name for name in exact if name not in integer_run.codes]
+    per_point = []
+    checked = mismatches = 0
+    first: Mismatch | None = None
+    for name in names:
+        ours, theirs = integer_run.codes.get(name), exact.get(name)
+        if ours is None or theirs is None or ours.shape != theirs.shape:
+            present = ours if ours is not None else theirs
+            size = int(present.numel()) if present is not None else 0
+            per_point.append((name, size, size))
+            checked, mismatches = checked + size, mismatches + size
+            if first is None:
+                first = Mismatch(name, (), None if ours is None else -1, None if theirs is None else -1)
+            continue
+        differ = ours != theirs
+        bad = int(differ.sum())
+        per_point.append((name, int(ours.numel()), bad))
+        checked, mismatches = checked + int(ours.numel()), mismatches + bad
+        if bad and first is None:
+            index = tuple(int(i) for i in differ.nonzero()[0])
+            first = Mismatch(name, index, int(ours[index]), int(theirs[index]))
+    return VerifyReport(int(inputs.shape[0]), len(per_point), checked, mismatches, first, tuple(per_point))
