@@ -170,6 +170,11 @@ def accumulator_bits(weight_bits: int, act_bits: int, max_reduction: int = MAX_R
     return min(32, math.ceil(alpha + math.log2(1 + 2.0**-alpha) + 1))
 
 
+def _ceil(value: float) -> int:
+    """Round a LUT estimate up, ignoring float noise (1.1 * 107520 is 118272.00000000001)."""
+    return math.ceil(round(value, 6))
+
+
 def bit_pairs(target: Target, weight_bits: int, act_bits: int) -> list[tuple[int, int]]:
     """The (weight, activation) bit pairs a design built for operands up to ``weight_bits`` x ``act_bits`` runs:
     every supported pair no wider than that, and the pair itself."""
@@ -209,7 +214,7 @@ def _array(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
     lut = FINN_LUT_BASE + FINN_LUT_SCALE * pes * per_pe
     # a systolic PE registers the weight and the activation it passes on (Kung, 1982), at the widest pair
     width = max(w + a for w, a in pairs)
-    return ComponentResources("array", dsp=array_dsps(target), lut=math.ceil(lut), ff=pes * width)
+    return ComponentResources("array", dsp=array_dsps(target), lut=_ceil(lut), ff=pes * width)
 
 
 def _accumulators(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
@@ -220,7 +225,7 @@ def _accumulators(target: Target, pairs: list[tuple[int, int]]) -> ComponentReso
     if acc.dataflow in ("ws", "is"):
         # partial sums leave the array every K fold and are accumulated at the column bottoms
         bits += acc.cols * max(accumulator_bits(w, a) for w, a in pairs)
-    return ComponentResources("accumulators", lut=math.ceil(FINN_LUT_SCALE * bits), ff=bits)
+    return ComponentResources("accumulators", lut=_ceil(FINN_LUT_SCALE * bits), ff=bits)
 
 
 def _buffer_blocks(size_bytes: int, port_bits: int, memory: str) -> tuple[int, int]:
