@@ -262,13 +262,18 @@ def _decode_error_message(path: Path, text: str, exc: tomllib.TOMLDecodeError) -
             key, line = duplicate
             return f"{path}: {key}: duplicate key (line {line})"
         return f"{path}: duplicate key ({reason})"
-    line_no = getattr(exc, "lineno", None)
+    # TOMLDecodeError has no lineno attribute before Python 3.14; its message says "(at line N, column M)"
+    found = re.search(r"at line (\d+)", reason)
+    line_no = int(found.group(1)) if found else None
     key = "?"
     if line_no:
         lines = text.splitlines()
         if 0 < line_no <= len(lines):
             match = _KEY_LINE.match(lines[line_no - 1])
             key = match.group(1).strip() if match else f"line {line_no}"
+            headers = [h.group(1).replace(" ", "") for h in map(_HEADER_LINE.match, lines[: line_no - 1]) if h]
+            if match and headers:
+                key = f"{headers[-1]}.{key}"
     return f"{path}: {key}: malformed TOML ({reason})"
 
 

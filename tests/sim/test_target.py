@@ -221,8 +221,8 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_malformed_toml(tmp_path: Path) -> None:
-    message = load_error(tmp_path, replace_once(GOOD, "rows = 8", "rows = [8"))
-    assert "malformed TOML" in message
+    message = load_error(tmp_path, replace_once(GOOD, "rows = 8", "rows = 8 8"))
+    assert ": accelerator.rows: malformed TOML (Expected newline" in message
 
 
 def test_duplicate_key(tmp_path: Path) -> None:

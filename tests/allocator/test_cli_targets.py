@@ -1,0 +1,112 @@
+"""`mixbit targets`: the table, the --json object, one target in detail, and the error contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from allocator.cli import main
+from sim import list_targets, load_target
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_table_lists_every_shipped_target(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "targets")
+    assert status == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split()[:6] == ["target", "part", "MHz", "array", "df", "pe"]
+    body = {line.split()[0]: line for line in lines[2:] if line and not line.startswith(("LUT", "resource"))}
+    assert sorted(body) == list_targets()
+    assert "XCZU9EG-2FFVB1156E" in body["zcu102"] and "28x48" in body["zcu102"] and "274,080" in body["zcu102"]
+    assert "112 KiB" in body["bitfusion_16x32"]
+    assert all(line.rstrip().endswith("yes") for line in body.values())
+
+
+def test_json_is_one_object_with_every_target(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "targets", "--json")
+    assert status == 0 and err == ""
+    payload = json.loads(out)
+    assert list(payload) == ["targets"]
+    rows = {row["name"]: row for row in payload["targets"]}
+    assert sorted(rows) == list_targets()
+    zcu102 = rows["zcu102"]
+    assert (zcu102["rows"], zcu102["cols"], zcu102["dataflow"], zcu102["pe"]) == (28, 48, "os", "dsp_packed")
+    assert zcu102["device"] == {"dsp": 2520, "lut": 274080, "ff": 548160, "bram36": 912, "uram": 0}
+    assert zcu102["resources"] == load_target("zcu102").resources().to_dict()
+    assert zcu102["memory"]["bandwidth_gbps"] == 19.2 and zcu102["fits"] is True
+    assert set(zcu102["utilisation"]) == {"dsp", "lut", "ff", "bram36", "uram"}
+    assert rows["scalesim_32x32"]["utilisation"] == {"sram": 1.0}
+    for row in rows.values():
+        assert set(row["resources"]) == {"dsp", "lut", "ff", "bram36", "uram"}
+        assert all(isinstance(v, int) for v in row["resources"].values())
+
+
+def test_one_target_in_detail(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "targets", "u250")
+    assert status == 0
+    assert "memory_interface" in out and "accumulators" in out
+    assert "memory.bandwidth_gbps: DS962" in out
+
+
+def test_one_target_json_carries_breakdown_and_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "targets", "kv260", "--json")
+    assert status == 0
+    (row,) = json.loads(out)["targets"]
+    assert [part["component"] for part in row["breakdown"]] == [
+        "array",
+        "accumulators",
+        "buffers",
+        "vector_unit",
+        "memory_interface",
+        "control",
+    ]
+    assert sum(part["lut"] for part in row["breakdown"]) == row["resources"]["lut"]
+    assert row["sources"]["device.dsp"].startswith("DS987")
+
+
+def test_target_file_by_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(load_target("ultra96v2").path.read_text())
+    status, out, _ = run(capsys, "targets", str(path), "--json")
+    assert status == 0
+    assert json.loads(out)["targets"][0]["name"] == "mine"
+
+
+def test_unknown_target_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "targets", "zcu999")
+    assert status == 2 and out == ""
+    assert err.startswith("error: unknown target 'zcu999'; known targets: bitfusion_16x32")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_target_file_exits_2_naming_file_key_and_reason(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(load_target("zcu104").path.read_text().replace("rows = 24", "rows = 96"))
+    status, out, err = run(capsys, "targets", str(path), "--json")
+    assert status == 2 and out == ""
+    assert err.strip() == (
+        f"error: {path}: accelerator.rows: the 96x48 dsp_packed accelerator needs 4,736 DSP (array: 4,608), "
+        "the device XCZU7EV-2FFVC1156E has 1,728"
+    )
+
+
+def test_malformed_target_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("clock_mhz = = 3\n")
+    status, _, err = run(capsys, "targets", str(path))
+    assert status == 2
+    assert err.startswith(f"error: {path}: clock_mhz: malformed TOML") and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["targets", "--no-such-flag"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
