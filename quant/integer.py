@@ -167,7 +167,7 @@ def quantizer_params(quantizer: Any) -> QParams:
     if not quantizer.calibrated:
         raise InputError("quantizer is not calibrated; run quant.calibrate_(model, data) before the integer model")
     params = quantizer.qparams()
-    if params.scale.dim() > 0:
+    if params.scale.dim() > 0 or params.shift.dim() > 0:  # per-channel factors live on the last axis
         params = replace(params, axis=-1)
     return params.to(torch.float64)
 
@@ -181,8 +181,9 @@ def _decoded_bound(params: QParams) -> int:
     """Largest |decode_int(code)| over every code the quantizer can emit."""
     qmin, qmax = params.code_range
     codes = torch.arange(qmin, qmax + 1, dtype=torch.int64)
-    if params.scale.dim() > 0:  # per channel: try every channel's factor
-        codes = codes.unsqueeze(-1).expand(-1, params.scale.shape[0])
+    channels = max(params.scale.numel(), params.shift.numel())
+    if params.axis is not None:  # per channel: try every channel's factor
+        codes = codes.unsqueeze(-1).expand(-1, channels)
     return int(decode(codes, params).abs().max())
 
 
