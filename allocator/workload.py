@@ -62,6 +62,9 @@ _VECTOR: dict[str, VectorKind] = {
     "layer_norm": "layernorm",
 }
 # vector-op names when the op is called from inside a larger module rather than by its own leaf module
+_DEDICATED_TYPES = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GELU, nn.Softmax)
+_DEDICATED_SUFFIXES = ("linear", "conv2d", "softmax", "gelu", "layernorm", "matmul", "add")
+_ATTENTION_MATMULS: dict[str, GemmKind] = {"matmul_qk": "attn_qk", "matmul_av": "attn_av"}
 _VECTOR_SUFFIX: dict[VectorKind, str] = {"softmax": "softmax", "gelu": "act", "layernorm": "norm", "add": "add"}
 
 
@@ -152,6 +155,21 @@ def _is_block(module: nn.Module) -> bool:
     return isinstance(getattr(module, "attn", None), nn.Module) and isinstance(getattr(module, "mlp", None), nn.Module)
 
 
+def _is_dedicated(module: nn.Module) -> bool:
+    """A module whose forward is one operator, perhaps wrapped in quantizers: nn.Linear, nn.LayerNorm, nn.GELU,
+    nn.Softmax and their quantized subclasses, ``quant``'s ``QuantMatMul`` / ``QuantSoftmax`` / ``QuantAdd``, or
+    any module without children."""
+    if isinstance(module, _DEDICATED_TYPES):
+        return True
+    return type(module).__name__.lower().endswith(_DEDICATED_SUFFIXES) or not any(True for _ in module.children())
+
+
+def _is_quantizer(module: nn.Module) -> bool:
+    """A fake-quant node: its arithmetic (scale, round, clamp) models a number format, not an operator."""
+    cls = type(module).__name__.lower()
+    return "quantizer" in cls or "fakequant" in cls
+
+
 def _tag(value: Any) -> frozenset[str] | None:
     return getattr(value, _TAG, None) if isinstance(value, torch.Tensor) else None
 
@@ -217,15 +235,15 @@ class _Recorder(TorchFunctionMode):
         base = f"{frame.name}.{suffix}" if frame.name else suffix
         return base if n == 1 else f"{base}_{n}"
 
-    def _leaf_name(self, frame: _Frame, key: str, suffix: str) -> str:
-        """The module's own name when a leaf module (nn.Linear, nn.LayerNorm, nn.GELU) runs its one op."""
-        if not any(True for _ in frame.module.children()) and frame.seen[key] == 0 and frame.name:
+    def _own_name(self, frame: _Frame, key: str, suffix: str) -> str:
+        """The module's own name for the one op of a dedicated module (``blocks.0.norm1``), else ``<module>.<op>``."""
+        if frame.name and frame.seen[key] == 0 and _is_dedicated(frame.module):
             frame.seen[key] += 1
             return frame.name
         return self._name(frame, suffix)
 
     def _operators(self, fname: str, args: tuple, kwargs: dict, out: Any) -> list[Operator]:
-        if not self.stack:
+        if not self.stack or any(_is_quantizer(f.module) for f in self.stack):
             return []
         frame = self.stack[-1]
         if fname in _LINEAR:
@@ -236,7 +254,7 @@ class _Recorder(TorchFunctionMode):
             return self._matmul(frame, args[0], args[1])
         if fname in _VECTOR:
             kind = _VECTOR[fname]
-            return [VectorOp(self._leaf_name(frame, fname, _VECTOR_SUFFIX[kind]), kind, int(args[0].numel()))]
+            return [VectorOp(self._own_name(frame, fname, _VECTOR_SUFFIX[kind]), kind, int(args[0].numel()))]
         if fname in _ADD and len(args) >= 2 and _tag(args[0]) is not None and _tag(args[1]) is not None:
             return [self._residual_add(frame, out)]
         return []
@@ -245,7 +263,7 @@ class _Recorder(TorchFunctionMode):
         """The name of the module that owns ``weight`` (even when called as ``F.linear(x, self.qkv.weight)``)."""
         owner = self.weight_owner.get(id(weight))
         if owner is None:
-            return self._leaf_name(frame, key, suffix)
+            return self._own_name(frame, key, suffix)
         self.weight_uses[owner] += 1
         uses = self.weight_uses[owner]
         if owner == frame.name.split("#")[0]:
@@ -277,6 +295,13 @@ class _Recorder(TorchFunctionMode):
         batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         if isinstance(b, nn.Parameter) or _tag(b) is None:  # activation × weight written as x @ W
             return [Gemm(self._name(frame, "matmul"), "gemm", m * prod(a.shape[:-2]), n, k, True, b.numel())]
+        role = frame.name.split("#")[0].rsplit(".", 1)[-1]
+        if role in _ATTENTION_MATMULS and _is_dedicated(frame.module):  # quant's QuantMatMul `<attn>.matmul_qk`
+            return [
+                Gemm(
+                    self._own_name(frame, "matmul", "matmul"), _ATTENTION_MATMULS[role], m, n, k, False, 0, prod(batch)
+                )
+            ]
         suffix, kind = "matmul", "gemm"
         if _is_attention(frame.module):  # its first activation product is q·kᵀ, its second attention·v
             index = frame.seen["attention_matmuls"]
@@ -302,12 +327,14 @@ class _Recorder(TorchFunctionMode):
         ]
 
     def _residual_add(self, frame: _Frame, out: torch.Tensor) -> VectorOp:
+        if len(self.stack) > 1 and _is_block(self.stack[-2].module) and _is_dedicated(frame.module):
+            frame = self.stack[-2]  # an add module of a block (quant's QuantAdd ``add1``) is the block's residual add
         if _is_block(frame.module):
             index = frame.seen["residual"]
             frame.seen["residual"] += 1
             name = self._name(frame, ("add_attn", "add_mlp")[index]) if index < 2 else self._name(frame, f"add_{index}")
         else:
-            name = self._name(frame, "add")
+            name = self._own_name(frame, "add", "add")
         return VectorOp(name, "add", int(out.numel()))
 
     def graph(self) -> nx.DiGraph:

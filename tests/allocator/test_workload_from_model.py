@@ -121,6 +121,19 @@ def test_fused_attention_records_the_same_operators() -> None:
     assert set(fused.graph.edges) == set(unfused.graph.edges)
 
 
+def test_quantized_model_records_the_float_model_operators() -> None:
+    """quant's fake-quant modules (QuantLinear, QuantMatMul, QuantAdd, quantizers) keep the contract names and
+    add no operators: quantizer arithmetic models a number format, not work on the vector unit."""
+    from quant import QuantConfig, calibrate_, quantize_
+
+    model = quantize_(create_model("mixbit_vit_test"), QuantConfig(wbits=4, abits=4, act_kind="auto"))
+    calibrate_(model, torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
+    recorded = workload_from_model(model)
+    reference = workload_from_model("mixbit_vit_test")
+    assert recorded.ops == reference.ops
+    assert set(recorded.graph.edges) == set(reference.graph.edges)
+
+
 def test_functional_use_of_a_module_weight_keeps_the_module_name() -> None:
     class Functional(torch.nn.Module):
         def __init__(self) -> None:
