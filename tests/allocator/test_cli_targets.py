@@ -110,3 +110,33 @@ def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
         main(["targets", "--no-such-flag"])
     assert exc.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+# Issue 3's bad-file cases through the CLI: each exits 2 with one line naming the file, the key and the reason.
+BAD_FILES = [
+    ("malformed TOML", "rows = 16\n", "rows = 16 16\n", "accelerator.rows: malformed TOML"),
+    ("duplicate key", "cols = 16\n", "cols = 16\ncols = 8\n", "accelerator.cols: duplicate key"),
+    ("unknown key", "cols = 16\n", "cols = 16\ncolumns = 8\n", "accelerator.columns: unknown key"),
+    ("missing key", "dsp = 360\n", "", "device.dsp: missing key"),
+    ("wrong type", "dsp = 360\n", 'dsp = "lots"\n', "device.dsp: expected an integer, got a string"),
+    ("zero budget", "bram36 = 216\n", "bram36 = 0\n", "device.bram36: must be positive, got 0"),
+    ("negative budget", "bandwidth_gbps = 8.5\n", "bandwidth_gbps = -8.5\n", "memory.bandwidth_gbps: must be positive"),
+    ("unsupported bits", "act_bits = [2, 3, 4, 5, 6, 8]", "act_bits = [2, 7]", "accelerator.act_bits: unsupported"),
+    ("missing source", "source_clock_mhz =", "# source_clock_mhz =", "clock_mhz: missing source"),
+    ("too many DSPs", "rows = 16\n", "rows = 64\n", "accelerator.rows: the 64x16 dsp_packed accelerator needs"),
+    ("too many BRAM36", "share = 0.25 }", "share = 0.9 }", "accelerator.buffers: the 16x16 dsp_packed accelerator"),
+]
+
+
+@pytest.mark.parametrize(("case", "old", "new", "expected"), BAD_FILES, ids=[case[0] for case in BAD_FILES])
+def test_bad_target_files_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str, old: str, new: str, expected: str
+) -> None:
+    text = load_target("ultra96v2").path.read_text()
+    assert text.count(old) == 1, case
+    path = tmp_path / "bad.toml"
+    path.write_text(text.replace(old, new))
+    status, out, err = run(capsys, "targets", str(path), "--json")
+    assert status == 2 and out == ""
+    assert err.startswith(f"error: {path}: {expected}"), err
+    assert len(err.splitlines()) == 1
