@@ -31,9 +31,11 @@ Memory, by exact events (tests/naive.py steps the same rules cycle by cycle and 
   in the ofmap buffer and write the outputs (at ``out_bits``) after the last K fold. A fold may start only
   when its operands are on chip, the previous fold has ended and (for a new output tile) the write-back of
   the output tile two tiles back has ended (the ofmap half it reuses is free).
-- When a WS/IS partial-sum tile (32 bits per element) does not fit in half the ofmap buffer, partial sums
-  spill: every non-final K fold writes them (4 bytes each) and the next reads them back, and everything runs
-  serially (no prefetch), write-back of fold f−1 then loads of fold f.
+- WS/IS use only as many of a p-wide PE's lanes as keep the partial-sum tile (32 bits per element) in half
+  the ofmap buffer (``_usable_lanes``; without this cap fewer bits could cost more cycles). When even one
+  lane's tile does not fit, partial sums spill: every non-final K fold writes them (4 bytes each) and the next
+  reads them back, and everything runs serially (no prefetch), write-back of fold f−1 then loads of fold f.
+- With ideal memory (infinite bandwidth, operands on chip) only the fold cycles count, all lanes used.
 
 ``compute_cycles`` is the sum of fold cycles; ``cycles`` runs from the first load to the last write-back.
 """
@@ -126,6 +128,7 @@ def _gemm_cycles(
     bytes_per_cycle: float,
 ) -> tuple:
     """(compute cycles, total cycles, bytes read, bytes written) of ``count`` back-to-back M×K·K×N GEMMs."""
+    lanes = _usable_lanes(dataflow, rows, cols, lanes, m, n, k, ofmap_bytes)
     outer, outer_tile, inner, inner_tile = _fold_grid(dataflow, rows, cols, lanes, m, n, k)
     n_outer = _ceil_div(outer, outer_tile)
     n_inner = _ceil_div(inner, inner_tile)
@@ -216,6 +219,23 @@ def _gemm_cycles(
         if write1 > 0:
             chan = max(chan, end1) + _transfer_cycles(write1, bytes_per_cycle)
     return compute, max(chan, end1), read_total, write_total
+
+
+@njit(cache=True)
+def _usable_lanes(dataflow: int, rows: int, cols: int, lanes: int, m: int, n: int, k: int, ofmap_bytes: int) -> int:
+    """Lanes of a p-wide PE that WS/IS can use: as many as keep the partial-sum tile in half the ofmap buffer.
+
+    Each lane adds a column of 32-bit partial sums to hold across the K folds; past what the buffer holds, the
+    extra lanes idle (at least one stays). OS keeps its sums in the PEs, and one K fold needs no partial sums.
+    """
+    if dataflow == OS or k <= rows:
+        return lanes
+    stream = m if dataflow == WS else n
+    outer = n if dataflow == WS else m
+    usable = lanes
+    while usable > 1 and 2 * PSUM_BYTES * stream * min(outer, cols * usable) > ofmap_bytes:
+        usable -= 1
+    return usable
 
 
 @njit(cache=True)

@@ -189,8 +189,15 @@ def naive_gemm_cycles(
     bytes_per_cycle: float,
 ) -> tuple[int, int, int, int]:
     """(compute cycles, total cycles, bytes read, bytes written), stepping one cycle at a time."""
-    wide = cols * lanes
     stream = {"os": k, "ws": m, "is": n}[dataflow]
+    if dataflow != "os" and k > rows:
+        # lanes that keep the 32-bit partial-sum tile in half the ofmap buffer, at least one
+        across = n if dataflow == "ws" else m
+        usable = [
+            ell for ell in range(1, lanes + 1) if 2 * PSUM_BYTES * stream * min(across, cols * ell) <= ofmap_bytes
+        ]
+        lanes = max(usable, default=1)
+    wide = cols * lanes
     fold_cycles = naive_fold_cycles(dataflow, rows, cols, stream)
 
     # every fold as explicit index ranges: (m range, n range, k range)

@@ -175,7 +175,7 @@ def test_ideal_memory_never_exceeds_real(s, arr, pe, buf, bw, b) -> None:
     ideal = simulate(one_gemm(*s), target, b, ideal_memory=True)
     real = simulate(one_gemm(*s), target, b)
     assert ideal.cycles <= real.cycles
-    assert ideal.layers[0].compute_cycles == real.layers[0].compute_cycles
+    assert ideal.layers[0].compute_cycles <= real.layers[0].compute_cycles  # a small ofmap buffer may idle lanes
 
 
 def _vit_like() -> Workload:
