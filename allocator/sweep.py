@@ -83,7 +83,8 @@ BUDGET_AXES = ("latency_ms", "size_mb", "bops")
 TOP_KEYS = ("models", "grid", "point", "allocate", "sensitivity", "choices", "points_per_part", "name")
 POINT_KEYS = (*AXES, "model")
 
-Evaluate = Callable[[Workload, "DesignPoint"], Mapping[str, Any]]
+# evaluate(workload, target configured for the point, point) -> result columns of the point's row
+Evaluate = Callable[[Workload, Target, "DesignPoint"], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,17 @@ class DesignPoint:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated sweep file: its design points (in file order, no duplicates) and how to batch them."""
+    """A validated sweep file: its design points (in file order, no duplicates) and how to batch them.
+
+    ``targets`` maps each point's ``target`` to the Target loaded when the file was checked; workers get these
+    objects, never the files, so every point sees the validated target even on a remote cluster.
+    """
 
     path: Path
     name: str
     models: tuple[str, ...]
     points: tuple[DesignPoint, ...]
+    targets: Mapping[str, Target]
     allocate: bool
     sensitivity: str
     choices: tuple[tuple[int, int], ...]
@@ -147,7 +153,11 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class SweepSummary:
-    """What one run of a sweep did. ``done`` points were evaluated now, ``skipped`` were already on disk."""
+    """What one run of a sweep did. ``done`` points were evaluated now, ``skipped`` were already on disk.
+
+    ``wall_s`` (s) is the whole run; of it, ``workload_s`` built the models' workloads and ``cluster_s`` started
+    or reached the Dask cluster.
+    """
 
     points: int
     done: int
@@ -156,6 +166,8 @@ class SweepSummary:
     parts: int
     out: str
     wall_s: float
+    workload_s: float
+    cluster_s: float
     scheduler: str
     workers: int
 
@@ -352,6 +364,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         name=name,
         models=tuple(dict.fromkeys([*models, *(p.model for p in points.values())])),
         points=tuple(points.values()),
+        targets={p.target: _cached_target(p.target) for p in points.values()},
         allocate=allocate,
         sensitivity=sensitivity,
         choices=choices,
@@ -417,9 +430,8 @@ def expand_points(spec: SweepSpec) -> list[DesignPoint]:
 # Evaluating one point (runs on Dask workers)
 
 
-def configure_target(point: DesignPoint) -> Target:
-    """The point's target with its clock, bandwidth, buffers and array replaced by the point's values."""
-    base = _cached_target(point.target)
+def configure_target(base: Target, point: DesignPoint) -> Target:
+    """``base`` with its clock, bandwidth, buffers and array replaced by the point's values."""
     acc = dataclasses.replace(
         base.accelerator,
         rows=point.rows,
@@ -440,11 +452,10 @@ def configure_target(point: DesignPoint) -> Target:
     )
 
 
-def simulate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+def simulate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Simulate ``workload`` at uniform (wbits, abits) on the point's design: cycles, latency, resources."""
-    from sim import simulate
+    from sim.simulate import simulate  # the function: `sim.simulate` is also a submodule name
 
-    target = configure_target(point)
     result = simulate(workload, target, bits=(point.wbits, point.abits))
     resources = result.resources
     return {
@@ -482,7 +493,7 @@ def _sensitivity_table(path: str) -> pd.DataFrame:
     return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
 
 
-def allocate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Run the bit-allocation ILP on the point's design and budgets, then simulate the chosen plan.
 
     Sensitivity is ``proxy_sensitivity`` or the point's table file. An infeasible budget is a result
@@ -490,9 +501,8 @@ def allocate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
     """
     from allocator.ilp import Limits, allocate
     from allocator.problem import build_problem
-    from sim import simulate
+    from sim.simulate import simulate  # the function: `sim.simulate` is also a submodule name
 
-    target = configure_target(point)
     acc = target.accelerator
     pairs = list(point.choices) or [(w, a) for w in acc.weight_bits for a in acc.act_bits]
     if point.sensitivity == "proxy":
@@ -507,7 +517,7 @@ def allocate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
         "objective": math.nan if allocation.objective is None else float(allocation.objective),
         "message": allocation.message,
     }
-    nan_costs = ("cycles", "latency_ms", "size_mb", "gbops", "mean_wbits", "mean_abits", *_RESOURCES)
+    nan_costs = ("cycles", "latency_ms", "ilp_latency_ms", "size_mb", "gbops", "mean_wbits", "mean_abits", *_RESOURCES)
     if not allocation.ok or allocation.predicted is None:
         return {**row, **dict.fromkeys(nan_costs, math.nan), "fits": False, "plan": ""}
     bits = {c.layer: (c.wbits, c.abits) for c in allocation.chosen}
@@ -516,6 +526,7 @@ def allocate_point(workload: Workload, point: DesignPoint) -> dict[str, Any]:
         **row,
         "cycles": float(result.cycles),
         "latency_ms": float(result.latency_ms),
+        "ilp_latency_ms": float(allocation.predicted.latency_ms),
         "size_mb": float(allocation.predicted.size_mb),
         "gbops": float(allocation.predicted.bops),
         "mean_wbits": sum(w for w, _ in bits.values()) / len(bits),
@@ -536,7 +547,9 @@ def default_evaluate(spec: SweepSpec) -> Evaluate:
     return simulate_point
 
 
-def _evaluate_batch(workload: Workload, points: Sequence[DesignPoint], evaluate_pickle: bytes) -> list[dict[str, Any]]:
+def _evaluate_batch(
+    workload: Workload, targets: Mapping[str, Target], points: Sequence[DesignPoint], evaluate_pickle: bytes
+) -> list[dict[str, Any]]:
     """Evaluate points one by one; a point whose input the simulator rejects gets its error, not a crash.
 
     ``evaluate`` arrives cloudpickled: Dask pickles task arguments by reference where plain pickle can, and a
@@ -550,7 +563,7 @@ def _evaluate_batch(workload: Workload, points: Sequence[DesignPoint], evaluate_
         start = time.perf_counter()
         row = point.to_row()
         try:
-            row.update(evaluate(workload, point))
+            row.update(evaluate(workload, configure_target(targets[point.target], point), point))
             row["error"] = ""
         except InputError as exc:
             row["error"] = str(exc).splitlines()[0]
@@ -660,6 +673,7 @@ def run_sweep(
     evaluate = evaluate or default_evaluate(spec)
     if todo and workloads is None:
         workloads = build_workloads(dict.fromkeys(p.model for p in todo))
+    workload_s = time.perf_counter() - start
     _write_manifest(out, spec)
 
     own_cluster = None
@@ -679,7 +693,7 @@ def run_sweep(
                 n_workers=n_workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
                 silence_logs=logging.ERROR,
             )
             own_client = client = Client(own_cluster)
@@ -687,6 +701,7 @@ def run_sweep(
     else:
         where = str(client.scheduler.address)
     n_workers = len(client.scheduler_info().get("workers", {})) or 1
+    cluster_s = time.perf_counter() - start - workload_s
 
     done = errors = parts = 0
     first_error: BaseException | None = None
@@ -704,7 +719,14 @@ def run_sweep(
             for model, points in by_model.items():
                 shipped = client.scatter(workloads[model], broadcast=True, hash=False)
                 futures += [
-                    client.submit(_evaluate_batch, shipped, batch, evaluate_pickle, pure=False)
+                    client.submit(
+                        _evaluate_batch,
+                        shipped,
+                        {p.target: spec.targets[p.target] for p in batch},
+                        batch,
+                        evaluate_pickle,
+                        pure=False,
+                    )
                     for batch in _batches(points, size)
                 ]
             bar = tqdm(total=len(todo), unit="pt", desc=spec.name, file=sys.stderr, disable=not progress)
@@ -735,6 +757,8 @@ def run_sweep(
         parts=parts,
         out=str(out),
         wall_s=round(time.perf_counter() - start, 3),
+        workload_s=round(workload_s, 3),
+        cluster_s=round(cluster_s, 3),
         scheduler=where,
         workers=n_workers,
     )

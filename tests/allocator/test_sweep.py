@@ -21,8 +21,17 @@ import cloudpickle
 import pytest
 
 from allocator.cli import main
-from allocator.sweep import DesignPoint, SweepSpec, finished_ids, load_sweep, read_results, run_sweep
+from allocator.sweep import (
+    DesignPoint,
+    SweepSpec,
+    configure_target,
+    finished_ids,
+    load_sweep,
+    read_results,
+    run_sweep,
+)
 from sim.errors import InputError
+from sim.target import Accelerator, Buffers, Caps, Device, Memory, Target
 from sim.workload import Gemm, Workload
 
 # Dask ships the injected evaluate functions below by value: workers started apart cannot import this module.
@@ -30,6 +39,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+DASK_SCHEDULER = (PYTHON, "-m", "distributed.cli.dask_scheduler")
 
 GRID = """
 models = ["tiny"]
@@ -43,22 +53,38 @@ bits = [[8, 8], [4, 8]]
 """
 
 
+def board() -> Target:
+    """A ZCU102-sized board with a 16×16 array, built here so the machinery tests need no shipped file."""
+    return Target(
+        name="board",
+        description="test board",
+        path=Path("board.toml"),
+        clock_mhz=200.0,
+        device=Device("xczu9eg", lut=274_080, ff=548_160, dsp=2_520, bram36=912, uram=0),
+        caps=Caps(lut=0.7, ff=0.5, dsp=0.8, bram36=0.8, uram=0.8),
+        memory=Memory("ddr4", 19.2),
+        accelerator=Accelerator(16, 16, "os", "dsp_packed", (4, 8), (4, 8), Buffers(1 << 18, 1 << 18, 1 << 17), 16),
+        sources=(),
+    )
+
+
 def tiny_workload() -> Workload:
     return Workload.from_ops("tiny", [Gemm("fc1", "fc1", 4, 8, 16, weight_params=128), Gemm("fc2", "fc2", 4, 16, 8)])
 
 
-def fake_evaluate(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+def fake_evaluate(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Cycles of an ideal output-stationary array: enough to tell points apart, no simulator involved."""
+    assert (target.accelerator.rows, target.clock_mhz) == (point.rows, point.clock_mhz)
     cycles = sum(
         -(-g.m // point.rows) * -(-g.n // point.cols) * (g.k + point.rows + point.cols - 2) for g in workload.gemms
     )
     return {"cycles": cycles, "latency_ms": cycles / (point.clock_mhz * 1e3)}
 
 
-def failing_evaluate(workload: Workload, point: DesignPoint) -> dict[str, Any]:
+def failing_evaluate(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     if point.rows == 32 and point.dataflow == "ws" and point.target == "kv260":
         raise RuntimeError("injected failure")
-    return fake_evaluate(workload, point)
+    return fake_evaluate(workload, target, point)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +200,10 @@ def test_sweep_writes_one_row_per_point_and_rerun_skips_them(tmp_path: Path, cli
     assert summary.parts == len(list(out.glob("part-*.parquet"))) == 6  # ceil(16 / 3)
     frame = read_results(out)
     assert sorted(frame["point_id"]) == sorted(p.point_id for p in spec.points)
-    expected = {p.point_id: fake_evaluate(workloads["tiny"], p)["cycles"] for p in spec.points}
+    expected = {
+        p.point_id: fake_evaluate(workloads["tiny"], configure_target(spec.targets[p.target], p), p)["cycles"]
+        for p in spec.points
+    }
     assert dict(zip(frame["point_id"], frame["cycles"], strict=True)) == expected
     assert not list(out.glob(".*tmp"))
 
@@ -199,20 +228,54 @@ def test_failed_batch_keeps_the_others_and_rerun_completes(tmp_path: Path, clien
     assert frame["point_id"].is_unique and set(frame["point_id"]) == {p.point_id for p in spec.points}
 
 
+@pytest.mark.slow
+def test_allocation_sweep_meets_each_latency_budget(tmp_path: Path, client: Any) -> None:
+    from allocator.sweep import build_workloads
+    from sim import load_target
+    from sim.simulate import simulate
+
+    workloads = build_workloads(["mixbit_vit_test"])
+    zcu102 = load_target("zcu102")
+    fastest = simulate(workloads["mixbit_vit_test"], zcu102, bits=(2, 4), rows=8).latency_ms
+    slowest = simulate(workloads["mixbit_vit_test"], zcu102, bits=(8, 8), rows=8).latency_ms
+    budgets = [fastest / 2, (fastest + slowest) / 2, slowest * 2]
+    text = f"""
+models = ["mixbit_vit_test"]
+allocate = true
+choices = [[8, 8], [4, 8], [4, 4], [2, 4]]
+
+[grid]
+target = ["zcu102"]
+rows = [8]
+latency_ms = {budgets}
+"""
+    spec = load_sweep(write(tmp_path, text))
+    summary = run_sweep(spec, tmp_path / "out", client=client, workloads=workloads, progress=False)
+    assert (summary.done, summary.errors) == (3, 0)
+    frame = read_results(tmp_path / "out").sort_values("limit_latency_ms")
+    assert list(frame["status"]) == ["infeasible", "optimal", "optimal"]
+    tight, loose = frame.iloc[1], frame.iloc[2]
+    assert tight["ilp_latency_ms"] <= budgets[1] * (1 + 1e-9) < loose["ilp_latency_ms"]
+    assert tight["objective"] > loose["objective"]  # a tighter budget costs sensitivity
+    assert (loose["mean_wbits"], loose["mean_abits"]) == (8, 8)
+    assert json.loads(tight["plan"])["layers"].keys() == {g.name for g in workloads["mixbit_vit_test"].gemms}
+
+
 KILLED_SCRIPT = """
 import sys, time
 from distributed import Client, LocalCluster
 from allocator.sweep import DesignPoint, SweepSpec, run_sweep
 from sim.workload import Gemm, Workload
+from test_sweep import board
 
-def slow(workload, point):
+def slow(workload, target, point):
     time.sleep(float(sys.argv[2]))
     return {"cycles": point.rows * point.cols}
 
 points = tuple(
-    DesignPoint("tiny", "zcu102", rows, 16, "os", 200.0, 10.0, 1024, 1024, 1024) for rows in range(1, 13)
+    DesignPoint("tiny", "board", rows, 16, "os", 200.0, 10.0, 1024, 1024, 1024) for rows in range(1, 13)
 )
-spec = SweepSpec(Path("k.toml"), "killed", ("tiny",), points, False, "", (), 2)
+spec = SweepSpec(Path("k.toml"), "killed", ("tiny",), points, {"board": board()}, False, "", (), 2)
 workload = Workload.from_ops("tiny", [Gemm("fc", "fc1", 4, 8, 16)])
 if __name__ == "__main__":
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
@@ -224,7 +287,7 @@ def test_killed_sweep_reruns_to_completion_without_duplicates(tmp_path: Path) ->
     script = tmp_path / "killed.py"
     script.write_text("from pathlib import Path\n" + KILLED_SCRIPT)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"}
     proc = subprocess.Popen([PYTHON, str(script), str(out), "0.3"], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
@@ -243,12 +306,34 @@ def test_killed_sweep_reruns_to_completion_without_duplicates(tmp_path: Path) ->
     assert sorted(frame["rows"]) == list(range(1, 13))
 
 
-def test_sweep_runs_on_a_separately_started_scheduler(tmp_path: Path) -> None:
-    spec = load_sweep(write(tmp_path, GRID))
+REAL = """
+models = ["mixbit_vit_test"]
+
+[grid]
+target = ["zcu102", "kv260"]
+rows = [8, 16]
+bits = [[8, 8], [4, 4]]
+"""
+
+
+@pytest.mark.slow
+def test_cli_sweep_on_a_separately_started_scheduler_matches_simulate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dask scheduler`` and ``dask worker`` as their own processes; the CLI runs the real simulator there."""
+    path = write(tmp_path, REAL)
     scheduler_file = tmp_path / "scheduler.json"
-    dask = [PYTHON, "-m", "distributed.cli.dask_scheduler"]
     scheduler = subprocess.Popen(
-        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+        [
+            *DASK_SCHEDULER,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
         stderr=subprocess.DEVNULL,
     )
     worker = None
@@ -262,21 +347,25 @@ def test_sweep_runs_on_a_separately_started_scheduler(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
             cwd=tmp_path,
         )
-        from distributed import Client
-
-        with Client(address, timeout="30s") as probe:
-            probe.wait_for_workers(1, timeout=30)
         out = tmp_path / "out"
-        summary = run_sweep(
-            spec, out, scheduler=address, evaluate=fake_evaluate, workloads={"tiny": tiny_workload()}, progress=False
-        )
-        assert summary.scheduler == address and summary.done == 16
-        assert len(read_results(out)) == 16
+        assert main(["sweep", str(path), "--scheduler", address, "--out", str(out), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)  # the one JSON object is all of stdout
+        assert summary["scheduler"] == address and (summary["points"], summary["done"], summary["errors"]) == (8, 8, 0)
     finally:
         for proc in (worker, scheduler):
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
+    from allocator import workload_from_model
+    from sim import load_target
+    from sim.simulate import simulate
+
+    frame = read_results(out)
+    assert len(frame) == 8 and frame["point_id"].is_unique
+    workload = workload_from_model("mixbit_vit_test")
+    for row in frame.itertuples():
+        direct = simulate(workload, load_target(row.target), bits=(row.wbits, row.abits), rows=row.rows)
+        assert (row.cycles, row.latency_ms, row.fits) == (direct.cycles, pytest.approx(direct.latency_ms), direct.fits)
 
 
 def test_unreachable_scheduler_is_a_user_error(tmp_path: Path) -> None:
@@ -294,7 +383,8 @@ def test_unreachable_scheduler_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_spec_is_a_plain_value() -> None:
-    point = DesignPoint("tiny", "zcu102", 8, 8, "os", 200.0, 10.0, 1, 1, 1)
-    spec = SweepSpec(Path("s.toml"), "s", ("tiny",), (point,), False, "", (), None)
-    assert spec.points[0].point_id == DesignPoint("tiny", "zcu102", 8, 8, "os", 200.0, 10.0, 1, 1, 1).point_id
+    point = DesignPoint("tiny", "board", 8, 8, "os", 200.0, 10.0, 1, 1, 1)
+    spec = SweepSpec(Path("s.toml"), "s", ("tiny",), (point,), {"board": board()}, False, "", (), None)
+    assert spec.points[0].point_id == DesignPoint("tiny", "board", 8, 8, "os", 200.0, 10.0, 1, 1, 1).point_id
+    assert spec.points[0].point_id != DesignPoint("tiny", "board", 8, 8, "ws", 200.0, 10.0, 1, 1, 1).point_id
     assert point.to_row()["limit_latency_ms"] != point.to_row()["limit_latency_ms"]  # an absent budget is NaN
