@@ -277,11 +277,26 @@ def _decode_error_message(path: Path, text: str, exc: tomllib.TOMLDecodeError) -
     return f"{path}: {key}: malformed TOML ({reason})"
 
 
+def _strip_comment(line: str) -> str:
+    """The line without its ``# comment``, keeping ``#`` inside quoted strings."""
+    quote = ""
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return line[:index].strip()
+    return line.strip()
+
+
 def _find_duplicate_key(text: str) -> tuple[str, int] | None:
+    """(dotted key, line) of the first key or table defined twice; a line scan, enough for target files."""
     table = ""
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.split("#", 1)[0].strip() if '"' not in line else line.strip()
+        stripped = _strip_comment(line)
         header = _HEADER_LINE.match(stripped)
         if header and not stripped.startswith("[["):
             table = header.group(1).replace(" ", "")

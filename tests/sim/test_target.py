@@ -235,6 +235,11 @@ def test_duplicate_table(tmp_path: Path) -> None:
     assert ": memory: duplicate key" in message
 
 
+def test_duplicate_key_inside_an_inline_table(tmp_path: Path) -> None:
+    text = replace_once(GOOD, "kib = 32 }", "kib = 32, kib = 16 }  # a comment")
+    assert ": accelerator.buffers.ofmap.kib: duplicate key" in load_error(tmp_path, text)
+
+
 def test_unknown_key(tmp_path: Path) -> None:
     message = load_error(tmp_path, replace_once(GOOD, "rows = 8\n", "rows = 8\nrow_count = 8\n"))
     assert ": accelerator.row_count: unknown key" in message
