@@ -8,7 +8,9 @@ Formulas and where they come from:
   ``finn/custom_op/fpgadataflow/matrixvectoractivation.py::lut_estimation``):
   ``LUT = c0 + c1 * P * (mult + addertree + acc)`` with c0 = 300, c1 = 1.1,
   ``mult = Q * (2 * ceil((W + A) / 6) - 1) * (W + A)``, ``addertree = (W + A) * (2Q - 1)``, ``acc = acc_bits``.
-  A systolic PE is one MVAU lane with Q = 1 (one product per cycle).
+  A systolic PE doing p products per cycle counts as p MVAU lanes with Q = 1.
+- FF (FINN has no FF model): registers counted bit by bit: each PE's weight and activation registers
+  (W + A bits, passed on to its neighbours) and its accumulators.
 - Accumulator width: the data-type bound FINN uses (Colbert et al., arXiv 2301.13376):
   ``alpha = log2(K) + W + A - 1 - signed(A)``, ``acc_bits = ceil(alpha + log2(1 + 2**-alpha) + 1)``, at most 32.
 - PE throughput p(w, a) (MACs per PE per cycle) is the simulator's ``sim.pe.macs_per_pe``: a ``dsp_packed`` PE

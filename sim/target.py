@@ -239,7 +239,10 @@ def _load_shipped(name: str) -> Target:
 def _load_file(path: Path) -> Target:
     if not path.is_file():
         raise InputError(f"{path}: no such target file")
-    raw_text = path.read_text(encoding="utf-8")
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: byte {exc.start}: not UTF-8 text (TOML files are UTF-8)") from None
     try:
         raw = tomllib.loads(raw_text)
     except tomllib.TOMLDecodeError as exc:

@@ -220,6 +220,13 @@ def test_missing_file(tmp_path: Path) -> None:
         load_target(tmp_path / "absent.toml")
 
 
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(GOOD.replace("test board", "t\xe9st board").encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1.toml: byte \d+: not UTF-8 text"):
+        load_target(path)
+
+
 def test_malformed_toml(tmp_path: Path) -> None:
     message = load_error(tmp_path, replace_once(GOOD, "rows = 8", "rows = 8 8"))
     assert ": accelerator.rows: malformed TOML (Expected newline" in message
