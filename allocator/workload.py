@@ -61,11 +61,12 @@ _VECTOR: dict[str, VectorKind] = {
     "gelu": "gelu",
     "layer_norm": "layernorm",
 }
-# vector-op names when the op is called from inside a larger module rather than by its own leaf module
+# modules whose forward is a single operator: the operator takes the module's name
 _DEDICATED_TYPES = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GELU, nn.Softmax)
 _DEDICATED_SUFFIXES = ("linear", "conv2d", "softmax", "gelu", "layernorm", "matmul", "add")
 _ATTENTION_MATMULS: dict[str, GemmKind] = {"matmul_qk": "attn_qk", "matmul_av": "attn_av"}
-_VECTOR_SUFFIX: dict[VectorKind, str] = {"softmax": "softmax", "gelu": "act", "layernorm": "norm", "add": "add"}
+# vector-op name suffixes when the op runs inside a larger module (timm Attention's ``attn.softmax(-1)``)
+_VECTOR_SUFFIX: dict[VectorKind, str] = {"softmax": "softmax", "gelu": "act", "layernorm": "norm"}
 
 
 def workload_from_model(model_or_name: nn.Module | str, img_size: int | None = None) -> Workload:
@@ -74,8 +75,15 @@ def workload_from_model(model_or_name: nn.Module | str, img_size: int | None = N
     ``model_or_name`` is a model object, used as it is (it may be pretrained), or a name that
     ``quant.models.create_model`` builds with ``pretrained=False`` (an unknown name raises
     ``quant.errors.InputError``). ``img_size`` (pixels) overrides the model's input resolution; a name is
-    then built for that size. See the module docstring for names, shapes and counting conventions.
+    then built for that size. The model runs once, batch 1, under ``torch.no_grad`` in eval mode (its
+    training mode is restored after).
+
+    Attention matmuls: the per-head GEMMs of one attention call are batched into one node with
+    ``count`` = heads (× windows for Swin), M×K by K×N per head, both operands activations. See the module
+    docstring for all names, shapes and counting conventions. Errors in the model's forward pass on the dummy
+    input (e.g. an ``img_size`` a fixed-size model rejects) raise ``sim.errors.InputError``.
     """
+    from quant.errors import InputError as QuantInputError
     from quant.models import create_model
 
     if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int) or img_size <= 0):
@@ -99,7 +107,7 @@ def workload_from_model(model_or_name: nn.Module | str, img_size: int | None = N
             with recorder:
                 model(dummy)
     except (RuntimeError, AssertionError, ValueError) as exc:
-        if isinstance(exc, InputError):
+        if isinstance(exc, InputError | QuantInputError):
             raise
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(

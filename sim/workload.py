@@ -25,8 +25,10 @@ VectorKind = Literal["softmax", "gelu", "layernorm", "add", "requant"]
 class Gemm:
     """(M×K) · (K×N) → (M×N), repeated ``count`` times back to back (e.g. once per attention head).
 
-    ``weight_params`` is the number of weight parameters (0 when both operands are activations).
-    ``b_is_weight`` says whether the K×N operand is a weight (else an activation, as in q·kᵀ).
+    ``weight_params`` is the number of weight parameters (0 when both operands are activations; biases are
+    not counted). ``b_is_weight`` says whether the K×N operand is a weight (else an activation, as in q·kᵀ).
+    Attention matmuls from ``allocator.workload_from_model`` are one node per attention call with the
+    per-head GEMMs batched: ``count`` = heads (× windows for Swin), M, N, K per head and window.
     """
 
     name: str
