@@ -468,9 +468,11 @@ def pareto_front(
     high = _predict(problem, best).latency_ms if best is not None else low
     if limits.latency_ms is not None:
         high = min(high, limits.latency_ms)
+        if high < low:
+            return ParetoFront((), (allocate(problem, limits, time_limit_s=time_limit_s),), time.perf_counter() - began)
     budgets = tuple(float(b) for b in np.linspace(low, high, points))
     allocations = []
-    # no warm start from the previous point: CBC (mip 2.0) given one reported "optimal" 3.5e-4 above the optimum
+    # each point is solved from scratch, so no point depends on another point's solution
     for budget in budgets:
         point = replace(limits, latency_ms=budget)
         status, rows, seconds = _solve(problem, point, time_limit_s=time_limit_s)

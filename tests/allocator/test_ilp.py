@@ -421,6 +421,17 @@ def test_pareto_front_of_an_infeasible_problem_says_why() -> None:
     assert front.budgets_ms == ()
     assert front.allocations[0].status == "infeasible"
     assert "size 1 MB cannot be met" in front.allocations[0].message
+    too_fast = pareto_front(two_layer_problem(), points=5, limits=Limits(latency_ms=0.1))
+    assert too_fast.budgets_ms == () and too_fast.allocations[0].status == "infeasible"
+    assert too_fast.allocations[0].message == "latency 0.1 ms cannot be met; the fastest plan takes 0.2 ms"
+    slow_is_better = two_layer_problem().with_sensitivity(
+        pd.DataFrame([("a", 8, 8, 1.0), ("a", 2, 8, 0.0)], columns=["layer", "wbits", "abits", "sensitivity"]),
+        partial=True,
+    )
+    assert pareto_front(slow_is_better, points=3).budgets_ms == pytest.approx((0.2, 0.35, 0.5))
+    capped = pareto_front(slow_is_better, points=3, limits=Limits(latency_ms=0.4))
+    assert capped.budgets_ms == pytest.approx((0.2, 0.3, 0.4))
+    assert [a.objective for a in capped.allocations] == pytest.approx([1.5, 1.5, 1.5])
     with pytest.raises(InputError, match="points=1"):
         pareto_front(two_layer_problem(), points=1)
 
