@@ -77,9 +77,14 @@ class LayerResult:
     compute_cycles: int
     stall_cycles: int
     cycles: int
+    count: int = 1  # back-to-back repeats of a GEMM (attention heads); not in the contract's JSON rows
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.n * self.k * self.count
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in _LAYER_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ class SimResult:
     def stall_cycles(self) -> int:
         return sum(layer.stall_cycles for layer in self.layers)
 
+    @property
+    def utilisation(self) -> float:
+        """Fraction of PE cycles (rows × cols × total cycles) that do a PE's worth of MACs (MACs / p)."""
+        busy = sum(layer.macs / macs_per_pe(self.pe, layer.wbits, layer.abits) for layer in self.layers if layer.m)
+        return busy / (self.rows * self.cols * self.cycles) if self.cycles else 0.0
+
     def to_frame(self) -> pd.DataFrame:
         """One row per layer (GEMMs and vector operators, in execution order)."""
         return pd.DataFrame([layer.to_json() for layer in self.layers], columns=_LAYER_COLUMNS)
@@ -128,7 +139,7 @@ class SimResult:
         }
 
 
-_LAYER_COLUMNS = [f.name for f in dataclasses.fields(LayerResult)]
+_LAYER_COLUMNS = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
 _RESOURCE_KEYS = ("dsp", "lut", "ff", "bram36", "uram")
 
 

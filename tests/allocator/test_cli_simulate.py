@@ -1,0 +1,114 @@
+"""`mixbit simulate` through allocator.cli.main: JSON contract, table output, sources of workloads, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from allocator.cli import main
+
+LAYER_FIELDS = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(["simulate", *argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # one JSON object, nothing else on stdout
+    return json.loads(out)
+
+
+def test_gemm_json_ideal_memory_is_scalesim_closed_form(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--target", "scalesim_32x32", "--gemm", "197,384,1152", "--ideal-memory")
+    assert list(data) == ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources", "layers"]
+    assert data["target"] == "scalesim_32x32"
+    (layer,) = data["layers"]
+    assert list(layer) == LAYER_FIELDS
+    assert layer["compute_cycles"] == math.ceil(197 / 32) * math.ceil(384 / 32) * (1152 + 32 + 32 - 2)
+    assert layer["stall_cycles"] == 0
+    assert data["cycles"] == layer["cycles"] == layer["compute_cycles"]
+    assert data["latency_ms"] == pytest.approx(data["cycles"] / 1e6)  # 1000 MHz
+    assert set(data["resources"]) == {"dsp", "lut", "ff", "bram36", "uram"}
+    assert isinstance(data["fits"], bool)
+
+
+def test_overrides_and_stalls(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--target", "zcu102", "--gemm", "64,96,200", "--rows", "8", "--cols", "16", "--dataflow", "ws"]
+    ideal = run_json(capsys, *args, "--ideal-memory")
+    real = run_json(capsys, *args)
+    expected = math.ceil(200 / 8) * math.ceil(96 / (16 * 2)) * (2 * 8 + 16 + 64 - 2)  # DSP-packed INT8: p = 2
+    assert ideal["layers"][0]["compute_cycles"] == expected
+    assert real["cycles"] >= ideal["cycles"]
+    assert real["layers"][0]["cycles"] == real["layers"][0]["compute_cycles"] + real["layers"][0]["stall_cycles"]
+
+
+def test_bits_lower_cycles_on_packed_pes(capsys: pytest.CaptureFixture[str]) -> None:
+    eight = run_json(capsys, "--target", "zcu102", "--gemm", "197,384,384", "--ideal-memory")
+    four = run_json(capsys, "--target", "zcu102", "--gemm", "197,384,384", "--wbits", "4", "--abits", "4",
+                    "--ideal-memory")  # fmt: skip
+    assert four["layers"][0]["compute_cycles"] * 2 == pytest.approx(eight["layers"][0]["compute_cycles"], rel=0.1)
+    assert (four["layers"][0]["wbits"], four["layers"][0]["abits"]) == (4, 4)
+
+
+def test_topology_and_bit_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    topo = tmp_path / "topo.csv"
+    topo.write_text("Layer, M, N, K,\nqkv, 197, 1152, 384,\nproj, 197, 384, 384,\n")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "topo", "default": {"wbits": 8, "abits": 8},
+                                "layers": {"qkv": {"wbits": 4, "abits": 4, "weight_kind": "uniform"}}}))  # fmt: skip
+    data = run_json(capsys, "--target", "zcu104", "--topology", str(topo), "--bits", str(plan))
+    assert [(row["name"], row["wbits"], row["abits"]) for row in data["layers"]] == [("qkv", 4, 4), ("proj", 8, 8)]
+    assert data["cycles"] == sum(row["cycles"] for row in data["layers"])
+
+
+def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--target", "ultra96v2", "--gemm", "50,64,64"]) == 0
+    out = capsys.readouterr().out
+    assert "gemm_50x64x64" in out and "16x16 OS array" in out
+    for label in ("cycles", "latency", "utilisation", "resources", "fits"):
+        assert f"\n{label}" in out
+
+
+@pytest.mark.slow
+def test_model_has_contract_layer_names(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--target", "zcu102", "--model", "mixbit_vit_test", "--wbits", "4", "--abits", "8")
+    names = [row["name"] for row in data["layers"]]
+    for name in ("blocks.0.attn.qkv", "blocks.0.attn.matmul_qk", "blocks.0.attn.matmul_av", "blocks.1.mlp.fc2", "head"):
+        assert name in names
+    vector = [row for row in data["layers"] if row["m"] == 0]
+    assert vector and all(row["wbits"] == 0 and row["stall_cycles"] == 0 for row in vector)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--target", "zcu102", "--gemm", "0,4,4"], "M=0"),
+        (["--target", "zcu102", "--gemm", "4,4"], "three integers"),
+        (["--target", "scalesim_32x32", "--gemm", "4,4,4", "--wbits", "4"], "wbits=4, abits=8 not supported"),
+        (["--target", "zcu102", "--gemm", "4,4,4", "--rows", "0"], "rows"),
+        (["--target", "no_such_board", "--gemm", "4,4,4"], "no_such_board"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert main(["simulate", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert message in captured.err
+
+
+def test_bad_bit_plans(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    topo = tmp_path / "topo.csv"
+    topo.write_text("Layer, M, N, K,\nfc1, 8, 8, 8,\nfc2, 8, 8, 8,\n")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"layers": {"fc1": {"wbits": 4, "abits": 4}, "fc9": {"wbits": 4, "abits": 4}}}))
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"layers": {"fc1": {"wbits": 4, "abits": 4}}}))
+    for plan, message in ((unknown, "'fc9' is not in the model"), (missing, "no bits for layer 'fc2'")):
+        assert main(["simulate", "--target", "zcu102", "--topology", str(topo), "--bits", str(plan)]) == 2
+        assert message in capsys.readouterr().err
+    args = ["simulate", "--target", "zcu102", "--topology", str(topo), "--bits", str(missing), "--wbits", "4"]
+    assert main(args) == 2
+    assert "cannot be combined" in capsys.readouterr().err
