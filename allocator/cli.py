@@ -19,10 +19,13 @@ COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep", "train")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from quant.errors import InputError as QuantInputError
     from sim.errors import InputError as SimInputError
 
-    return (SimInputError, QuantInputError, FileNotFoundError, IsADirectoryError, PermissionError)
+    errors: tuple[type[BaseException], ...] = (SimInputError, FileNotFoundError, IsADirectoryError, PermissionError)
+    # quant's error can only have been raised if quant was imported; importing it here would pull in torch (~2 s)
+    if "quant.errors" in sys.modules:
+        errors += (sys.modules["quant.errors"].InputError,)
+    return errors
 
 
 def build_parser() -> argparse.ArgumentParser:
