@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{exc.strerror or 'cannot open'}: {exc.filename}"
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`mixbit targets | head`): not an error; keep Python from reporting it at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
