@@ -327,11 +327,20 @@ def _sensitivity_lookup(sensitivity: pd.DataFrame) -> dict[tuple[str, int, int],
 
 
 def onchip_capacity_bits(target: Target) -> int:
-    """Bits of BRAM and URAM (under the target's use caps) left for resident weights after the accelerator's
-    input and output buffers take theirs; the weight buffer is what resident weights replace."""
+    """Bits of on-chip memory left for resident weights: on an FPGA, BRAM36 and URAM under the target's use caps;
+    on an ASIC, its SRAM. The input and output buffers placed in that memory keep their share; the weight
+    buffer is what resident weights replace."""
     device, caps, buffers = target.device, target.caps, target.accelerator.buffers
-    memory_bits = device.bram36 * caps.bram36 * BRAM36_BITS + device.uram * caps.uram * URAM_BITS
-    buffer_bits = 8 * (buffers.ifmap_bytes + buffers.ofmap_bytes)
+    if getattr(device, "kind", "fpga") == "asic":
+        memory_bits = 8 * getattr(device, "sram_bytes", 0)
+        kinds = {"sram"}
+    else:
+        memory_bits = device.bram36 * caps.bram36 * BRAM36_BITS + device.uram * caps.uram * URAM_BITS
+        kinds = {"bram36", "uram"}
+    buffer_bits = 0
+    for name in ("ifmap", "ofmap"):
+        if getattr(buffers, f"{name}_memory", "bram36") in kinds:
+            buffer_bits += 8 * getattr(buffers, f"{name}_bytes")
     return max(0, int(memory_bits - buffer_bits))
 
 

@@ -167,6 +167,20 @@ def test_onchip_capacity_counts_bram_and_uram_under_caps_minus_activation_buffer
     assert fake_problem().onchip_capacity_bits == int(expected)
 
 
+@pytest.mark.parametrize("name", ["zcu102", "bitfusion_16x32"])
+def test_onchip_capacity_of_shipped_targets(name: str) -> None:
+    """FPGA: BRAM36/URAM under caps less the activation buffers placed there; ASIC: SRAM less those buffers."""
+    target = sim.load_target(name)
+    device, buffers = target.device, target.accelerator.buffers
+    activations = 8 * (buffers.ifmap_bytes + buffers.ofmap_bytes)
+    if device.kind == "asic":
+        assert onchip_capacity_bits(target) == 8 * device.sram_bytes - activations
+    else:
+        memory = device.bram36 * target.caps.bram36 * BRAM36_BITS + device.uram * target.caps.uram * URAM_BITS
+        assert onchip_capacity_bits(target) == int(memory - activations)
+    assert onchip_capacity_bits(target) > 0
+
+
 def test_a_layer_without_a_score_is_named() -> None:
     workload, target = tiny_vit(), fake_target()
     scores = sensitivity_table(workload, BIT_PAIRS)
@@ -286,16 +300,20 @@ def test_ms_and_cycles_convert_at_the_clock() -> None:
     assert problem.ms_to_cycles(0.5) == pytest.approx(100_000)
 
 
-@pytest.mark.skipif(not hasattr(sim, "cost_table"), reason="sim.cost_table has not landed yet")
-def test_per_layer_latencies_add_up_to_the_whole_model_simulation() -> None:
+@pytest.mark.parametrize("target_name", ["fake", "zcu102", "bitfusion_16x32"])
+@pytest.mark.parametrize("ideal_memory", [False, True])
+def test_per_layer_latencies_add_up_to_the_whole_model_simulation(target_name: str, ideal_memory: bool) -> None:
     """Σ latency of the chosen options + vector cycles = sim.simulate of the same plan, within 1 %."""
-    workload, target = tiny_vit(depth=2), fake_target()
-    pairs = [(w, a) for w in target.accelerator.weight_bits for a in target.accelerator.act_bits]
-    problem = build_problem(workload, target, sensitivity_table(workload, pairs), pairs)
+    workload = tiny_vit(depth=2)
+    target = fake_target() if target_name == "fake" else sim.load_target(target_name)
+    pairs = [(w, a) for w in (2, 4, 8) for a in (4, 8)]
+    problem = build_problem(workload, target, sensitivity_table(workload, pairs), pairs, ideal_memory=ideal_memory)
+    assert problem.fixed_cycles == sim.vector_cycles(workload, target) > 0
     rng = np.random.default_rng(3)
     for _ in range(3):
         rows = np.array([rng.choice(r) for r in problem.choice_rows])
         plan = {str(problem.layer[r]): (int(problem.wbits[r]), int(problem.abits[r])) for r in rows}
-        whole = sim.simulate(workload, target, bits=plan).cycles
+        whole = sim.simulate(workload, target, bits=plan, ideal_memory=ideal_memory)
         summed = problem.fixed_cycles + problem.latency_cycles[rows].sum()
-        assert summed == pytest.approx(whole, rel=0.01)
+        assert summed == pytest.approx(whole.cycles, rel=0.01)
+        assert problem.cycles_to_ms(summed) == pytest.approx(whole.latency_ms, rel=0.01)
