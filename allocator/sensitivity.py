@@ -1,0 +1,764 @@
+"""Per-layer quantization sensitivity: Hutchinson Hessian traces, empirical Fisher, and HAWQ-style scores.
+
+Every quantizable GEMM of a model is scored for each (wbits, abits) pair with
+
+    Ω_i(w, a) = Tr(H_w,i)/n_w,i · ‖Q_w(W_i) − W_i‖² + Tr(H_a,i)/n_a,i · ‖Q_a(A_i) − A_i‖²
+
+(HAWQ-V2, arXiv 1911.03852, eq. 7; HAWQ-V3, arXiv 2011.10680, §3.3), where the traces come from the loss
+Hessian (``hessian_traces``) or the empirical Fisher (``fisher_scores``) and the errors from ``quant``'s own
+quantizers at each bit width.
+
+Hessian traces (Hutchinson, Tr(H) = E[vᵀHv] over Rademacher v): one Hessian-vector product over all quantized
+tensors at once per draw, split per tensor as vᵢᵀ(Hv)ᵢ. The cross terms vᵢᵀHᵢⱼvⱼ have zero mean, so every block
+trace comes out of the same product; PyHessian (arXiv 1912.07145) has no per-layer API and users loop over
+layers, one product per layer per draw. Several draws share one forward/backward graph and go through the
+second backward together (``torch.autograd.grad(..., is_grads_batched=True)``, which vmaps it).
+
+Activations are scored through zero perturbation tensors added by forward pre-hooks at every GEMM input (and
+both operands of the attention matmul modules ``*.matmul_qk`` / ``*.matmul_av`` when the model has them): the
+Hessian of the loss with respect to such a tensor is the Hessian with respect to that activation.
+
+Scale conventions (so that the score approximates the loss increase up to the factor ½):
+- the loss is the mean over samples; a data set split in batches is weighted by batch size;
+- weight traces are of the Hessian of that mean loss with respect to the weight tensor; n_w = its elements;
+- activation traces are of the Hessian of the mean loss with respect to all samples' activations, which equals
+  the mean over samples of each sample's own Hessian trace; n_a = elements of ONE sample's activation, and the
+  activation error is the per-sample mean ‖Q(A) − A‖² over the calibration samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from sim.errors import InputError
+
+__all__ = [
+    "Traces",
+    "component_type",
+    "fisher_scores",
+    "hessian_traces",
+    "quantizable_layers",
+    "quantization_errors",
+    "scores_from_traces",
+    "sensitivity_table",
+]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Batch = tuple[Tensor, Tensor]
+MATMUL_SUFFIXES = ("matmul_qk", "matmul_av")
+
+# Hessian-vector products sharing one graph per batch of draws. On CPU the second backward costs about the
+# same per draw batched or not (0.061 vs 0.064 s/draw, depth-12 test ViT, batch 64: bench/sensitivity.py),
+# so batching there only saves the shared forward/backward; on a GPU it fills the device.
+DEFAULT_BATCH_DRAWS = 8
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A quantizable GEMM: a module with a weight, or an attention matmul module (two activation operands)."""
+
+    name: str
+    module: nn.Module
+    is_matmul: bool
+
+
+@dataclass(frozen=True)
+class Traces:
+    """Per-layer traces (Hessian or Fisher) of the two quantized operands of every GEMM.
+
+    ``weight_*`` is the operand whose bits are the plan's ``wbits``: the weight, or for attention matmuls the
+    second operand (kᵀ or v, an activation). ``act_*`` is the GEMM's input activation (``abits``); NaN when
+    activations were not traced. ``*_numel``: elements (per sample for activations). ``*_draws``: Rademacher
+    draws averaged for that estimate (the stopping rule freezes each estimate separately; 0 for Fisher).
+    ``draws``: draws run in all; ``samples``: data samples used; ``seconds``: wall time.
+    """
+
+    method: Literal["hessian", "fisher"]
+    layers: tuple[str, ...]
+    weight_trace: tuple[float, ...]
+    weight_numel: tuple[int, ...]
+    act_trace: tuple[float, ...]
+    act_numel: tuple[int, ...]
+    weight_draws: tuple[int, ...]
+    act_draws: tuple[int, ...]
+    draws: int
+    samples: int
+    seconds: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: layer, component, weight_trace, weight_numel, act_trace, act_numel, draws."""
+        return pd.DataFrame(
+            {
+                "layer": list(self.layers),
+                "component": [component_type(name) for name in self.layers],
+                "weight_trace": list(self.weight_trace),
+                "weight_numel": list(self.weight_numel),
+                "act_trace": list(self.act_trace),
+                "act_numel": list(self.act_numel),
+                "weight_draws": list(self.weight_draws),
+                "act_draws": list(self.act_draws),
+            }
+        )
+
+    def per_element(self) -> dict[str, tuple[float, float]]:
+        """``{layer: (Tr(H_w)/n_w, Tr(H_a)/n_a)}``, the factors the quantization errors are weighted by."""
+        return {
+            name: (w / max(nw, 1), a / max(na, 1))
+            for name, w, nw, a, na in zip(
+                self.layers, self.weight_trace, self.weight_numel, self.act_trace, self.act_numel, strict=True
+            )
+        }
+
+
+# ---------------------------------------------------------------------------------------------- layers
+
+
+def component_type(name: str) -> str:
+    """The ViT component a layer name belongs to: patch_embed, qkv, proj, fc1, fc2, matmul_qk, matmul_av,
+    head, patch_merge (Swin downsample) or gemm (anything else)."""
+    parts = name.split(".")
+    last = parts[-1]
+    if "patch_embed" in parts:
+        return "patch_embed"
+    if last in ("qkv", "fc1", "fc2", "head", *MATMUL_SUFFIXES):
+        return last
+    if last == "proj":
+        return "proj"
+    if last == "reduction" or "downsample" in parts:
+        return "patch_merge"
+    return "gemm"
+
+
+def quantizable_layers(model: nn.Module) -> list[str]:
+    """Names of the model's quantizable GEMMs in module order (the contract's layer names)."""
+    return [layer.name for layer in _find_layers(model, None)]
+
+
+def _find_layers(model: nn.Module, names: Sequence[str] | None) -> list[_Layer]:
+    found: list[_Layer] = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            found.append(_Layer(name, module, is_matmul=False))
+        elif name.split(".")[-1] in MATMUL_SUFFIXES:
+            found.append(_Layer(name, module, is_matmul=True))
+    if not found:
+        raise InputError(
+            f"model {type(model).__name__} has no quantizable layers (nn.Linear, nn.Conv2d, *.matmul_qk, *.matmul_av)"
+        )
+    if names is None:
+        return found
+    by_name = {layer.name: layer for layer in found}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise InputError(f"layers {unknown} are not quantizable layers of the model (e.g. {found[0].name!r})")
+    if not names:
+        raise InputError("layers is empty; leave it None to score every quantizable layer")
+    return [by_name[n] for n in names]
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _batches(data: Batch | Iterable[Batch], device: torch.device) -> list[Batch]:
+    """``data`` as a list of (inputs, targets) batches on ``device``."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
+        items: list[Any] = [data]
+    else:
+        try:
+            items = list(data)
+        except TypeError:
+            kind = type(data).__name__
+            raise InputError(f"data must be an (inputs, targets) pair or an iterable of them, not {kind}") from None
+    batches: list[Batch] = []
+    for index, item in enumerate(items):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Tensor)):
+            raise InputError(f"data batch {index} is not an (inputs, targets) pair of tensors")
+        x, y = item
+        if x.shape[0] == 0:
+            raise InputError(f"data batch {index} is empty")
+        batches.append((x.to(device), y.to(device) if isinstance(y, Tensor) else y))
+    if not batches:
+        raise InputError("data holds no batches")
+    return batches
+
+
+def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _prepared(model: nn.Module, device: torch.device, weights: Sequence[Tensor]) -> Iterator[None]:
+    """Eval mode, gradients only on the quantized weights; everything restored afterwards."""
+    training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    wanted = {id(w) for w in weights}
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(id(p) in wanted)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(training)
+
+
+def _on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model itself when it already lives on ``device``, else a copy moved there."""
+    param = next(model.parameters(), None)
+    if param is None or param.device == device:
+        return model
+    return copy.deepcopy(model).to(device)
+
+
+# ---------------------------------------------------------------------------------------------- taps
+
+
+class _ActivationTaps:
+    """Forward pre-hooks that add a zero tensor to each GEMM input (both operands for attention matmuls).
+
+    ``fixed`` maps a key to a ready tensor to add (used under torch.func); otherwise each forward creates
+    fresh zeros that require grad. Keys are ``(layer, 0)`` for the first operand and ``(layer, 1)`` for the
+    second operand of a matmul. ``record`` keeps the (unperturbed) inputs instead, for calibration.
+    """
+
+    def __init__(self, layers: Sequence[_Layer], *, fixed: Mapping[tuple[str, int], Tensor] | None = None):
+        self.layers = layers
+        self.fixed = fixed
+        self.eps: dict[tuple[str, int], Tensor] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> _ActivationTaps:
+        for layer in self.layers:
+            self._handles.append(layer.module.register_forward_pre_hook(self._hook(layer)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
+        operands = 2 if layer.is_matmul else 1
+
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            args = tuple(args)
+            if len(args) < operands or not all(isinstance(a, Tensor) for a in args[:operands]):
+                raise InputError(f"layer {layer.name}: expected {operands} tensor input(s) to tap")
+            out = list(args)
+            for index in range(operands):
+                key = (layer.name, index)
+                if self.fixed is not None:
+                    eps = self.fixed[key]
+                else:
+                    eps = torch.zeros_like(args[index], requires_grad=True)
+                    self.eps[key] = eps
+                out[index] = args[index] + eps
+            return tuple(out)
+
+        return hook
+
+
+class _Recorder:
+    """Forward pre-hooks that keep every GEMM input (both matmul operands), detached, across batches."""
+
+    def __init__(self, layers: Sequence[_Layer]):
+        self.layers = layers
+        self.inputs: dict[tuple[str, int], list[Tensor]] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> _Recorder:
+        for layer in self.layers:
+            operands = 2 if layer.is_matmul else 1
+
+            def hook(module: nn.Module, args: tuple[Any, ...], name: str = layer.name, n: int = operands) -> None:
+                for index in range(n):
+                    self.inputs.setdefault((name, index), []).append(args[index].detach())
+
+            self._handles.append(layer.module.register_forward_pre_hook(hook))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def _tensor_keys(layers: Sequence[_Layer], activations: bool) -> list[tuple[str, str]]:
+    """(layer, operand) for every traced tensor: operand "weight" (the wbits operand) or "act" (abits)."""
+    keys: list[tuple[str, str]] = []
+    for layer in layers:
+        if layer.is_matmul:
+            if activations:
+                keys += [(layer.name, "act"), (layer.name, "weight")]
+        else:
+            keys.append((layer.name, "weight"))
+            if activations:
+                keys.append((layer.name, "act"))
+    return keys
+
+
+def _is_activation(key: tuple[str, str], layers: Sequence[_Layer]) -> bool:
+    """Whether a traced tensor is an activation (one per sample) rather than a weight."""
+    return key[1] == "act" or any(layer.is_matmul and layer.name == key[0] for layer in layers)
+
+
+def _tap_key(layer: _Layer, operand: str) -> tuple[str, int]:
+    """The activation-tap key of an operand: the first input, or a matmul's second input for its "weight"."""
+    return (layer.name, 1 if (layer.is_matmul and operand == "weight") else 0)
+
+
+def _checked_loss(loss: Any, where: str) -> Tensor:
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        raise InputError(f"loss_fn must return a scalar tensor; got {type(loss).__name__} on {where}")
+    if not torch.isfinite(loss).all():
+        raise InputError(f"loss is {loss.item()} (not finite) on {where}")
+    return loss.reshape(())
+
+
+# ---------------------------------------------------------------------------------------------- hessian
+
+
+class _HvpGraph:
+    """Loss, its gradient (with graph) and the traced tensors for one data batch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batch: Batch,
+        layers: Sequence[_Layer],
+        keys: Sequence[tuple[str, str]],
+        activations: bool,
+        where: str,
+    ):
+        by_name = {layer.name: layer for layer in layers}
+        x, y = batch
+        taps = _ActivationTaps(layers if activations else [])
+        with taps:
+            out = model(x)
+        loss = _checked_loss(loss_fn(out, y), where)
+        if not loss.requires_grad:
+            raise InputError(f"loss does not depend on the model's quantizable weights ({where})")
+        self.tensors: list[Tensor] = []
+        for name, operand in keys:
+            layer = by_name[name]
+            if operand == "weight" and not layer.is_matmul:
+                self.tensors.append(layer.module.weight)
+            else:
+                self.tensors.append(taps.eps[_tap_key(layer, operand)])
+        grads = torch.autograd.grad(loss, self.tensors, create_graph=True, allow_unused=True)
+        weight_grads = [g for g, (_, op) in zip(grads, keys, strict=True) if op == "weight" and g is not None]
+        if not weight_grads and not any(g is not None for g in grads):
+            raise InputError(f"loss does not depend on any quantizable layer's weights or inputs ({where})")
+        # tensors whose gradient is constant (loss linear in them) have a zero Hessian block
+        self.live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        self.grads = [grads[i] for i in self.live]
+        self.weight = x.shape[0]
+
+    def vhv(self, vectors: Sequence[Tensor], batched: bool, keep: bool) -> Tensor:
+        """(draws, tensors) of vᵢᵀ(Hv)ᵢ for each draw; ``vectors[i]`` has a leading draws dimension."""
+        draws = vectors[0].shape[0]
+        result = torch.zeros(draws, len(vectors), dtype=torch.float64)
+        if not self.live:
+            return result
+        outputs = [vectors[i] if batched else vectors[i][0] for i in self.live]
+        hv = torch.autograd.grad(
+            self.grads,
+            [self.tensors[i] for i in self.live],
+            grad_outputs=outputs,
+            retain_graph=keep,
+            is_grads_batched=batched,
+            allow_unused=True,
+        )
+        for i, h in zip(self.live, hv, strict=True):
+            if h is None:
+                continue
+            h = h if batched else h.unsqueeze(0)
+            result[:, i] = (vectors[i] * h).flatten(1).sum(1).double().cpu()
+        return result
+
+
+def _rademacher(shape: torch.Size, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return torch.randint(0, 2, shape, generator=generator, device=device, dtype=dtype).mul_(2).sub_(1)
+
+
+def hessian_traces(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    *,
+    layers: Sequence[str] | None = None,
+    activations: bool = True,
+    max_draws: int = 200,
+    tol: float = 1e-3,
+    batch_draws: int = DEFAULT_BATCH_DRAWS,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> Traces:
+    """Hutchinson estimates of the loss-Hessian trace of every quantizable layer's operands.
+
+    ``loss_fn(outputs, targets)`` returns the mean loss of a batch; ``data`` is one (inputs, targets) pair or
+    an iterable of them (the whole of it is used for every draw). Per draw, one Hessian-vector product over
+    all traced tensors; ``batch_draws`` draws share a forward/backward graph. Stopping rule (PyHessian's, per
+    estimate): an estimate is frozen at the first draw where its running mean moves by less than ``tol``
+    relative to the previous one; the run stops when all are frozen or after ``max_draws`` (``tol=0``: always
+    ``max_draws``). Draw ``j`` uses a generator seeded from ``(seed, j)``, so results do not depend on
+    ``batch_draws``. ``device``: where to compute (default: the model's; the model is copied if it lives
+    elsewhere). ``progress``: a tqdm bar on stderr.
+    """
+    if max_draws < 1:
+        raise InputError(f"max_draws must be at least 1, got {max_draws}")
+    if batch_draws < 1:
+        raise InputError(f"batch_draws must be at least 1, got {batch_draws}")
+    if not tol >= 0:
+        raise InputError(f"tol must be >= 0, got {tol}")
+    start = time.perf_counter()
+    dev = _resolve_device(model, device)
+    model = _on_device(model, dev)
+    chosen = _find_layers(model, layers)
+    if not activations:
+        chosen = [layer for layer in chosen if not layer.is_matmul]
+        if not chosen:
+            raise InputError("only attention matmuls were chosen; they have no weights, so pass activations=True")
+    keys = _tensor_keys(chosen, activations)
+    batches = _batches(data, dev)
+    samples = sum(x.shape[0] for x, _ in batches)
+    weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
+
+    sums = np.zeros(len(keys))
+    counts = np.zeros(len(keys), dtype=np.int64)
+    previous = np.full(len(keys), np.nan)
+    active = np.ones(len(keys), dtype=bool)
+    numel: dict[tuple[str, str], int] = {}
+    draws_run = 0
+    cached: _HvpGraph | None = None
+    bar = tqdm(total=max_draws, desc="hessian traces", unit="draw", disable=not progress, file=sys.stderr)
+    with _prepared(model, dev, weights), bar:
+        while draws_run < max_draws and active.any():
+            chunk = min(batch_draws, max_draws - draws_run)
+            generators = [
+                torch.Generator(device=dev).manual_seed(seed * 1_000_003 + draws_run + j) for j in range(chunk)
+            ]
+            estimates = torch.zeros(chunk, len(keys), dtype=torch.float64)
+            for index, batch in enumerate(batches):
+                single = len(batches) == 1
+                graph = cached if single and cached is not None else None
+                if graph is None:
+                    graph = _HvpGraph(model, loss_fn, batch, chosen, keys, activations, f"data batch {index}")
+                    if single:
+                        cached = graph
+                if not numel:
+                    for key, tensor in zip(keys, graph.tensors, strict=True):
+                        numel[key] = tensor.numel() // (batch[0].shape[0] if _is_activation(key, chosen) else 1)
+                if index == 0:  # a draw's weight vector is the same for every batch: v·(Σ_b H_b)·v
+                    weight_vectors = {
+                        i: torch.stack([_rademacher(t.shape, g, dev, t.dtype) for g in generators])
+                        for i, t in enumerate(graph.tensors)
+                        if not _is_activation(keys[i], chosen)
+                    }
+                vectors = [
+                    weight_vectors[i]
+                    if i in weight_vectors
+                    else torch.stack([_rademacher(t.shape, g, dev, t.dtype) for g in generators])
+                    for i, t in enumerate(graph.tensors)
+                ]
+                estimates += graph.vhv(vectors, batched=chunk > 1, keep=single) * (graph.weight / samples)
+            for row in estimates.numpy():
+                draws_run += 1
+                sums[active] += row[active]
+                counts[active] += 1
+                means = sums / np.maximum(counts, 1)
+                if draws_run > 1 and tol > 0:
+                    settled = np.abs(means - previous) <= tol * np.abs(previous)
+                    active &= ~settled
+                previous = means
+                bar.update(1)
+                if not active.any():
+                    break
+            bar.set_postfix(unsettled=int(active.sum()))
+    means = sums / np.maximum(counts, 1)
+    return _traces("hessian", chosen, keys, means, counts, numel, draws_run, samples, time.perf_counter() - start)
+
+
+def _traces(
+    method: Literal["hessian", "fisher"],
+    layers: Sequence[_Layer],
+    keys: Sequence[tuple[str, str]],
+    values: np.ndarray,
+    counts: np.ndarray,
+    numel: Mapping[tuple[str, str], int],
+    draws: int,
+    samples: int,
+    seconds: float,
+) -> Traces:
+    value = dict(zip(keys, values.tolist(), strict=True))
+    count = dict(zip(keys, counts.tolist(), strict=True))
+    names = tuple(layer.name for layer in layers)
+    return Traces(
+        method=method,
+        layers=names,
+        weight_trace=tuple(float(value[(n, "weight")]) for n in names),
+        weight_numel=tuple(int(numel[(n, "weight")]) for n in names),
+        act_trace=tuple(float(value.get((n, "act"), math.nan)) for n in names),
+        act_numel=tuple(int(numel.get((n, "act"), 0)) for n in names),
+        weight_draws=tuple(int(count[(n, "weight")]) for n in names),
+        act_draws=tuple(int(count.get((n, "act"), 0)) for n in names),
+        draws=draws,
+        samples=samples,
+        seconds=seconds,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- fisher
+
+
+def fisher_scores(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    *,
+    layers: Sequence[str] | None = None,
+    activations: bool = True,
+    normalize: bool = True,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> Traces:
+    """Empirical-Fisher traces: Σ over a tensor's elements of the mean over samples of the squared per-sample
+    gradient, for every quantizable layer's operands (same layout and scale conventions as ``hessian_traces``).
+
+    ``normalize``: type-aware scaling as in LampQ (arXiv 2511.10004, Ω_i = α_t·tr(F_i)): each per-element
+    trace F_i/n_i is divided by the mean of F/n over the layers of its component type (``component_type``),
+    separately for the weight and activation operands. LampQ's exact α_t could not be read here; this is our
+    reading of "type-aware" (each component type's mean becomes 1). Per-sample gradients come from
+    ``torch.func.vmap`` over ``torch.func.grad`` of the loss of one sample (``loss_fn`` on a batch of one).
+    """
+    from torch.func import functional_call, grad, vmap
+
+    start = time.perf_counter()
+    dev = _resolve_device(model, device)
+    model = _on_device(model, dev)
+    chosen = _find_layers(model, layers)
+    if not activations:
+        chosen = [layer for layer in chosen if not layer.is_matmul]
+        if not chosen:
+            raise InputError("only attention matmuls were chosen; they have no weights, so pass activations=True")
+    keys = _tensor_keys(chosen, activations)
+    batches = _batches(data, dev)
+    samples = sum(x.shape[0] for x, _ in batches)
+    by_name = {layer.name: layer for layer in chosen}
+    names = dict(model.named_parameters())
+    param_of = {id(p): n for n, p in names.items()}
+    weight_keys = [k for k in keys if k[1] == "weight" and not by_name[k[0]].is_matmul]
+    act_keys = [k for k in keys if k not in weight_keys]
+    weights = {param_of[id(by_name[n].module.weight)]: by_name[n].module.weight.detach() for n, _ in weight_keys}
+    weight_param = {k: param_of[id(by_name[k[0]].module.weight)] for k in weight_keys}
+
+    # one sample's activation shapes, for the zero perturbations under vmap
+    probe = _ActivationTaps(chosen if activations else [])
+    with torch.no_grad(), probe:
+        model.eval()(batches[0][0][:1])
+    eps_shapes = {key: t.shape for key, t in probe.eps.items()}
+
+    def sample_loss(w: dict[str, Tensor], eps: dict[tuple[str, int], Tensor], x1: Tensor, y1: Tensor) -> Tensor:
+        with _ActivationTaps(chosen if activations else [], fixed=eps):
+            out = functional_call(model, w, (x1.unsqueeze(0),))
+        target = y1.unsqueeze(0) if isinstance(y1, Tensor) else y1
+        return loss_fn(out, target).reshape(())
+
+    per_sample = vmap(grad(sample_loss, argnums=(0, 1)), in_dims=(None, None, 0, 0))
+    totals = np.zeros(len(keys))
+    with _prepared(model, dev, []):
+        for index, (x, y) in enumerate(tqdm(batches, desc="fisher", disable=not progress, file=sys.stderr)):
+            eps = {key: torch.zeros(shape, device=dev) for key, shape in eps_shapes.items()}
+            with torch.no_grad(), _ActivationTaps(chosen if activations else [], fixed=eps):
+                _checked_loss(loss_fn(model(x), y), f"data batch {index}")
+            grads_w, grads_a = per_sample(weights, eps, x, y)
+            for column, key in enumerate(keys):
+                is_weight = key in weight_keys
+                g = grads_w[weight_param[key]] if is_weight else grads_a[_tap_key(by_name[key[0]], key[1])]
+                totals[column] += float(g.double().pow(2).sum())
+    values = totals / samples
+    numel: dict[tuple[str, str], int] = {}
+    for key in weight_keys:
+        numel[key] = by_name[key[0]].module.weight.numel()
+    for key in act_keys:
+        numel[key] = math.prod(eps_shapes[_tap_key(by_name[key[0]], key[1])])
+    if not np.any(values[[keys.index(k) for k in weight_keys]] > 0) and weight_keys:
+        raise InputError("loss does not depend on the model's quantizable weights (all Fisher traces are 0)")
+    if normalize:
+        values = _normalize_by_type(keys, values, numel)
+    counts = np.zeros(len(keys), dtype=np.int64)
+    return _traces("fisher", chosen, keys, values, counts, numel, 0, samples, time.perf_counter() - start)
+
+
+def _normalize_by_type(
+    keys: Sequence[tuple[str, str]], values: np.ndarray, numel: Mapping[tuple[str, str], int]
+) -> np.ndarray:
+    """Divide each trace by the mean per-element trace of its (component type, operand) group."""
+    per_element = np.array([v / max(numel[k], 1) for k, v in zip(keys, values, strict=True)])
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (name, operand) in enumerate(keys):
+        groups.setdefault((component_type(name), operand), []).append(i)
+    out = values.copy()
+    for members in groups.values():
+        mean = per_element[members].mean()
+        if mean > 0:
+            out[members] = values[members] / mean
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- scores
+
+
+def quantization_errors(
+    model: nn.Module,
+    data: Batch | Iterable[Batch],
+    weight_bits: Iterable[int],
+    act_bits: Iterable[int],
+    *,
+    layers: Sequence[str] | None = None,
+    act_kinds: Mapping[str, str] | None = None,
+    device: str | torch.device | None = None,
+) -> pd.DataFrame:
+    """‖Q(x) − x‖² of each layer's operands at each bit width, with ``quant``'s quantizers.
+
+    Rows: layer, operand ("weight": the wbits operand; "act": the input activation), bits, error. Weights are
+    quantized per output channel; activations per tensor over all calibration samples (their inputs are
+    recorded by hooks on ``data``), and their error is reported per sample (sum over samples / samples).
+    ``act_kinds``: non-uniform activation quantizers per layer (log2, twin_uniform, ...; default uniform) for
+    the first operand; a matmul's second operand (kᵀ, v) is quantized uniform.
+    """
+    from quant.primitives import quantization_error
+
+    dev = _resolve_device(model, device)
+    model = _on_device(model, dev)
+    chosen = _find_layers(model, layers)
+    batches = _batches(data, dev)
+    samples = sum(x.shape[0] for x, _ in batches)
+    kinds = dict(act_kinds or {})
+    unknown = sorted(set(kinds) - {layer.name for layer in chosen})
+    if unknown:
+        raise InputError(f"act_kinds names layers {unknown} that are not scored")
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _Recorder(chosen) as recorder:
+            for x, _ in batches:
+                model(x)
+    finally:
+        model.train(training)
+    wbits, abits = sorted(set(weight_bits)), sorted(set(act_bits))
+    rows: list[dict[str, Any]] = []
+    for layer in chosen:
+        first = torch.cat(recorder.inputs[(layer.name, 0)])
+        if layer.is_matmul:
+            second = torch.cat(recorder.inputs[(layer.name, 1)])
+            for bits in wbits:
+                error = quantization_error(second, bits, role="activation", kind="uniform") / samples
+                rows.append({"layer": layer.name, "operand": "weight", "bits": bits, "error": error})
+        else:
+            for bits in wbits:
+                error = quantization_error(layer.module.weight.detach(), bits, role="weight")
+                rows.append({"layer": layer.name, "operand": "weight", "bits": bits, "error": error})
+        kind = kinds.get(layer.name, "uniform")
+        for bits in abits:
+            error = quantization_error(first, bits, role="activation", kind=kind) / samples
+            rows.append({"layer": layer.name, "operand": "act", "bits": bits, "error": error})
+    return pd.DataFrame(rows, columns=["layer", "operand", "bits", "error"])
+
+
+def _check_bit_pairs(bit_pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    pairs = []
+    for pair in bit_pairs:
+        try:
+            w, a = (int(b) for b in pair)
+        except (TypeError, ValueError):
+            raise InputError(f"bit pair {pair!r} is not a (wbits, abits) pair of integers") from None
+        pairs.append((w, a))
+    if not pairs:
+        raise InputError("bit_pairs is empty")
+    return pairs
+
+
+def scores_from_traces(traces: Traces, errors: pd.DataFrame, bit_pairs: Iterable[tuple[int, int]]) -> pd.DataFrame:
+    """Ω_i(w, a) for every layer in ``traces`` and every pair: columns layer, wbits, abits, sensitivity,
+    weight_sensitivity, act_sensitivity (the two terms; the act term is 0 when activations were not traced).
+    Negative trace estimates count as 0."""
+    pairs = _check_bit_pairs(bit_pairs)
+    error = {(r.layer, r.operand, int(r.bits)): float(r.error) for r in errors.itertuples(index=False)}
+    factors = traces.per_element()
+    rows = []
+    for name in traces.layers:
+        # a negative estimate (indefinite Hessian away from a minimum, or noise) must not make coarser
+        # quantization look better than finer, so it counts as 0
+        weight_factor, act_factor = (max(f, 0.0) if not math.isnan(f) else f for f in factors[name])
+        for w, a in pairs:
+            weight_term = weight_factor * error[(name, "weight", w)]
+            act_term = 0.0 if math.isnan(act_factor) else act_factor * error[(name, "act", a)]
+            rows.append(
+                {
+                    "layer": name,
+                    "wbits": w,
+                    "abits": a,
+                    "sensitivity": weight_term + act_term,
+                    "weight_sensitivity": weight_term,
+                    "act_sensitivity": act_term,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def sensitivity_table(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    bit_pairs: Iterable[tuple[int, int]],
+    *,
+    method: Literal["hessian", "fisher"] = "hessian",
+    traces: Traces | None = None,
+    calibration: Batch | Iterable[Batch] | None = None,
+    act_kinds: Mapping[str, str] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """The ILP's sensitivity input: one row per layer and (wbits, abits) pair with columns layer, wbits,
+    abits, sensitivity (plus its weight and activation terms), by ``method`` "hessian" (``hessian_traces``)
+    or "fisher" (``fisher_scores``). ``traces``: reuse traces computed before. ``calibration``: data whose
+    activations set the quantization errors (default ``data``). ``options`` go to the trace function."""
+    pairs = _check_bit_pairs(bit_pairs)
+    if traces is None:
+        if method == "hessian":
+            traces = hessian_traces(model, loss_fn, data, **options)
+        elif method == "fisher":
+            traces = fisher_scores(model, loss_fn, data, **options)
+        else:
+            raise InputError(f"unknown sensitivity method {method!r}; choose hessian or fisher")
+    errors = quantization_errors(
+        model,
+        data if calibration is None else calibration,
+        {w for w, _ in pairs},
+        {a for _, a in pairs},
+        layers=traces.layers,
+        act_kinds=act_kinds,
+        device=options.get("device"),
+    )
+    return scores_from_traces(traces, errors, pairs)

@@ -1,0 +1,444 @@
+"""Hutchinson traces against exact Hessians on models small enough to form them, Fisher, scores, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.func import functional_call
+
+from allocator.sensitivity import (
+    component_type,
+    fisher_scores,
+    hessian_traces,
+    quantizable_layers,
+    quantization_errors,
+    scores_from_traces,
+    sensitivity_table,
+)
+from quant.models import create_model
+from sim.errors import InputError
+
+LOSS = nn.CrossEntropyLoss()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is as fast, and two threads spin badly when other work shares the
+    cores (the double backward of the dim-8 ViT took 130 ms with 2 threads under load, 7 ms with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    d = load_digits()
+    return torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0, torch.tensor(d.target)
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(digits: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    """A depth-1, dim-8 ViT on 8×8 digits (720 quantizable weights), trained briefly so its Hessian is
+    mostly positive, as at the end of training."""
+    x, y = digits
+    torch.manual_seed(0)
+    model = create_model("mixbit_vit_test", embed_dim=8, depth=1, num_heads=2, img_size=8)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    model.train()
+    for step in range(40):
+        index = torch.arange(step * 32, step * 32 + 32) % 1500
+        opt.zero_grad()
+        LOSS(model(x[index]), y[index]).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    modules = dict(model.named_modules())
+    return {f"{name}.weight": modules[name].weight.detach() for name in quantizable_layers(model)}
+
+
+def _exact_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    weights = _weights(model)
+    sizes = [w.numel() for w in weights.values()]
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(theta, sizes)
+        params = {k: p.view_as(w) for (k, w), p in zip(weights.items(), parts, strict=True)}
+        return LOSS(functional_call(model, params, (x,)), y)
+
+    theta = torch.cat([w.flatten() for w in weights.values()]).double()
+    x = x.double()
+    model.double()
+    try:
+        hessian = torch.autograd.functional.hessian(loss, theta, vectorize=True)
+    finally:
+        model.float()
+    return hessian, sizes
+
+
+def _exact_blocks(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    hessian, sizes = _exact_hessian(model, x, y)
+    bounds = np.cumsum([0, *sizes])
+    blocks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    traces = [float(hessian[a:b, a:b].trace()) for a, b in blocks]
+    # variance of one draw of vᵢᵀ(Hv)ᵢ: 2(‖Hᵢᵢ‖² − Σ diag²) from the block plus ‖Hᵢⱼ‖² from each other block
+    variances = [
+        float(2 * (hessian[a:b, a:b].pow(2).sum() - hessian[a:b, a:b].diag().pow(2).sum()))
+        + float(hessian[a:b].pow(2).sum() - hessian[a:b, a:b].pow(2).sum())
+        for a, b in blocks
+    ]
+    return {"x": x, "y": y, "hessian": hessian, "traces": traces, "variances": variances}
+
+
+@pytest.fixture(scope="module")
+def mlp(digits: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    """64-12-10 MLP (928 quantizable weights) trained briefly: its per-layer Hutchinson estimates have a
+    standard deviation per draw of 0.4-0.6× their trace, so 5 % is reachable in a few thousand draws."""
+    x, y = digits
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.Tanh(), nn.Linear(12, 10))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for step in range(100):
+        index = torch.arange(step * 32, step * 32 + 32) % 1500
+        opt.zero_grad()
+        LOSS(model(x[index]), y[index]).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def mlp_exact(mlp: nn.Module, digits: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    return _exact_blocks(mlp, digits[0][1500:1564], digits[1][1500:1564])
+
+
+@pytest.fixture(scope="module")
+def exact(tiny_vit: nn.Module, digits: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    return _exact_blocks(tiny_vit, digits[0][1500:1532], digits[1][1500:1532])
+
+
+def test_per_layer_traces_within_5_percent_of_exact(mlp: nn.Module, mlp_exact: dict) -> None:
+    traces = hessian_traces(
+        mlp,
+        LOSS,
+        (mlp_exact["x"], mlp_exact["y"]),
+        activations=False,
+        max_draws=2000,
+        tol=0,
+        batch_draws=250,
+        progress=False,
+    )
+    assert traces.layers == ("1", "3") and traces.draws == 2000
+    for name, estimate, truth in zip(traces.layers, traces.weight_trace, mlp_exact["traces"], strict=True):
+        assert estimate == pytest.approx(truth, rel=0.05), name
+    # the sum of the per-layer traces against an independent whole-model Hutchinson estimate
+    weights = _weights(mlp)
+    sizes = [w.numel() for w in weights.values()]
+    theta = torch.cat([w.flatten() for w in weights.values()]).requires_grad_(True)
+    params = {k: p.view_as(w) for (k, w), p in zip(weights.items(), torch.split(theta, sizes), strict=True)}
+    loss = LOSS(functional_call(mlp, params, (mlp_exact["x"],)), mlp_exact["y"])
+    (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+    generator = torch.Generator().manual_seed(1234)
+    draws = torch.randint(0, 2, (2000, theta.numel()), generator=generator).float() * 2 - 1
+    (hv,) = torch.autograd.grad(gradient, theta, grad_outputs=draws, is_grads_batched=True)
+    whole = float((draws * hv).sum(1).mean())
+    assert sum(traces.weight_trace) == pytest.approx(whole, rel=0.02)
+    assert whole == pytest.approx(float(mlp_exact["hessian"].trace()), rel=0.02)
+
+
+@pytest.mark.slow
+def test_vit_traces_unbiased_within_their_standard_error(tiny_vit: nn.Module, exact: dict) -> None:
+    # on a ViT some layers' traces are small beside their cross terms (standard deviation per draw up to
+    # ~8× the trace for fc2 here), so 5 % would take ~10⁵ draws; instead every layer must land within
+    # 4 standard errors of exact, which a wrong split of Hv (a bias) would break
+    draws = 4000
+    traces = hessian_traces(
+        tiny_vit,
+        LOSS,
+        (exact["x"], exact["y"]),
+        activations=False,
+        max_draws=draws,
+        tol=0,
+        batch_draws=200,
+        progress=False,
+    )
+    assert traces.layers == (
+        "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2", "head",
+    )  # fmt: skip
+    for name, estimate, truth, variance in zip(
+        traces.layers, traces.weight_trace, exact["traces"], exact["variances"], strict=True
+    ):
+        assert abs(estimate - truth) < 4 * math.sqrt(variance / draws), name
+    # the best-conditioned layers are within 5 % already
+    assert traces.weight_trace[0] == pytest.approx(exact["traces"][0], rel=0.05)
+    assert traces.weight_trace[-1] == pytest.approx(exact["traces"][-1], rel=0.05)
+
+
+def test_same_seed_same_traces_whatever_the_batching(tiny_vit: nn.Module, exact: dict) -> None:
+    data = (exact["x"][:8], exact["y"][:8])
+    first = hessian_traces(tiny_vit, LOSS, data, max_draws=12, tol=0, batch_draws=4, seed=3, progress=False)
+    again = hessian_traces(tiny_vit, LOSS, data, max_draws=12, tol=0, batch_draws=4, seed=3, progress=False)
+    single = hessian_traces(tiny_vit, LOSS, data, max_draws=12, tol=0, batch_draws=1, seed=3, progress=False)
+    other = hessian_traces(tiny_vit, LOSS, data, max_draws=12, tol=0, batch_draws=4, seed=4, progress=False)
+    assert first.weight_trace == again.weight_trace and first.act_trace == again.act_trace
+    np.testing.assert_allclose(first.weight_trace, single.weight_trace, rtol=1e-4)
+    np.testing.assert_allclose(first.act_trace, single.act_trace, rtol=1e-4)
+    assert first.weight_trace != other.weight_trace
+
+
+def test_batches_of_data_weighted_like_one_batch(tiny_vit: nn.Module, exact: dict) -> None:
+    x, y = exact["x"][:12], exact["y"][:12]
+    options = {"activations": False, "max_draws": 6, "tol": 0, "progress": False}
+    whole = hessian_traces(tiny_vit, LOSS, (x, y), **options)
+    split = hessian_traces(tiny_vit, LOSS, [(x[:4], y[:4]), (x[4:], y[4:])], **options)
+    # one weight vector per draw for all batches: vᵀ(Σ_b w_b H_b)v is the whole batch's vᵀHv. (With activations
+    # their vectors, one per batch, enter the weights' estimates through zero-mean cross terms.)
+    assert whole.samples == split.samples == 12
+    np.testing.assert_allclose(whole.weight_trace, split.weight_trace, rtol=1e-4)
+
+
+def test_stopping_rule_freezes_each_estimate(tiny_vit: nn.Module, exact: dict) -> None:
+    data = (exact["x"][:8], exact["y"][:8])
+    loose = hessian_traces(tiny_vit, LOSS, data, max_draws=60, tol=0.05, progress=False)
+    assert min(loose.weight_draws) >= 2 and max(loose.weight_draws + loose.act_draws) <= loose.draws <= 60
+    assert min(loose.weight_draws) < 60  # with 5 % some estimate settles before the cap
+    never = hessian_traces(tiny_vit, LOSS, data, max_draws=5, tol=0, progress=False)
+    assert never.draws == 5 and set(never.weight_draws) == {5}
+
+
+class _MatMul(nn.Module):
+    """Stands in for quant's QuantMatMul: ``forward(a, b) = a · bᵀ`` or ``a · b``."""
+
+    def __init__(self, transpose_b: bool):
+        super().__init__()
+        self.transpose_b = transpose_b
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ (b.transpose(-2, -1) if self.transpose_b else b)
+
+
+class _TinyAttention(nn.Module):
+    """One attention layer with matmul modules, mean-pooled into a classifier."""
+
+    def __init__(self, dim: int = 4, tokens: int = 3, classes: int = 3):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.matmul_qk = _MatMul(transpose_b=True)
+        self.matmul_av = _MatMul(transpose_b=False)
+        self.proj = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, classes)
+        self.tokens, self.dim = tokens, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        attn = (self.matmul_qk(q, k) * self.dim**-0.5).softmax(-1)
+        return self.head(self.proj(self.matmul_av(attn, v)).mean(1))
+
+
+def _exact_activation_trace(model: nn.Module, layer: str, operand: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    module = dict(model.named_modules())[layer]
+    with torch.no_grad():
+        shapes = []
+        handle = module.register_forward_pre_hook(lambda m, args: shapes.append(args[operand].shape))
+        model(x)
+        handle.remove()
+    shape = shapes[0]
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        def add(m: nn.Module, args: tuple) -> tuple:
+            args = list(args)
+            args[operand] = args[operand] + flat.view(shape)
+            return tuple(args)
+
+        handle = module.register_forward_pre_hook(add)
+        try:
+            return LOSS(model(x), y)
+        finally:
+            handle.remove()
+
+    return float(torch.autograd.functional.hessian(loss, torch.zeros(math.prod(shape))).trace())
+
+
+@pytest.mark.slow
+def test_activation_traces_match_exact_including_attention_matmuls() -> None:
+    torch.manual_seed(0)
+    model = _TinyAttention()
+    x, y = torch.randn(2, 3, 4), torch.tensor([0, 2])
+    # a few steps towards a minimum (loss 2.0 -> 0.54), where the activation Hessians are mostly positive
+    opt = torch.optim.Adam(model.parameters(), 3e-2)
+    for _ in range(6):
+        opt.zero_grad()
+        LOSS(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    traces = hessian_traces(model, LOSS, (x, y), max_draws=20_000, tol=0, batch_draws=1000, progress=False)
+    assert traces.layers == ("qkv", "matmul_qk", "matmul_av", "proj", "head")
+    frame = traces.to_frame().set_index("layer")
+    checks = [("qkv", "act", 0), ("matmul_qk", "act", 0), ("matmul_qk", "weight", 1), ("matmul_av", "act", 0),
+              ("matmul_av", "weight", 1), ("proj", "act", 0), ("head", "act", 0)]  # fmt: skip
+    for layer, operand, index in checks:
+        truth = _exact_activation_trace(model, layer, index, x, y)
+        estimate = frame.loc[layer, f"{operand}_trace"]
+        assert truth > 0.05 and estimate == pytest.approx(truth, rel=0.05), (layer, operand)
+    # per-sample element counts: q (3×4) for matmul_qk's first operand, softmax (3×3) for matmul_av's
+    assert frame.loc["matmul_qk", "act_numel"] == 12 and frame.loc["matmul_av", "act_numel"] == 9
+    assert frame.loc["matmul_av", "weight_numel"] == 12 and frame.loc["qkv", "weight_numel"] == 48
+
+
+def test_weights_only_traces_drop_matmuls_and_leave_acts_nan() -> None:
+    torch.manual_seed(0)
+    model = _TinyAttention().eval()
+    traces = hessian_traces(
+        model, LOSS, (torch.randn(2, 3, 4), torch.tensor([0, 1])), activations=False, max_draws=3, progress=False
+    )
+    assert traces.layers == ("qkv", "proj", "head")
+    assert all(math.isnan(a) for a in traces.act_trace)
+
+
+def test_fisher_matches_per_sample_gradients_and_normalises_per_type(tiny_vit: nn.Module, exact: dict) -> None:
+    x, y = exact["x"][:6], exact["y"][:6]
+    raw = fisher_scores(tiny_vit, LOSS, [(x[:4], y[:4]), (x[4:], y[4:])], normalize=False, progress=False)
+    # reference: a plain loop of per-sample backward passes
+    head = tiny_vit.head.weight
+    squares = torch.zeros_like(head)
+    for i in range(6):
+        (g,) = torch.autograd.grad(LOSS(tiny_vit(x[i : i + 1]), y[i : i + 1]), head)
+        squares += g.pow(2)
+    frame = raw.to_frame().set_index("layer")
+    assert frame.loc["head", "weight_trace"] == pytest.approx(float(squares.sum() / 6), rel=1e-4)
+    assert frame.loc["head", "act_numel"] == 8  # the pooled class token, one sample
+    assert (frame["weight_trace"] > 0).all() and (frame["act_trace"] > 0).all()
+
+    normalised = fisher_scores(tiny_vit, LOSS, (x, y), normalize=True, progress=False).to_frame()
+    # one layer per type here, so each type's per-element mean becomes exactly 1
+    per_element = normalised["weight_trace"] / normalised["weight_numel"]
+    np.testing.assert_allclose(per_element, 1.0, rtol=1e-9)
+
+
+def test_component_types() -> None:
+    names = [
+        "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.3.mlp.fc1", "blocks.3.mlp.fc2",
+        "blocks.0.attn.matmul_qk", "blocks.0.attn.matmul_av", "head", "layers.1.downsample.reduction", "foo",
+    ]  # fmt: skip
+    assert [component_type(n) for n in names] == [
+        "patch_embed", "qkv", "proj", "fc1", "fc2", "matmul_qk", "matmul_av", "head", "patch_merge", "gemm",
+    ]  # fmt: skip
+
+
+def test_scores_combine_traces_and_quantizer_errors(tiny_vit: nn.Module, exact: dict) -> None:
+    data = (exact["x"][:16], exact["y"][:16])
+    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=20, tol=0, progress=False)
+    pairs = [(2, 4), (4, 4), (8, 8)]
+    table = sensitivity_table(tiny_vit, LOSS, data, pairs, traces=traces)
+    assert list(table.columns[:4]) == ["layer", "wbits", "abits", "sensitivity"]
+    assert len(table) == len(traces.layers) * len(pairs)
+    errors = quantization_errors(tiny_vit, data, [2, 4, 8], [4, 8], layers=traces.layers)
+    # hand-computed Ω for one row
+    row = table[(table.layer == "blocks.0.mlp.fc1") & (table.wbits == 2) & (table.abits == 4)].iloc[0]
+    frame = traces.to_frame().set_index("layer").loc["blocks.0.mlp.fc1"]
+    err = errors.set_index(["layer", "operand", "bits"])["error"]
+    expected = (
+        max(frame.weight_trace, 0) / frame.weight_numel * err[("blocks.0.mlp.fc1", "weight", 2)]
+        + max(frame.act_trace, 0) / frame.act_numel * err[("blocks.0.mlp.fc1", "act", 4)]
+    )
+    assert row.sensitivity == pytest.approx(expected, rel=1e-9)
+    # fewer bits never score lower (errors shrink with bits, negative traces count as 0)
+    for _, group in table.groupby("layer"):
+        by_pair = group.set_index(["wbits", "abits"])["sensitivity"]
+        assert by_pair[(2, 4)] >= by_pair[(4, 4)] >= by_pair[(8, 8)] >= 0
+    fisher = sensitivity_table(tiny_vit, LOSS, data, pairs, method="fisher", progress=False)
+    assert fisher.shape == table.shape and (fisher.sensitivity >= 0).all()
+
+
+def test_non_uniform_activation_kinds_change_the_error(tiny_vit: nn.Module, exact: dict) -> None:
+    data = (exact["x"][:16], exact["y"][:16])
+    uniform = quantization_errors(tiny_vit, data, [4], [3], layers=["blocks.0.mlp.fc2"])
+    twin = quantization_errors(tiny_vit, data, [4], [3], layers=["blocks.0.mlp.fc2"],
+                               act_kinds={"blocks.0.mlp.fc2": "twin_uniform"})  # fmt: skip
+    uniform, twin = (frame.set_index("operand")["error"] for frame in (uniform, twin))
+    assert twin["act"] != uniform["act"] and twin["weight"] == uniform["weight"]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+class _NoGemm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+def test_model_without_quantizable_layers_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="no quantizable layers"):
+        hessian_traces(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
+    with pytest.raises(InputError, match="no quantizable layers"):
+        fisher_scores(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
+
+
+def test_loss_that_ignores_the_model_is_an_input_error() -> None:
+    model = _TinyAttention()
+    data = (torch.randn(2, 3, 4), torch.tensor([0, 1]))
+    with pytest.raises(InputError, match="does not depend"):
+        hessian_traces(model, lambda out, y: torch.tensor(1.0), data, progress=False)
+    with pytest.raises(InputError, match="does not depend"):
+        fisher_scores(model, lambda out, y: out.sum() * 0, data, progress=False)
+
+
+def test_nan_loss_is_an_input_error() -> None:
+    model = _TinyAttention()
+    data = (torch.full((2, 3, 4), float("nan")), torch.tensor([0, 1]))
+    with pytest.raises(InputError, match=r"not finite\) on data batch 0"):
+        hessian_traces(model, LOSS, data, progress=False)
+    with pytest.raises(InputError, match="not finite"):
+        fisher_scores(model, LOSS, data, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"layers": ["nope"]}, "not quantizable layers"),
+        ({"max_draws": 0}, "max_draws"),
+        ({"batch_draws": 0}, "batch_draws"),
+        ({"tol": -1.0}, "tol"),
+    ],
+)
+def test_bad_arguments_are_input_errors(kwargs: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        hessian_traces(_TinyAttention(), LOSS, (torch.randn(2, 3, 4), torch.tensor([0, 1])), progress=False, **kwargs)
+
+
+def test_bad_data_and_bit_pairs_are_input_errors() -> None:
+    model = _TinyAttention()
+    with pytest.raises(InputError, match="no batches"):
+        hessian_traces(model, LOSS, [], progress=False)
+    with pytest.raises(InputError, match="batch 0 is not"):
+        hessian_traces(model, LOSS, [torch.randn(2, 3, 4)], progress=False)
+    traces = hessian_traces(model, LOSS, (torch.randn(2, 3, 4), torch.tensor([0, 1])), max_draws=2, progress=False)
+    with pytest.raises(InputError, match="bit pair"):
+        scores_from_traces(traces, None, [(4,)])  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="unknown sensitivity method"):
+        sensitivity_table(model, LOSS, (torch.randn(2, 3, 4), torch.tensor([0, 1])), [(4, 4)], method="magic")
+
+
+def test_model_state_is_restored(tiny_vit: nn.Module, exact: dict) -> None:
+    tiny_vit.train()
+    flags = [p.requires_grad for p in tiny_vit.parameters()]
+    try:
+        hessian_traces(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), max_draws=2, progress=False)
+        assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
+        assert all(p.grad is None for p in tiny_vit.parameters())
+    finally:
+        tiny_vit.eval()
