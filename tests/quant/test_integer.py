@@ -1,0 +1,182 @@
+"""quant/integer.py: the integer-only ViT matches the exact mode code for code, with integers only inside."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+import pytest
+import torch
+
+from quant import primitives as P
+from quant.calibrate import calibrate_
+from quant.errors import InputError
+from quant.integer import (
+    ACT_FRAC_BITS,
+    IntEncoder,
+    IntGemm,
+    to_fixed,
+    to_integer,
+    verify_bit_exact,
+)
+from quant.models import create_model
+from quant.plan import BitPlan, LayerBits
+from quant.quantize import QuantConfig, quantize_
+
+L = LayerBits
+MIXED = {  # 2/3/4/6/8-bit layers
+    "patch_embed.proj": L(8, 8),
+    "blocks.0.attn.qkv": L(6, 6),
+    "blocks.0.attn.matmul_qk": L(4, 4),
+    "blocks.0.attn.matmul_av": L(3, 3),
+    "blocks.0.attn.proj": L(2, 4),
+    "blocks.0.mlp.fc1": L(3, 6),
+    "blocks.0.mlp.fc2": L(2, 8),
+    "blocks.1.attn.qkv": L(4, 2),
+    "blocks.1.mlp.fc2": L(8, 2),
+}
+EVERY_KIND = {  # every non-uniform activation quantizer kind, where its distribution suits it
+    "blocks.0.attn.qkv": L(8, 6, act_kind="ptf"),
+    "blocks.0.mlp.fc1": L(6, 6, act_kind="o2sf"),
+    "blocks.0.attn.matmul_av": L(8, 8, act_kind="log2"),  # 8-bit log2: shifts up to 30, int64 accumulator
+    "blocks.1.attn.matmul_av": L(8, 4, act_kind="twin_uniform"),
+    "blocks.0.mlp.fc2": L(4, 4, act_kind="twin_uniform"),  # signed (post-GELU) layout
+    "blocks.1.mlp.fc2": L(4, 4, act_kind="v2sf"),
+    "blocks.1.attn.matmul_qk": L(8, 4, act_kind="v2sf"),  # signed q
+    "blocks.1.mlp.fc1": L(4, 3, act_kind="ptf"),
+    "blocks.1.attn.qkv": L(8, 8, act_kind="auto"),
+}
+PLANS = {
+    "w8a8": BitPlan.uniform("mixbit_vit_test", 8, 8),
+    "w4a4": BitPlan.uniform("mixbit_vit_test", 4, 4),
+    "mixed": BitPlan("mixbit_vit_test", MIXED, default=L(8, 8)),
+    "every_kind": BitPlan("mixbit_vit_test", EVERY_KIND, default=L(8, 8)),
+}
+
+
+@cache
+def quantized_testbed(plan: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A random-weight 2-block test ViT, quantized by ``PLANS[plan]`` and calibrated; plus 16 held-out images.
+
+    Shared between tests (built once): tests must not change it.
+    """
+    torch.manual_seed(0)
+    model = create_model("mixbit_vit_test")
+    quantize_(model, QuantConfig(plan=PLANS[plan], weight_method="minmax"))  # MSE clipping is slower, same paths
+    images = torch.randn(48, 1, 16, 16)
+    calibrate_(model, images[:32])
+    return model, images[32:]
+
+
+@pytest.mark.parametrize("plan", list(PLANS))
+def test_integer_model_matches_exact_mode_everywhere(plan: str) -> None:
+    model, images = quantized_testbed(plan)
+    report = verify_bit_exact(model, images)
+    assert report.mismatches == 0, report.first
+    # every activation quantizer of the 2-block model (10 per block + patch, pos_add, head) and the logits
+    assert report.points == 2 * 10 + 3 + 1
+    assert report.checked == sum(elements for _, elements, _ in report.per_point) > 0
+    assert report.to_json()["checked"] == report.checked and report.to_json()["mismatches"] == 0
+
+
+def test_every_intermediate_is_an_integer_tensor() -> None:
+    model, images = quantized_testbed("every_kind")
+    run = to_integer(model).run(images, trace=True)
+    assert len(run.intermediates) == 2 * 23 + 8  # every tensor the forward makes
+    floats = [(name, dtype) for name, dtype in run.intermediates if dtype != torch.int64]
+    assert floats == []
+    assert run.logits.dtype == torch.int64
+    assert all(codes.dtype == torch.int64 for codes in run.codes.values())
+
+
+def test_integer_model_holds_integers_only() -> None:
+    model, _ = quantized_testbed("w8a8")
+    integer = to_integer(model)
+    for name, gemm in integer.gemms().items():
+        tensors = [gemm.mantissa, gemm.shift] + ([gemm.weight_t, gemm.bias] if isinstance(gemm, IntGemm) else [])
+        assert all(t.dtype == torch.int64 for t in tensors), name
+    assert integer.class_token.dtype == integer.pos_embed.dtype == torch.int64
+
+
+def test_integer_logits_are_close_to_the_float_fake_quant_model() -> None:
+    model, images = quantized_testbed("w8a8")
+    with torch.no_grad():
+        reference = model(images).double()
+    logits = to_integer(model)(images).double() / 2**ACT_FRAC_BITS
+    # Shiftmax / ShiftGELU / I-LayerNorm approximations and 8-bit residuals: measured 0.05 on this model
+    assert (logits - reference).abs().max().item() < 0.5
+
+
+def test_accumulator_widths_follow_the_worst_case() -> None:
+    model, _ = quantized_testbed("every_kind")
+    widths = to_integer(model).accumulators()
+    assert widths["patch_embed.proj"] == (widths["patch_embed.proj"][0], torch.int32)
+    bits, dtype = widths["blocks.0.attn.matmul_av"]  # 8-bit log2 probabilities decode up to 2^30
+    assert bits > 32 and dtype == torch.int64
+    assert all(dtype == torch.int32 for name, (bits, dtype) in widths.items() if bits <= 32)
+
+
+def test_verify_reports_the_first_mismatch() -> None:
+    model, images = quantized_testbed("w8a8")
+    integer = to_integer(model)
+    block = integer.blocks[1]
+    broken_bias = block.fc1.bias.clone()
+    broken_bias[0] += 1 << 20  # +16 on one fc1 channel: the GELU input and everything after it change
+    object.__setattr__(integer, "blocks", (integer.blocks[0], replace(block, fc1=replace(block.fc1, bias=broken_bias))))
+    report = verify_bit_exact(model, images, integer)
+    assert report.mismatches > 0
+    assert report.first is not None and report.first.tensor == "blocks.1.mlp.fc2.input_quant"
+    assert report.first.integer != report.first.exact
+    assert report.to_json()["first_mismatch"]["tensor"] == "blocks.1.mlp.fc2.input_quant"
+    bad = dict((name, count) for name, _, count in report.per_point)
+    assert bad["blocks.1.mlp.fc1.input_quant"] == 0 and bad["blocks.1.mlp.fc2.input_quant"] > 0
+
+
+def test_verify_leaves_the_model_in_float_mode() -> None:
+    model, images = quantized_testbed("w8a8")
+    with torch.no_grad():
+        before = model(images)
+    verify_bit_exact(model, images)
+    with torch.no_grad():
+        assert torch.equal(model(images), before)
+
+
+def test_bad_input_is_reported() -> None:
+    with pytest.raises(InputError, match="VisionTransformer"):
+        to_integer(create_model("mixbit_vit_test"))
+    torch.manual_seed(0)
+    model = quantize_(create_model("mixbit_vit_test"), QuantConfig())
+    with pytest.raises(InputError, match="calibrat"):
+        to_integer(model)
+    calibrated, images = quantized_testbed("w8a8")
+    with pytest.raises(InputError, match="image batch"):
+        verify_bit_exact(calibrated, images[0])
+
+
+@pytest.mark.parametrize("kind", P.KINDS)
+@pytest.mark.parametrize("bits", [3, 4, 8])
+def test_integer_encoder_matches_primitives_encode(kind: str, bits: int) -> None:
+    generator = torch.Generator().manual_seed(bits)
+    if kind in ("log2", "twin_uniform", "v2sf") and bits % 2:
+        data = torch.softmax(torch.randn(20, 100, generator=generator) * 3, dim=-1)  # post-Softmax, one-sided
+    elif kind in ("twin_uniform", "v2sf"):
+        data = torch.nn.functional.gelu(torch.randn(20, 100, generator=generator) * 2)  # post-GELU, signed
+    elif kind in ("ptf", "o2sf"):
+        data = torch.randn(50, 64, generator=generator) * torch.rand(64, generator=generator) * 10
+    else:
+        data = torch.randn(2000, generator=generator) * 3
+    params = P.fit(data, bits, kind, method="minmax" if kind in ("ptf", "o2sf") else "mse")
+    fixed = to_fixed(data.double())
+    reference = P.encode(fixed.double() / 2**ACT_FRAC_BITS, params.to(torch.float64))
+    assert torch.equal(IntEncoder.build(replace(params, axis=-1) if params.axis else params)(fixed), reference)
+
+
+@pytest.mark.slow
+def test_deit_small_random_weights_bit_exact() -> None:
+    torch.manual_seed(0)
+    model = create_model("deit_small_patch16_224")
+    quantize_(model, QuantConfig(wbits=8, abits=8))
+    calibrate_(model, torch.randn(2, 3, 224, 224))
+    report = verify_bit_exact(model, torch.randn(2, 3, 224, 224))
+    assert report.mismatches == 0, report.first
+    assert report.points == 12 * 10 + 3 + 1
