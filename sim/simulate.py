@@ -293,7 +293,7 @@ def simulate(
             bytes_read += read
             bytes_written += written
             layers.append(
-                LayerResult(op.name, op.kind, op.m, op.n, op.k, wbits, abits, compute, total - compute, total)
+                LayerResult(op.name, op.kind, op.m, op.n, op.k, wbits, abits, compute, total - compute, total, op.count)
             )
         elif isinstance(op, VectorOp):
             c = vector[op.name]

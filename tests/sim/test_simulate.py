@@ -282,3 +282,14 @@ def test_cost_table_rows_and_consistency() -> None:
     assert (av["count"], av["macs"]) == (3, 3 * 50 * 16 * 50)
     with pytest.raises(InputError, match="wbits=7"):
         cost_table(workload, target, [(7, 8)])
+
+
+def test_layers_keep_counts_and_utilisation_counts_pe_cycles() -> None:
+    target = make_target(8, 8, "os", "bitfusion")
+    result = simulate(_vit_like(), target, (4, 4), ideal_memory=True)
+    qk = result.layers[2]
+    assert (qk.name, qk.count, qk.macs) == ("blocks.0.attn.matmul_qk", 3, 3 * 50 * 50 * 16)
+    busy = sum(layer.macs / 4 for layer in result.layers if layer.m)  # bitfusion 4×4: 4 MACs per PE per cycle
+    assert result.utilisation == pytest.approx(busy / (64 * result.cycles))
+    exact = simulate(one_gemm(8, 32, 10), target, (4, 4), ideal_memory=True)  # one fold, all 8×8×4 lanes busy
+    assert exact.utilisation == pytest.approx(10 / (10 + 8 + 8 - 2))
