@@ -28,15 +28,17 @@ the rest: an interrupted sweep loses no finished part and writes no point twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -657,12 +659,10 @@ def run_sweep(
 
     The cluster is, in order of preference: ``client`` (an existing ``distributed.Client``), the scheduler
     at ``scheduler`` (``tcp://host:port``), or a new ``LocalCluster`` of ``workers`` single-threaded
-    processes (default: the CPU count). Workloads are built once here and scattered to every worker.
-    If a batch fails, the other batches still finish and are stored, then the first error is raised.
+    processes (default: the CPU count); none is started when every point is already stored. Workloads are
+    built once here and scattered to every worker. If a batch fails, the other batches still finish and are
+    stored, then the first error is raised.
     """
-    from distributed import Client, LocalCluster, as_completed
-    from tqdm import tqdm
-
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -670,85 +670,24 @@ def run_sweep(
     done_before = finished_ids(out)
     todo = [p for p in spec.points if p.point_id not in done_before]
     skipped = len(spec.points) - len(todo)
-    evaluate = evaluate or default_evaluate(spec)
     if todo and workloads is None:
         workloads = build_workloads(dict.fromkeys(p.model for p in todo))
     workload_s = time.perf_counter() - start
     _write_manifest(out, spec)
 
-    own_cluster = None
-    own_client = None
-    if client is None:
-        if scheduler:
-            try:
-                own_client = client = Client(scheduler, timeout=f"{connect_timeout_s}s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise InputError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({exc})") from None
-            where = scheduler
-        else:
-            import logging
-
-            n_workers = workers or os.cpu_count() or 1
-            own_cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
-                silence_logs=logging.ERROR,
-            )
-            own_client = client = Client(own_cluster)
-            where = "local"
-    else:
-        where = str(client.scheduler.address)
-    n_workers = len(client.scheduler_info().get("workers", {})) or 1
-    cluster_s = time.perf_counter() - start - workload_s
-
-    done = errors = parts = 0
-    first_error: BaseException | None = None
-    try:
-        if todo:
-            assert workloads is not None
-            size = _batch_size(spec, len(todo), n_workers)
-            by_model: dict[str, list[DesignPoint]] = {}
-            for point in todo:
-                by_model.setdefault(point.model, []).append(point)
-            import cloudpickle
-
-            evaluate_pickle = cloudpickle.dumps(evaluate)
-            futures = []
-            for model, points in by_model.items():
-                shipped = client.scatter(workloads[model], broadcast=True, hash=False)
-                futures += [
-                    client.submit(
-                        _evaluate_batch,
-                        shipped,
-                        {p.target: spec.targets[p.target] for p in batch},
-                        batch,
-                        evaluate_pickle,
-                        pure=False,
-                    )
-                    for batch in _batches(points, size)
-                ]
-            bar = tqdm(total=len(todo), unit="pt", desc=spec.name, file=sys.stderr, disable=not progress)
-            with bar:
-                for future in as_completed(futures):
-                    try:
-                        rows = future.result()
-                    except Exception as exc:
-                        first_error = first_error or exc
-                        continue
-                    _write_part(out, rows)
-                    parts += 1
-                    done += len(rows)
-                    errors += sum(1 for row in rows if row.get("error"))
-                    bar.update(len(rows))
-    finally:
-        if own_client is not None:
-            own_client.close()
-        if own_cluster is not None:
-            own_cluster.close()
-    if first_error is not None:
-        raise first_error
+    where = str(client.scheduler.address) if client is not None else (scheduler or "local")
+    n_workers = done = errors = parts = 0
+    cluster_s = 0.0
+    if todo:
+        assert workloads is not None
+        with _cluster(client, scheduler, workers, connect_timeout_s) as connected:
+            n_workers = len(connected.scheduler_info().get("workers", {})) or 1
+            cluster_s = time.perf_counter() - start - workload_s
+            for rows in _evaluate_on(connected, spec, todo, workloads, evaluate or default_evaluate(spec), progress):
+                _write_part(out, rows)
+                parts += 1
+                done += len(rows)
+                errors += sum(1 for row in rows if row.get("error"))
     return SweepSummary(
         points=len(spec.points),
         done=done,
@@ -762,6 +701,75 @@ def run_sweep(
         scheduler=where,
         workers=n_workers,
     )
+
+
+@contextlib.contextmanager
+def _cluster(client: Any, scheduler: str | None, workers: int | None, timeout_s: float) -> Iterator[Any]:
+    """The given client, a client of the scheduler at ``scheduler``, or one of a new LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler:
+        try:
+            connected = Client(scheduler, timeout=f"{timeout_s}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({exc})") from None
+        with connected:
+            yield connected
+        return
+    local = LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
+        silence_logs=logging.ERROR,
+    )
+    with local, Client(local) as connected:
+        yield connected
+
+
+def _evaluate_on(
+    client: Any,
+    spec: SweepSpec,
+    todo: Sequence[DesignPoint],
+    workloads: Mapping[str, Workload],
+    evaluate: Evaluate,
+    progress: bool,
+) -> Iterator[list[dict[str, Any]]]:
+    """Submit batches (each model's workload scattered once) and yield each batch's rows as it finishes.
+
+    A failed batch does not stop the others: they are yielded (and stored) first, then its error is raised.
+    """
+    import cloudpickle
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    n_workers = len(client.scheduler_info().get("workers", {})) or 1
+    size = _batch_size(spec, len(todo), n_workers)
+    by_model: dict[str, list[DesignPoint]] = {}
+    for point in todo:
+        by_model.setdefault(point.model, []).append(point)
+    evaluate_pickle = cloudpickle.dumps(evaluate)
+    futures = []
+    for model, points in by_model.items():
+        shipped = client.scatter(workloads[model], broadcast=True, hash=False)
+        for batch in _batches(points, size):
+            targets = {p.target: spec.targets[p.target] for p in batch}
+            futures.append(client.submit(_evaluate_batch, shipped, targets, batch, evaluate_pickle, pure=False))
+    first_error: BaseException | None = None
+    with tqdm(total=len(todo), unit="pt", desc=spec.name, file=sys.stderr, disable=not progress) as bar:
+        for future in as_completed(futures):
+            try:
+                rows = future.result()
+            except Exception as exc:
+                first_error = first_error or exc
+                continue
+            yield rows
+            bar.update(len(rows))
+    if first_error is not None:
+        raise first_error
 
 
 def _write_manifest(out: Path, spec: SweepSpec) -> None:
