@@ -99,7 +99,7 @@ class Tie:
 
 
 def _column(values: Iterable, dtype: type, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=dtype)
+    array = np.array(values, dtype=dtype)  # a copy: freezing it must not freeze the caller's array
     if array.ndim != 1:
         raise InputError(f"problem column {name!r} must be one-dimensional")
     array.setflags(write=False)
