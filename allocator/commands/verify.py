@@ -1,19 +1,160 @@
-"""`mixbit verify`: check the integer-only model against the fake-quant model"""
+"""`mixbit verify`: check the integer-only model against the fake-quant model, element by element.
+
+Quantizes ``--model`` with the bit plan, calibrates it on the training split of ``--data``, then runs
+``--images`` test images through the integer-only model and through the fake-quant model's exact mode and
+compares every quantization point. Exit status: 0 when nothing differs, 1 on any mismatch, 2 on bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-__all__ = ["register"]
+__all__ = ["EXIT_MISMATCH", "register", "run", "verify_plan"]
+
+EXIT_MISMATCH = 1
+"""Exit status when the integer model and the exact mode differ anywhere."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("verify", help="check the integer-only model against the fake-quant model")
+    parser = sub.add_parser(
+        "verify",
+        help="check the integer-only model against the fake-quant model",
+        description="Integer-only inference vs the fake-quant model's exact mode, every quantization point "
+        "element by element. Exit status 0: bit-exact; 1: mismatches; 2: bad input.",
+    )
+    parser.add_argument("--model", required=True, help="timm model name or testbed model (mixbit_vit_test, ...)")
+    parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
+    parser.add_argument("--data", default="digits", help="'digits' or an image folder DIR/<class>/*")
+    parser.add_argument("--images", type=int, default=200, metavar="N", help="test images compared (default 200)")
+    parser.add_argument("--calibration", type=int, default=256, metavar="N", help="training images to calibrate on")
+    parser.add_argument(
+        "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="data split and random-weight seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from sim.errors import InputError
+def _load_model(name: str, checkpoint: str | None, seed: int) -> tuple[Any, str]:
+    """The float model and where its weights came from (a checkpoint path, or "random")."""
+    import torch
 
-    raise InputError("`mixbit verify` is not implemented yet")
+    import quant
+    from quant.errors import InputError
+    from quant.models import create_model
+
+    path = Path(checkpoint) if checkpoint else Path(quant.__file__).parent / "checkpoints" / f"{name}.pt"
+    if checkpoint and not path.is_file():
+        raise InputError(f"--checkpoint {checkpoint}: no such file")
+    torch.manual_seed(seed)
+    if not path.is_file():
+        return create_model(name), "random"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = create_model(name, **saved.get("model_kwargs", {}))
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"checkpoint {path}: cannot load it into {name}: {str(exc).splitlines()[0]}") from None
+    return model.eval(), str(path)
+
+
+def _images_for(model: Any, images: Any) -> Any:
+    """Grey images repeated to the model's input channels (digits into a 3-channel timm model)."""
+    from quant.errors import InputError
+
+    channels = model.patch_embed.proj.in_channels
+    if images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1:
+        return images.repeat(1, channels, 1, 1)
+    raise InputError(f"--data has {images.shape[1]}-channel images; the model takes {channels} channels")
+
+
+def verify_plan(
+    model_name: str,
+    plan_path: str,
+    data: str = "digits",
+    images: int = 200,
+    calibration: int = 256,
+    checkpoint: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Quantize, calibrate, verify; the JSON object ``mixbit verify --json`` prints."""
+    import torch
+
+    from quant.calibrate import calibrate_
+    from quant.errors import InputError
+    from quant.integer import exact_codes, to_integer, verify_bit_exact
+    from quant.plan import BitPlan
+    from quant.quantize import QuantConfig, quantize_
+    from quant.testbed import load_data
+
+    if images < 1 or calibration < 1:
+        raise InputError(f"--images and --calibration must be at least 1, got {images} and {calibration}")
+    plan = BitPlan.load(plan_path)
+    model, weights = _load_model(model_name, checkpoint, seed)
+    img_size = model.patch_embed.img_size[0]
+    split = load_data(data, img_size=img_size, channels=model.patch_embed.proj.in_channels, seed=seed)
+    quantize_(model, QuantConfig(plan=plan))
+    calibrate_(model, _images_for(model, split.x_train[:calibration]))
+    test_images = _images_for(model, split.x_test[:images])
+    labels = split.y_test[:images]
+    integer = to_integer(model)
+    report = verify_bit_exact(model, test_images, integer)
+    with torch.no_grad():
+        float_logits = model(test_images)
+    _, exact_logits = exact_codes(model, test_images)
+    integer_logits = integer(test_images)
+
+    def accuracy(logits: torch.Tensor) -> float:
+        return float((logits.argmax(dim=-1) == labels).double().mean())
+
+    return {
+        "model": model_name,
+        "plan": str(plan_path),
+        "data": data,
+        "weights": weights,
+        **report.to_json(),
+        "accuracy": {
+            "integer": accuracy(integer_logits),
+            "exact": accuracy(exact_logits),
+            "fake_quant": accuracy(float_logits),
+        },
+        "max_abs_logit_gap_exact_vs_fake_quant": float((exact_logits - float_logits.double()).abs().max()),
+        "accumulators": {
+            name: {"bits": bits, "dtype": str(dtype).removeprefix("torch.")}
+            for name, (bits, dtype) in integer.accumulators().items()
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from allocator.cli import emit_json
+
+    torch_threads()
+    result = verify_plan(args.model, args.bits, args.data, args.images, args.calibration, args.checkpoint, args.seed)
+    if args.json:
+        emit_json(result)
+    else:
+        verdict = "bit-exact" if result["mismatches"] == 0 else f"{result['mismatches']} MISMATCHES"
+        print(f"{args.model} with {args.bits}: {verdict}")
+        print(f"  {result['points']} quantization points, {result['checked']} elements on {result['images']} images")
+        if result["first_mismatch"]:
+            first = result["first_mismatch"]
+            where = f"{first['tensor']}{first['index']}"
+            print(f"  first mismatch: {where}: integer {first['integer']}, exact {first['exact']}")
+        acc = result["accuracy"]
+        print(
+            f"  accuracy: integer {acc['integer']:.4f}, exact {acc['exact']:.4f}, "
+            f"fake-quant float32 {acc['fake_quant']:.4f} (weights: {result['weights']})"
+        )
+    return 0 if result["mismatches"] == 0 else EXIT_MISMATCH
+
+
+def torch_threads() -> None:
+    """A fixed, small torch thread count (oversubscribed OpenMP was 10-25x slower here)."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
