@@ -37,6 +37,7 @@ __all__ = [
 
 RESOURCE_NAMES = ("dsp", "lut", "ff", "bram36", "uram")
 DPI = 120
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes, bool]:
@@ -249,10 +250,12 @@ def sweep_scatter(
     fits = frame["fits"].astype(bool) if "fits" in frame.columns else pd.Series(True, index=frame.index)
     for index, (group, rows) in enumerate(frame.groupby(colour_by, sort=True)):
         colour = f"C{index % 10}"
+        marker = MARKERS[index % len(MARKERS)]  # boards with equal results still show through each other
         ok = fits.loc[rows.index]
-        ax.scatter(rows[x][ok], rows[y][ok], s=14, color=colour, label=str(Path(str(group)).stem))
+        label = str(Path(str(group)).stem)
+        ax.scatter(rows[x][ok], rows[y][ok], s=18, color=colour, marker=marker, alpha=0.7, label=label)
         if (~ok).any():
-            ax.scatter(rows[x][~ok], rows[y][~ok], s=14, facecolors="none", edgecolors=colour)
+            ax.scatter(rows[x][~ok], rows[y][~ok], s=18, marker=marker, facecolors="none", edgecolors=colour)
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(y.replace("_", " "))
     if frame[x].gt(0).all() and frame[x].max() / max(frame[x].min(), 1e-12) > 50:
