@@ -15,15 +15,22 @@ A sweep file declares models and either a ``[grid]`` of axes, explicit ``[[point
     buffer_split = [[0.25, 0.5, 0.25]]   # ifmap / filter / ofmap share of the target's total buffer bytes
     bits = [[8, 8], [4, 8]]          # uniform (wbits, abits) for every layer
 
+A ``[[point]]`` table takes the same keys with one value each (plus ``model``, else every model) and
+adds one design; grid and points may be combined, and a design given twice is kept once.
+
 With ``allocate = true`` every point runs the bit-allocation ILP instead of a uniform simulation; the grid
-then has budget axes (``latency_ms``, ``size_mb``, ``bops`` in GBOPs) instead of ``bits``, and
-``sensitivity`` names the per-layer sensitivity source (see ``allocate_point``).
+then has budget axes (``latency_ms``, ``size_mb``, ``bops`` in GBOPs) instead of ``bits``, ``choices``
+lists the candidate [wbits, abits] pairs (default: all the target supports) and ``sensitivity`` is
+``"proxy"`` (``proxy_sensitivity``, no data needed) or a CSV/parquet table with columns layer, wbits,
+abits, sensitivity (e.g. measured Hessian traces), relative to the sweep file.
 
 Each design point is fully resolved against its target before any work (defaults filled in), and its id is
 a hash of those parameters, so the same file always yields the same ids. Results are a parquet dataset: a
 directory of ``part-*.parquet`` files, each written under a temporary name and moved into place with
 ``os.replace``, so a part is either whole or absent. A rerun reads the ids already there and evaluates only
-the rest: an interrupted sweep loses no finished part and writes no point twice.
+the rest: an interrupted sweep loses no finished part and writes no point twice. A point the simulator
+rejects (``InputError``) is stored with its ``error`` text and counts as done; any other exception stops the
+sweep after the other batches are stored.
 """
 
 from __future__ import annotations
@@ -57,7 +64,6 @@ __all__ = [
     "SweepSummary",
     "allocate_point",
     "configure_target",
-    "expand_points",
     "finished_ids",
     "load_sweep",
     "proxy_sensitivity",
@@ -423,11 +429,6 @@ def _resolve_point(
     )
 
 
-def expand_points(spec: SweepSpec) -> list[DesignPoint]:
-    """The sweep's design points in file order (grid first, then explicit points), without duplicates."""
-    return list(spec.points)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Evaluating one point (runs on Dask workers)
 
@@ -489,9 +490,14 @@ def proxy_sensitivity(workload: Workload, bit_pairs: Iterable[tuple[int, int]]) 
     return pd.DataFrame(rows, columns=["layer", "wbits", "abits", "sensitivity"])
 
 
-@lru_cache(maxsize=8)
 def _sensitivity_table(path: str) -> pd.DataFrame:
     """A sensitivity table file (CSV or parquet) with columns layer, wbits, abits, sensitivity."""
+    return _read_table(path, os.stat(path).st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read_table(path: str, mtime_ns: int) -> pd.DataFrame:
+    """Read once per worker and file version (the modification time is part of the cache key)."""
     return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
 
 

@@ -81,6 +81,12 @@ def fake_evaluate(workload: Workload, target: Target, point: DesignPoint) -> dic
     return {"cycles": cycles, "latency_ms": cycles / (point.clock_mhz * 1e3)}
 
 
+def rejecting_evaluate(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
+    if point.rows == 32:
+        raise InputError(f"rows={point.rows}: rejected by the simulator")
+    return fake_evaluate(workload, target, point)
+
+
 def failing_evaluate(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     if point.rows == 32 and point.dataflow == "ws" and point.target == "kv260":
         raise RuntimeError("injected failure")
@@ -259,6 +265,45 @@ latency_ms = {budgets}
     assert tight["objective"] > loose["objective"]  # a tighter budget costs sensitivity
     assert (loose["mean_wbits"], loose["mean_abits"]) == (8, 8)
     assert json.loads(tight["plan"])["layers"].keys() == {g.name for g in workloads["mixbit_vit_test"].gemms}
+
+
+def test_points_the_simulator_rejects_are_stored_with_their_error(tmp_path: Path, client: Any) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    out = tmp_path / "out"
+    workloads = {"tiny": tiny_workload()}
+    summary = run_sweep(spec, out, client=client, evaluate=rejecting_evaluate, workloads=workloads, progress=False)
+    assert (summary.done, summary.errors) == (16, 8)
+    frame = read_results(out)
+    rejected = frame[frame["rows"] == 32]
+    assert set(rejected["error"]) == {"rows=32: rejected by the simulator"} and rejected["cycles"].isna().all()
+    assert (frame[frame["rows"] == 16]["error"] == "").all()
+    again = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
+    assert again.done == 0  # an error is a result, not a gap to refill
+
+
+def test_sensitivity_table_is_checked_before_any_work(tmp_path: Path) -> None:
+    text = 'models = ["tiny"]\nallocate = true\nsensitivity = "scores.csv"\n[grid]\ntarget = ["zcu102"]\n'
+    with pytest.raises(InputError, match=r"scores\.csv does not exist"):
+        load_sweep(write(tmp_path, text))
+    (tmp_path / "scores.csv").write_text("layer,wbits,sensitivity\nfc1,8,0.1\n")
+    with pytest.raises(InputError, match=r"lacks column\(s\) abits"):
+        load_sweep(write(tmp_path, text))
+    (tmp_path / "scores.csv").write_text("layer,wbits,abits,sensitivity\nfc1,8,8,0.1\n")
+    spec = load_sweep(write(tmp_path, text))
+    assert spec.points[0].sensitivity == str((tmp_path / "scores.csv").resolve())
+    assert (spec.points[0].wbits, spec.points[0].abits) == (0, 0)  # the ILP picks the bits
+
+
+def test_proxy_sensitivity_falls_with_bits_and_grows_with_size() -> None:
+    from allocator.sweep import proxy_sensitivity
+
+    scores = proxy_sensitivity(tiny_workload(), [(8, 8), (4, 8), (4, 4)]).set_index(["layer", "wbits", "abits"])
+    fc1 = scores["sensitivity"].xs("fc1")
+    assert fc1[(8, 8)] < fc1[(4, 8)] < fc1[(4, 4)]
+    assert fc1[(4, 8)] == pytest.approx(128 * 4.0**-4 + 4 * 16 * 4.0**-8)  # weights, then the M×K input
+    assert scores["sensitivity"].xs("fc2")[(4, 8)] == pytest.approx(
+        8 * 16 * 4.0**-4 + 4 * 8 * 4.0**-8
+    )  # no weight_params: K×N
 
 
 KILLED_SCRIPT = """
