@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from sim.errors import InputError
 from sim.pe import macs_per_pe
 from sim.target import Target
 from sim.workload import Gemm, VectorOp, Workload
+
+if TYPE_CHECKING:
+    from sim.resources import Resources
 
 __all__ = [
     "VECTOR_OPS_PER_ELEMENT",
@@ -102,7 +105,7 @@ class SimResult:
     cycles: int
     latency_ms: float
     fits: bool
-    resources: Any
+    resources: Resources
     layers: tuple[LayerResult, ...]
     bytes_read: int
     bytes_written: int
