@@ -55,7 +55,8 @@ def _cached(owner: Any, key: Hashable, build: Callable[[], K]) -> K:
     """A kernel of ``owner`` for ``key`` (which includes the versions it depends on), built on first use."""
     slot = _cache.setdefault(owner, {})
     if key not in slot:
-        slot.clear() if len(slot) > 16 else None
+        if len(slot) > 16:  # stale versions of a refitted quantizer
+            slot.clear()
         slot[key] = build()
     return slot[key]
 
