@@ -163,8 +163,8 @@ class SweepSpec:
 class SweepSummary:
     """What one run of a sweep did. ``done`` points were evaluated now, ``skipped`` were already on disk.
 
-    ``wall_s`` (s) is the whole run; of it, ``workload_s`` built the models' workloads and ``cluster_s`` started
-    or reached the Dask cluster.
+    ``wall_s`` (s) is the whole run; of it, ``cluster_s`` started or reached the Dask cluster and then
+    ``workload_s`` built the models' workloads (while the workers warmed up).
     """
 
     points: int
@@ -676,24 +676,35 @@ def run_sweep(
     done_before = finished_ids(out)
     todo = [p for p in spec.points if p.point_id not in done_before]
     skipped = len(spec.points) - len(todo)
-    if todo and workloads is None:
-        workloads = build_workloads(dict.fromkeys(p.model for p in todo))
-    workload_s = time.perf_counter() - start
     _write_manifest(out, spec)
 
     where = str(client.scheduler.address) if client is not None else (scheduler or "local")
     n_workers = done = errors = parts = 0
-    cluster_s = 0.0
+    cluster_s = workload_s = 0.0
     if todo:
-        assert workloads is not None
+        if workloads is None:
+            _check_models(spec)  # a misspelt model fails here, before a cluster starts
         with _cluster(client, scheduler, workers, connect_timeout_s) as connected:
-            n_workers = len(connected.scheduler_info().get("workers", {})) or 1
-            cluster_s = time.perf_counter() - start - workload_s
+            worker_addresses = list(connected.scheduler_info().get("workers", {}))
+            n_workers = len(worker_addresses) or 1
+            cluster_s = time.perf_counter() - start
+            warm_ups = []
+            if evaluate is None:
+                # workers load the simulator and its compiled kernels while this process builds the workloads
+                target = spec.targets[todo[0].target]
+                warm_ups = [  # held: Dask forgets a task whose futures are all dropped
+                    connected.submit(_warm_up, target, workers=[address], allow_other_workers=False, pure=False)
+                    for address in worker_addresses
+                ]
+            if workloads is None:
+                workloads = build_workloads(dict.fromkeys(p.model for p in todo))
+            workload_s = time.perf_counter() - start - cluster_s
             for rows in _evaluate_on(connected, spec, todo, workloads, evaluate or default_evaluate(spec), progress):
                 _write_part(out, rows)
                 parts += 1
                 done += len(rows)
                 errors += sum(1 for row in rows if row.get("error"))
+            del warm_ups
     return SweepSummary(
         points=len(spec.points),
         done=done,
@@ -707,6 +718,28 @@ def run_sweep(
         scheduler=where,
         workers=n_workers,
     )
+
+
+def _check_models(spec: SweepSpec) -> None:
+    """Every model is a testbed model or a timm model name (``quant.create_model`` builds either)."""
+    from quant._torch import import_timm
+    from quant.models import TESTBED_MODELS
+
+    unknown = [name for name in spec.models if name not in TESTBED_MODELS and not import_timm().is_model(name)]
+    if unknown:
+        raise InputError(
+            f"{spec.path}: key 'models': unknown model {unknown[0]!r}: not a timm model name nor a testbed model "
+            f"({', '.join(sorted(TESTBED_MODELS))})"
+        )
+
+
+def _warm_up(target: Target) -> None:
+    """Import the simulator and run its jitted kernels once on a one-GEMM workload (a warm-up, so no result)."""
+    from sim.simulate import simulate
+    from sim.workload import Gemm
+
+    with contextlib.suppress(Exception):
+        simulate(Workload.from_ops("warm_up", [Gemm("warm_up", "gemm", 8, 8, 8, weight_params=64)]), target)
 
 
 @contextlib.contextmanager

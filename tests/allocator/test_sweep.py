@@ -193,6 +193,18 @@ def test_cli_rejects_a_malformed_file_before_any_work(tmp_path: Path, capsys: py
     assert not out.exists()  # nothing started: no directory, no cluster
 
 
+def test_cli_rejects_an_unknown_model_before_starting_a_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, 'models = ["deit_smal_patch16_224"]\n[grid]\ntarget = ["zcu102"]\n')
+    started = time.perf_counter()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "'models'" in err and "deit_smal_patch16_224" in err and err.count("\n") == 1
+    assert not list((tmp_path / "out").glob("part-*"))
+    assert time.perf_counter() - started < 30
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Running
 
