@@ -70,8 +70,8 @@ def test_exact_mode_differs_from_float_fake_quant_by_a_measured_gap() -> None:
         float_logits = model(images)
     _, exact_logits = exact_codes(model, images)
     gap = (exact_logits - float_logits.double()).abs().max().item()
-    # the integer approximations of softmax, GELU and LayerNorm move the logits a little, never far
-    assert 0 < gap < 0.5
+    # the integer approximations of softmax, GELU and LayerNorm move the logits: measured 0.067 here
+    assert 0 < gap < 0.15
 
 
 def test_power_of_two_attention_scale_is_read_without_rounding() -> None:

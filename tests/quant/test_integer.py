@@ -103,8 +103,8 @@ def test_integer_logits_are_close_to_the_float_fake_quant_model() -> None:
     with torch.no_grad():
         reference = model(images).double()
     logits = to_integer(model)(images).double() / 2**ACT_FRAC_BITS
-    # Shiftmax / ShiftGELU / I-LayerNorm approximations and 8-bit residuals: measured 0.05 on this model
-    assert (logits - reference).abs().max().item() < 0.5
+    # Shiftmax / ShiftGELU / I-LayerNorm approximations: measured 0.085 on this model, whose logits reach 0.19
+    assert (logits - reference).abs().max().item() < 0.15
 
 
 def test_accumulator_widths_follow_the_worst_case() -> None:
