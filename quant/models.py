@@ -6,6 +6,7 @@ The testbed ViTs are timm ``VisionTransformer``s sized for scikit-learn's digits
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +15,9 @@ from torch import nn
 from quant._torch import import_timm
 from quant.errors import InputError
 
-__all__ = ["TESTBED_MODELS", "create_model", "is_testbed"]
+__all__ = ["CHECKPOINT_DIR", "TESTBED_MODELS", "create_model", "is_testbed"]
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"  # shipped testbed weights (package data)
 
 _DIGITS = {"img_size": 16, "patch_size": 4, "in_chans": 1, "num_classes": 10}
 
@@ -33,13 +36,24 @@ def is_testbed(name: str) -> bool:
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Build ``name`` (a timm model name or a testbed name) in eval mode, with unfused attention.
 
-    timm's fused attention hides q·kᵀ from hooks and cannot double-backward on CPU, so it is switched off.
+    ``pretrained=True``: a testbed model loads ``quant/checkpoints/<name>.pt`` (written by ``mixbit train
+    --out``); a timm model gets timm's pretrained weights (downloaded by timm). timm's fused attention
+    hides q·kᵀ from hooks and cannot double-backward on CPU, so it is switched off.
     """
     timm = import_timm()
     if name in TESTBED_MODELS:
         from timm.models.vision_transformer import VisionTransformer
 
+        checkpoint = None
+        if pretrained:
+            path = CHECKPOINT_DIR / f"{name}.pt"
+            if not path.is_file():
+                raise InputError(f"no shipped checkpoint for testbed model {name!r} (expected {path})")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            kwargs = {**checkpoint.get("model_kwargs", {}), **kwargs}
         model: nn.Module = VisionTransformer(**{**TESTBED_MODELS[name], **kwargs})
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["state_dict"])
     else:
         if not timm.is_model(name):
             raise InputError(

@@ -370,7 +370,7 @@ def _fit_two_range(x: Tensor, bits: int, method: str, kind: str) -> QParams:
     for r in _ratios(method):
         top = hi * r
         if kind == "twin_uniform" and signed:
-            fine = max(GELU_MIN, -lo) / half
+            fine = (GELU_MIN if -lo <= GELU_MIN * 1.001 else -lo) / half  # GELU's own floor, up to sampling
             cover = max(0, math.ceil(math.log2(max(top / ((half - 1) * fine), 1.0)))) if half > 1 else 0
             shifts = range(max(0, cover - 3), cover + 1)
             candidates += [QParams(kind, bits, _scalar(fine, x.dtype), z, _scalar(m, x.dtype), True) for m in shifts]
@@ -395,11 +395,11 @@ def _fit_channel_factors(x: Tensor, bits: int, method: str, kind: str) -> QParam
     """ptf (α_c ∈ 0..3) and o2sf (α_c ∈ {0, k}): shared scale and zero point, per-channel shift by least error."""
     if x.dim() < 2:
         raise InputError(f"{kind} needs a channel axis (last dimension); got a tensor of shape {tuple(x.shape)}")
-    axis = x.dim() - 1
+    axis = -1
     lo, hi = (float(v) for v in _range(x, method, None))
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     levels = 2**bits - 1
-    channels = x.shape[axis]
+    channels = x.shape[-1]
     options = [[0, 1, 2, 3]] if kind == "ptf" else [[0, k] for k in range(1, 7)]
     best: QParams | None = None
     best_err = math.inf

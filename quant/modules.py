@@ -1,0 +1,338 @@
+"""Quantized modules: fake-quant GEMMs, the ops between them, and the quantizers they hold.
+
+Quantization points of a ViT block (names relative to the block; see ``quantize_``)::
+
+    x ─► norm1 ─► attn.qkv.input_quant ─► qkv ─► q: attn.matmul_qk.a_quant ┐
+                                                k: attn.matmul_qk.b_quant ┴► matmul_qk ─► softmax
+         softmax ─► attn.matmul_av.a_quant ┐                                     (the probabilities)
+         v:         attn.matmul_av.b_quant ┴► matmul_av ─► attn.proj.input_quant ─► proj
+    x + proj ─► add1.output_quant ─► norm2 ─► mlp.fc1.input_quant ─► fc1 ─► act (GELU)
+         ─► mlp.fc2.input_quant ─► fc2;  x + fc2 ─► add2.output_quant
+
+So the LayerNorm output is quantized by its consumer's ``input_quant`` (qkv, fc1, head, Swin's
+``reduction``), the post-GELU by ``fc2.input_quant``, the post-Softmax by ``matmul_av.a_quant``; the
+residual stream by each ``QuantAdd.output_quant`` (ViT: also ``pos_add`` after the position embedding).
+
+Every module here has ``exact: bool = False``; when set (``set_exact_``) its forward returns
+``quant.exact.<op>(self, ...)`` with ``op`` one of ``quantize``, ``linear``, ``conv2d``, ``matmul``,
+``softmax``, ``gelu``, ``layernorm``, ``add`` — the integer engineer's bit-exact reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from quant import primitives as P
+
+__all__ = [
+    "QuantAdd",
+    "QuantConv2d",
+    "QuantGELU",
+    "QuantLayerNorm",
+    "QuantLinear",
+    "QuantMatMul",
+    "QuantSoftmax",
+    "Quantizer",
+    "set_exact_",
+]
+
+_MAX_OBSERVED = 1 << 18  # elements a quantizer keeps from calibration batches (rows of its last axis)
+
+
+def _exact() -> Any:
+    from quant import exact  # written by the integer engineer; imported only when exact mode is on
+
+    return exact
+
+
+class Quantizer(nn.Module):
+    """Fake-quantizes a tensor with one ``quant.primitives`` quantizer.
+
+    Buffers (read by the integer path; meaning per kind in ``quant.primitives``):
+    ``scale`` float32, 0-d or (channels,) — fine grid step (log2: value of code 0);
+    ``zero_point`` int64, same shape as ``scale`` — code of 0.0 (0 for symmetric, log2, twin, v2sf);
+    ``shift`` int64, 0-d or (channels,) — power-of-two exponent (twin/v2sf coarse ratio; ptf/o2sf α_c);
+    ``bits`` int64 0-d. Extra state: ``kind`` (the fitted ``primitives.KINDS`` name),
+    ``requested_kind`` (what the config asked for; ``"auto"`` lets calibration pick ``kind``), ``signed``,
+    ``axis`` (channel axis: 0 for weights, −1 for ptf/o2sf, None per tensor), ``calibrated``.
+    Until calibrated the quantizer passes its input through unchanged. ``fake_quantize`` in
+    ``quant.primitives`` with ``qparams()`` is all its forward does.
+    """
+
+    exact: bool = False
+
+    def __init__(
+        self, bits: int = 8, kind: str = "uniform", *, symmetric: bool = False, per_channel: bool = False
+    ) -> None:
+        super().__init__()
+        self.register_buffer("bits", torch.tensor(P.check_bits(bits), dtype=torch.int64))
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("shift", torch.tensor(0, dtype=torch.int64))
+        if kind not in P.ACT_KINDS:
+            from quant.errors import InputError
+
+            raise InputError(f"unknown quantizer kind {kind!r}; choose from {', '.join(P.ACT_KINDS)}")
+        self.requested_kind = kind  # may be "auto": calibration picks ``kind`` by least error
+        self.kind = "uniform" if kind == "auto" else kind
+        self.symmetric = symmetric
+        self.per_channel = per_channel
+        self.signed = symmetric
+        self.axis: int | None = None
+        self.calibrated = False
+        self.observing = False
+        self.exact = False
+        self.version = 0  # bumped on every fit, so cached quantized weights know when to refresh
+        self._observed: list[Tensor] = []
+        self._observed_elements = 0
+
+    # -- state -------------------------------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "requested_kind": self.requested_kind,
+            "signed": self.signed,
+            "axis": self.axis,
+            "calibrated": self.calibrated,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.kind, self.requested_kind, self.signed = state["kind"], state["requested_kind"], state["signed"]
+        self.axis, self.calibrated = state["axis"], state["calibrated"]
+        self.version += 1
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in ("scale", "zero_point", "shift"):  # per-channel buffers change shape when fitted
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"bits={int(self.bits)}, kind={self.kind}, calibrated={self.calibrated}"
+
+    def qparams(self) -> P.QParams:
+        """The fitted quantizer as ``primitives.QParams`` (float32)."""
+        return P.QParams(
+            self.kind,
+            int(self.bits),
+            self.scale,
+            self.zero_point.to(self.scale.dtype),
+            self.shift,
+            signed=self.signed,
+            axis=self.axis,
+        )
+
+    def set_params(self, p: P.QParams) -> None:
+        """Store a fitted quantizer (the buffers take its shapes)."""
+        self.bits = torch.tensor(p.bits, dtype=torch.int64)
+        self.scale = p.scale.detach().to(torch.float32).clone()
+        self.zero_point = p.zero_point.detach().to(torch.int64).clone()
+        self.shift = p.shift.detach().to(torch.int64).clone()
+        self.kind, self.signed, self.axis = p.kind, p.signed, p.axis
+        self.calibrated = True
+        self.version += 1
+
+    def set_bits(self, bits: int, kind: str | None = None) -> None:
+        """Change bits (and kind); the quantizer must be fitted again."""
+        self.bits = torch.tensor(P.check_bits(bits), dtype=torch.int64)
+        if kind is not None:
+            self.requested_kind = kind
+            self.kind = "uniform" if kind == "auto" else kind
+        self.calibrated = False
+        self.version += 1
+
+    # -- calibration ---------------------------------------------------------------------------------------
+    def observe(self, x: Tensor) -> None:
+        """Keep (a strided subsample of) ``x``'s rows for fitting."""
+        rows = x.detach().reshape(-1, x.shape[-1]) if x.dim() > 1 else x.detach().reshape(-1, 1)
+        room = _MAX_OBSERVED - self._observed_elements
+        if room <= 0:
+            return
+        if rows.numel() > room:
+            rows = rows[:: -(-rows.numel() // room)]
+        self._observed.append(rows.float().clone())
+        self._observed_elements += rows.numel()
+
+    def observed(self) -> Tensor:
+        """Everything observed so far as one (rows, channels) tensor."""
+        if not self._observed:
+            return torch.empty(0)
+        return torch.cat(self._observed)
+
+    def clear_observed(self) -> None:
+        self._observed, self._observed_elements = [], 0
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().quantize(self, x)
+        if self.observing:
+            self.observe(x)
+            return x
+        if not self.calibrated:
+            return x
+        return P.fake_quantize(x, self.qparams())
+
+
+class _WeightQuantMixin:
+    """Per-output-channel symmetric uniform weight quantization, with the fake-quant weight cached."""
+
+    weight: nn.Parameter
+    weight_quant: Quantizer
+
+    def _init_weight_quant(self, wbits: int, method: str) -> None:
+        self.weight_quant = Quantizer(wbits, "uniform", symmetric=True, per_channel=True)
+        self.weight_method = method
+        self._cache: tuple[tuple[int, int, int], Tensor] | None = None
+        self.fit_weight()
+
+    def fit_weight(self) -> None:
+        """Fit the weight quantizer to the current weights (after changing bits or weights)."""
+        bits = int(self.weight_quant.bits)
+        self.weight_quant.set_params(
+            P.fit(self.weight, bits, "uniform", method=self.weight_method, symmetric=True, axis=0)
+        )
+
+    def quantized_weight(self) -> Tensor:
+        """The fake-quantized weight (straight-through gradients when the weight requires grad)."""
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return P.fake_quantize(self.weight, self.weight_quant.qparams())
+        key = (self.weight._version, self.weight.data_ptr(), self.weight_quant.version)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, P.fake_quantize(self.weight, self.weight_quant.qparams()))
+        return self._cache[1]
+
+
+class QuantLinear(_WeightQuantMixin, nn.Linear):
+    """``nn.Linear`` with per-output-channel symmetric weights (``weight_quant``) and a quantized input
+    (``input_quant``). Bias stays float; the integer path folds it into the int32 accumulator."""
+
+    exact: bool = False
+
+    @classmethod
+    def from_linear(cls, module: nn.Linear, wbits: int, abits: int, act_kind: str, weight_method: str) -> QuantLinear:
+        module.__class__ = cls
+        assert isinstance(module, QuantLinear)
+        module.exact = False
+        module.input_quant = Quantizer(abits, act_kind)
+        module._init_weight_quant(wbits, weight_method)
+        return module
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().linear(self, x)
+        return F.linear(self.input_quant(x), self.quantized_weight(), self.bias)
+
+
+class QuantConv2d(_WeightQuantMixin, nn.Conv2d):
+    """``nn.Conv2d`` (the patch embedding) with per-output-channel symmetric weights and a quantized input."""
+
+    exact: bool = False
+
+    @classmethod
+    def from_conv(cls, module: nn.Conv2d, wbits: int, abits: int, act_kind: str, weight_method: str) -> QuantConv2d:
+        module.__class__ = cls
+        assert isinstance(module, QuantConv2d)
+        module.exact = False
+        module.input_quant = Quantizer(abits, act_kind)
+        module._init_weight_quant(wbits, weight_method)
+        return module
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().conv2d(self, x)
+        return self._conv_forward(self.input_quant(x), self.quantized_weight(), self.bias)
+
+
+class QuantMatMul(nn.Module):
+    """Activation × activation GEMM of attention, both operands quantized.
+
+    ``transpose_b=True`` (``matmul_qk``): ``forward(q, k) = â · b̂ᵀ``, so ``b_quant`` sees k with the head
+    dimension last. ``transpose_b=False`` (``matmul_av``): ``forward(attn, v) = â · b̂``.
+    Plan bits: ``abits`` → ``a_quant`` (q or the probabilities), ``wbits`` → ``b_quant`` (k or v).
+    """
+
+    exact: bool = False
+
+    def __init__(self, abits: int, bbits: int, a_kind: str, b_kind: str, *, transpose_b: bool) -> None:
+        super().__init__()
+        self.a_quant = Quantizer(abits, a_kind)
+        self.b_quant = Quantizer(bbits, b_kind)
+        self.transpose_b = transpose_b
+        self.exact = False
+
+    def extra_repr(self) -> str:
+        return f"transpose_b={self.transpose_b}"
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().matmul(self, a, b)
+        b = self.b_quant(b)
+        return self.a_quant(a) @ (b.transpose(-2, -1) if self.transpose_b else b)
+
+
+class QuantSoftmax(nn.Module):
+    """Softmax over ``dim`` (float here; its output is quantized by ``matmul_av.a_quant``)."""
+
+    exact: bool = False
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+        self.exact = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().softmax(self, x)
+        return x.softmax(dim=self.dim)
+
+
+class QuantGELU(nn.GELU):
+    """GELU (float here; its output is quantized by the next ``fc2.input_quant``)."""
+
+    exact: bool = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().gelu(self, x)
+        return F.gelu(x, approximate=self.approximate)
+
+
+class QuantLayerNorm(nn.LayerNorm):
+    """LayerNorm (float here; its output is quantized by the consumer's ``input_quant``)."""
+
+    exact: bool = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().layernorm(self, x)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class QuantAdd(nn.Module):
+    """Residual add ``a + b`` with its output (the residual stream) quantized by ``output_quant``."""
+
+    exact: bool = False
+
+    def __init__(self, bits: int = 8) -> None:
+        super().__init__()
+        self.output_quant = Quantizer(bits, "uniform")
+        self.exact = False
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if self.exact:
+            return _exact().add(self, a, b)
+        return self.output_quant(a + b)
+
+
+def set_exact_(model: nn.Module, exact: bool = True) -> nn.Module:
+    """Switch every quantized module of ``model`` to (or from) ``quant.exact``'s bit-exact arithmetic."""
+    for module in model.modules():
+        if hasattr(type(module), "exact"):
+            module.exact = exact
+    return model
