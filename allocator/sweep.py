@@ -163,8 +163,8 @@ class SweepSpec:
 class SweepSummary:
     """What one run of a sweep did. ``done`` points were evaluated now, ``skipped`` were already on disk.
 
-    ``wall_s`` (s) is the whole run; of it, ``cluster_s`` started or reached the Dask cluster and then
-    ``workload_s`` built the models' workloads (while the workers warmed up).
+    ``wall_s`` (s) is the whole run; of it, ``cluster_s`` started or reached the Dask cluster and
+    ``workload_s`` checked the model names and built their workloads (the workers warm up meanwhile).
     """
 
     points: int
@@ -684,10 +684,11 @@ def run_sweep(
     if todo:
         if workloads is None:
             _check_models(spec)  # a misspelt model fails here, before a cluster starts
+        checked = time.perf_counter()
         with _cluster(client, scheduler, workers, connect_timeout_s) as connected:
             worker_addresses = list(connected.scheduler_info().get("workers", {}))
             n_workers = len(worker_addresses) or 1
-            cluster_s = time.perf_counter() - start
+            cluster_s = time.perf_counter() - checked
             warm_ups = []
             if evaluate is None:
                 # workers load the simulator and its compiled kernels while this process builds the workloads
@@ -698,7 +699,7 @@ def run_sweep(
                 ]
             if workloads is None:
                 workloads = build_workloads(dict.fromkeys(p.model for p in todo))
-            workload_s = time.perf_counter() - start - cluster_s
+            workload_s = time.perf_counter() - start - cluster_s  # model check and build
             for rows in _evaluate_on(connected, spec, todo, workloads, evaluate or default_evaluate(spec), progress):
                 _write_part(out, rows)
                 parts += 1
