@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 DATAFLOWS = ("os", "ws", "is")
-# grid axes -> whether each value is a scalar of this type (checked in _check_value)
+# design axes: a list of values each in [grid], one value in a [[point]] (checked in _check_value)
 AXES = (
     "target",
     "rows",

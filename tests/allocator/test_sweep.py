@@ -155,6 +155,20 @@ buffer_split = [0.5, 0.25, 0.25]
     assert last.ifmap_bytes == total // 2
 
 
+def test_target_files_resolve_against_the_sweep_file(tmp_path: Path) -> None:
+    from sim import load_target
+
+    shipped = load_target("zcu102")
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "boards" / "mine.toml").write_bytes(shipped.path.read_bytes())
+    spec = load_sweep(write(tmp_path, 'models = ["tiny"]\n[grid]\ntarget = ["boards/mine.toml"]\n'))
+    point = spec.points[0]
+    assert point.target == str((tmp_path / "boards" / "mine.toml").resolve())
+    assert spec.targets[point.target].device == shipped.device
+    with pytest.raises(InputError, match=r"'grid.target\[0\]'"):
+        load_sweep(write(tmp_path, 'models = ["tiny"]\n[grid]\ntarget = ["boards/missing.toml"]\n'))
+
+
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
