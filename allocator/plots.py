@@ -81,14 +81,16 @@ def pareto_plot(
 ) -> Figure:
     """Pareto front of ``y`` (accuracy or score) against ``x`` (latency in ms), with uniform baselines.
 
-    ``front`` is a table (or has ``to_frame()``) with columns ``x`` and ``y``; dominated rows are drawn faded
+    ``front`` is a table (or has ``to_frame()``, like ``allocator.pareto_front``'s result: pass
+    ``y="objective", higher_is_better=False``) with columns ``x`` and ``y``; rows without values (infeasible
+    budgets) are skipped, dominated rows are drawn faded
     and the non-dominated ones joined as the front. ``baselines`` has ``x``, ``y`` and ``label`` (e.g.
     "W8A8"); ``chosen`` is one point ({x: ..., y: ...}) marked with a star.
     """
     frame = _frame(front)
     _need(frame, (x, y), "pareto_plot")
     fig, ax, own = _axes(ax, (6.0, 4.0))
-    frame = frame.sort_values([x, y], ascending=[True, not higher_is_better])
+    frame = frame.dropna(subset=[x, y]).sort_values([x, y], ascending=[True, not higher_is_better])
     best = -math.inf if higher_is_better else math.inf
     on_front = []
     for value in frame[y]:

@@ -49,10 +49,18 @@ def test_pareto_front_joins_only_non_dominated_points(tmp_path: Path) -> None:
     assert [t.get_text() for t in ax.texts] == ["W4A4", "W8A8"]
 
 
-def test_pareto_front_for_a_lower_is_better_score(tmp_path: Path) -> None:
-    front = pd.DataFrame({"latency_ms": [1.0, 2.0, 3.0], "score": [9.0, 4.0, 5.0]})
-    fig = pareto_plot(front, tmp_path / "p.png", higher_is_better=False)
+def test_pareto_front_of_an_objective_skips_infeasible_budgets(tmp_path: Path) -> None:
+    """The shape of ``allocator.pareto_front(...).to_frame()``: Ω (lower is better), None where infeasible."""
+    front = pd.DataFrame(
+        {
+            "latency_ms": [None, 1.0, 2.0, 3.0],
+            "objective": [None, 9.0, 4.0, 5.0],
+            "status": ["infeasible"] + ["optimal"] * 3,
+        }
+    )
+    fig = pareto_plot(front, tmp_path / "p.png", y="objective", higher_is_better=False)
     assert list(fig.axes[0].lines[0].get_xdata()) == [1.0, 2.0]
+    assert offsets(fig.axes[0]) == 1  # (3.0, 5.0) is dominated by (2.0, 4.0)
 
 
 def test_bits_heatmap_from_a_plan(tmp_path: Path) -> None:
