@@ -7,6 +7,7 @@ the Figure. Nothing here computes costs: the numbers come from ``sim`` and ``all
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,6 +128,7 @@ def _plan_frame(plan: Any) -> pd.DataFrame:
     if "layer" not in frame.columns and "name" in frame.columns:
         frame = frame.rename(columns={"name": "layer"})
     _need(frame, ("layer", "wbits", "abits"), "bits_heatmap")
+    frame = frame[frame["wbits"] > 0]  # a SimResult frame's vector operators carry no bits
     return frame[["layer", "wbits", "abits"]].drop_duplicates("layer")
 
 
@@ -157,14 +159,21 @@ def roofline_plot(
 ) -> Figure:
     """Each GEMM's achieved MACs per cycle against its arithmetic intensity, under the target's roofs.
 
-    ``layers`` is ``SimResult.to_frame()`` (name, m, n, k, wbits, abits, cycles; ``count`` if present).
+    ``layers`` is a ``SimResult`` or a table like its ``to_frame()`` (name, m, n, k, wbits, abits, cycles, and
+    ``count`` when present); vector operators (k = 0) are left out.
     Intensity is MACs per off-chip byte, with each operand and the output moved once at its bits (the output
     at ``abits``). Roofs: compute R·C·macs_per_pe(w, a) per distinct bit pair, memory ``bytes_per_cycle``.
     """
     from sim.pe import macs_per_pe
 
-    frame = _frame(layers)
+    if hasattr(layers, "layers"):  # a SimResult: its LayerResults carry ``count`` (heads), its frame does not
+        frame = pd.DataFrame([dataclasses.asdict(layer) for layer in layers.layers])
+    else:
+        frame = _frame(layers)
     _need(frame, ("name", "m", "n", "k", "wbits", "abits", "cycles"), "roofline_plot")
+    frame = frame[(frame["k"] > 0) & (frame["wbits"] > 0)]  # GEMMs only: vector operators have no MACs
+    if frame.empty:
+        raise InputError("roofline_plot: no GEMM layers to draw")
     count = frame["count"] if "count" in frame.columns else 1
     macs = frame["m"] * frame["n"] * frame["k"] * count
     moved = (

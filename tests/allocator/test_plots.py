@@ -107,6 +107,19 @@ def test_roofline_draws_one_roof_per_bit_pair_and_every_layer(tmp_path: Path, bo
     assert points[:, 0].min() == pytest.approx(head_intensity)
 
 
+def test_roofline_of_a_sim_result_counts_heads_and_skips_vector_ops(tmp_path: Path, board: Target) -> None:
+    from sim.simulate import simulate
+    from sim.workload import Gemm, VectorOp, Workload
+
+    ops = [Gemm("qk", "attn_qk", 64, 64, 32, b_is_weight=False, count=3), VectorOp("softmax", "softmax", 3 * 64 * 64)]
+    result = simulate(Workload.from_ops("w", [*ops, Gemm("fc", "fc1", 64, 128, 96, weight_params=96 * 128)]), board)
+    fig = roofline_plot(result, board, tmp_path / "roof.png")
+    points = np.vstack([c.get_offsets() for c in fig.axes[0].collections])
+    assert len(points) == 2
+    qk_achieved = 64 * 64 * 32 * 3 / result.layers[0].cycles  # all three heads' MACs over the layer's cycles
+    assert any(y == pytest.approx(qk_achieved) for y in points[:, 1])
+
+
 def test_resource_bars_against_caps(tmp_path: Path, board: Target) -> None:
     used = {"dsp": 2_400, "lut": 100_000, "ff": 50_000, "bram36": 300, "uram": 0}
     path = tmp_path / "res.png"
