@@ -99,6 +99,8 @@ def _time_solves(problem: Problem, limits: Limits, repeats: int) -> dict[str, An
         objective = allocation.objective
     return {
         "latency_ms_limit": limits.latency_ms,
+        "size_mb_limit": limits.size_mb,
+        "bops_g_limit": limits.bops,
         "ties": len(problem.ties) + len(limits.ties),
         "status": sorted(statuses),
         "objective": objective,
@@ -208,7 +210,8 @@ def main() -> None:
     print(f"  per-layer sum vs sim.simulate: max error {ilp['additivity']['max_relative_error']:.2e} (goal 1e-2)")
     for s in ilp["solves"]:
         print(
-            f"  solve latency<= {s['latency_ms_limit']:.3f} ms, {s['ties']} ties: {s['status']} "
+            f"  solve latency<= {s['latency_ms_limit']:.3f} ms, size<= {s['size_mb_limit']} MB, "
+            f"BOPs<= {s['bops_g_limit']} G, {s['ties']} ties: {s['status']} "
             f"median {s['median_s']:.3f} s (cpu {s['median_cpu_s']:.3f} s), max {s['max_s']:.3f} s (goal 1 s)"
         )
     print(f"  ... with ideal memory: max error {ilp['additivity_ideal_memory']['max_relative_error']:.2e}")
