@@ -172,9 +172,10 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     total, warmup = epochs * steps_per_epoch, steps_per_epoch
+    decay = max(total - warmup, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup))),
+        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * min(s - warmup, decay) / decay)),
     )
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
