@@ -145,7 +145,7 @@ def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
 def train(
     model_name: str,
     data: Split,
-    epochs: int = 60,
+    epochs: int = 100,
     seed: int = 0,
     *,
     batch_size: int = 64,

@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train a testbed ViT on digits or an image folder")
     parser.add_argument("--model", default="mixbit_vit_digits", help="testbed or timm model name")
     parser.add_argument("--data", default="digits", help="'digits' or a folder with one sub-folder of images per class")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    parser.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initial weights, batch order and split")
     parser.add_argument("--img-size", type=int, default=16, help="image side in pixels for --data DIR (default 16)")
     parser.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 grey or 3 RGB for --data DIR")
