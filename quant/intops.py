@@ -126,20 +126,26 @@ def shift_round(x: torch.Tensor, shift: torch.Tensor | int, rounding: Rounding =
     ``quant.primitives.round_half_up``; ``half_even`` rounds ties to the even integer (``torch.round``).
     """
     _int64(x, "shift_round")
+    if rounding not in ("half_up", "half_even"):
+        raise ValueError(f"shift_round: unknown rounding {rounding!r}")
+    if isinstance(shift, int):
+        if shift == 0:
+            return x
+        if rounding == "half_up":  # the common case, in two passes over x
+            return torch.bitwise_right_shift(x + (1 << (shift - 1)), shift)
     shift = torch.as_tensor(shift, dtype=torch.int64)
     positive = shift > 0
-    safe = torch.where(positive, shift, torch.ones_like(shift))
+    all_positive = bool(positive.all())
+    safe = shift if all_positive else torch.where(positive, shift, torch.ones_like(shift))
     half = torch.bitwise_left_shift(torch.ones_like(safe), safe - 1)
     if rounding == "half_up":
         rounded = torch.bitwise_right_shift(x + half, safe)
-    elif rounding == "half_even":
+    else:
         floor = torch.bitwise_right_shift(x, safe)
         remainder = x - torch.bitwise_left_shift(floor, safe)
         up = (remainder > half) | ((remainder == half) & (torch.bitwise_and(floor, 1) == 1))
         rounded = floor + up.to(torch.int64)
-    else:
-        raise ValueError(f"shift_round: unknown rounding {rounding!r}")
-    return torch.where(positive, rounded, x)
+    return rounded if all_positive else torch.where(positive, rounded, x)
 
 
 def requantize(
@@ -155,7 +161,10 @@ def requantize(
     ``mantissa``/``shift``/``offset`` broadcast against ``acc`` (per-channel factors on the last axis).
     """
     _int64(acc, "requantize")
-    return shift_round(acc * mantissa + offset, shift, rounding)
+    scaled = acc * mantissa
+    if not (isinstance(offset, int) and offset == 0):
+        scaled = scaled + offset
+    return shift_round(scaled, shift, rounding)
 
 
 def clamp_codes(x: torch.Tensor, qmin: int | torch.Tensor, qmax: int | torch.Tensor) -> torch.Tensor:
