@@ -250,8 +250,14 @@ def _resolve_target(path: Path, key: str, name: str) -> Target:
         raise _fail(path, key, f"cannot read target file {exc.filename}") from None
 
 
-@lru_cache(maxsize=64)
 def _cached_target(name_or_path: str) -> Target:
+    """``load_target`` once per target file version (a notebook that edits a TOML file sees the edit)."""
+    stamp = os.stat(name_or_path).st_mtime_ns if name_or_path.endswith(".toml") else 0
+    return _load_target_version(name_or_path, stamp)
+
+
+@lru_cache(maxsize=64)
+def _load_target_version(name_or_path: str, mtime_ns: int) -> Target:
     return load_target(name_or_path)
 
 
