@@ -52,6 +52,15 @@ dataflow = ["os", "ws"]
 bits = [[8, 8], [4, 8]]
 """
 
+REAL = """
+models = ["mixbit_vit_test"]
+
+[grid]
+target = ["zcu102", "kv260"]
+rows = [8, 16]
+bits = [[8, 8], [4, 4]]
+"""
+
 
 def board() -> Target:
     """A ZCU102-sized board with a 16×16 array, built here so the machinery tests need no shipped file."""
@@ -261,6 +270,18 @@ def test_failed_batch_keeps_the_others_and_rerun_completes(tmp_path: Path, clien
 
 
 @pytest.mark.slow
+def test_cli_text_summary_and_rerun(tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, REAL)
+    argv = ["sweep", str(path), "--scheduler", client.scheduler.address, "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("8 points: 8 evaluated, 0 already done, 0 with errors; ")
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("8 points: 0 evaluated, 8 already done")
+    assert main([*argv, "--workers", "2"]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_allocation_sweep_meets_each_latency_budget(tmp_path: Path, client: Any) -> None:
     from allocator.sweep import build_workloads
     from sim import load_target
@@ -375,16 +396,6 @@ def test_killed_sweep_reruns_to_completion_without_duplicates(tmp_path: Path) ->
     frame = read_results(out)
     assert len(frame) == 12 and frame["point_id"].is_unique and kept <= set(frame["point_id"])
     assert sorted(frame["rows"]) == list(range(1, 13))
-
-
-REAL = """
-models = ["mixbit_vit_test"]
-
-[grid]
-target = ["zcu102", "kv260"]
-rows = [8, 16]
-bits = [[8, 8], [4, 4]]
-"""
 
 
 @pytest.mark.slow
