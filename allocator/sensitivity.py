@@ -60,9 +60,11 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 Batch = tuple[Tensor, Tensor]
 MATMUL_SUFFIXES = ("matmul_qk", "matmul_av")
 
-# Hessian-vector products sharing one graph per batch of draws. On CPU the second backward costs about the
-# same per draw batched or not (0.061 vs 0.064 s/draw, depth-12 test ViT, batch 64: bench/sensitivity.py),
-# so batching there only saves the shared forward/backward; on a GPU it fills the device.
+# Draws per batched second backward. Measured on CPU (bench/sensitivity.py, depth-12 test ViT, batch 32,
+# weights only, 8 draws, 1 thread, shared machine at load ~7): 0.173 s/draw batched with is_grads_batched,
+# 0.187 s/draw one by one on the same graph, 0.319 s/draw with torch.func vmap(jvp(grad)) — so the autograd
+# double backward is the engine and batching pays a little here; on a GPU it should fill the device (not
+# measured: no GPU was lent).
 DEFAULT_BATCH_DRAWS = 8
 
 
@@ -575,8 +577,8 @@ def fisher_scores(
 
     # one sample's activation shapes, for the zero perturbations under vmap
     probe = _ActivationTaps(chosen if activations else [])
-    with torch.no_grad(), probe:
-        model.eval()(batches[0][0][:1])
+    with _prepared(model, dev, []), torch.no_grad(), probe:
+        model(batches[0][0][:1])
     eps_shapes = {key: t.shape for key, t in probe.eps.items()}
 
     def sample_loss(w: dict[str, Tensor], eps: dict[tuple[str, int], Tensor], x1: Tensor, y1: Tensor) -> Tensor:

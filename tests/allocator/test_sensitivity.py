@@ -439,6 +439,8 @@ def test_model_state_is_restored(tiny_vit: nn.Module, exact: dict) -> None:
     try:
         hessian_traces(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), max_draws=2, progress=False)
         assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
+        fisher_scores(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), progress=False)
+        assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
         assert all(p.grad is None for p in tiny_vit.parameters())
     finally:
         tiny_vit.eval()
