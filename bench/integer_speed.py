@@ -1,7 +1,8 @@
 """Integer-only inference on the digits testbed: bit-exactness, accuracy, the exact-mode gap, and speed.
 
 For each plan (uniform W8A8, W4A4, a mixed plan with 2/3/4/6/8-bit layers, a plan using every non-uniform
-activation quantizer kind) on a testbed ViT trained here on scikit-learn's digits:
+activation quantizer kind) on a testbed ViT for scikit-learn's digits (the shipped checkpoint of
+``mixbit_vit_digits``: 4 blocks, dim 64; or, with ``--epochs N``, a model trained here):
 
 - ``verify_bit_exact`` on ``--images`` test images: points, elements, mismatches;
 - top-1 accuracy on the whole digits test split of the integer model, the exact mode and the ordinary
@@ -9,7 +10,7 @@ activation quantizer kind) on a testbed ViT trained here on scikit-learn's digit
 - images/s of the integer model, the exact mode and the float32 fake-quant model on the same batch,
   measured side by side in one run (median of ``--runs``), and their ratios.
 
-Usage: .venv/bin/python bench/integer_speed.py [--model mixbit_vit_test] [--epochs 30] [--images 200] [--runs 5]
+Usage: .venv/bin/python bench/integer_speed.py [--model mixbit_vit_digits] [--epochs N] [--images 200] [--runs 5]
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ torch.set_num_threads(2)
 
 from quant.calibrate import calibrate_  # noqa: E402
 from quant.integer import exact_codes, to_integer, verify_bit_exact  # noqa: E402
+from quant.models import create_model  # noqa: E402
 from quant.plan import BitPlan, LayerBits  # noqa: E402
 from quant.quantize import QuantConfig, quantize_  # noqa: E402
-from quant.testbed import load_digits_split, train  # noqa: E402
+from quant.testbed import evaluate, load_digits_split, train  # noqa: E402
 
 L = LayerBits
 
@@ -98,8 +100,8 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mixbit_vit_test")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--model", default="mixbit_vit_digits")
+    parser.add_argument("--epochs", type=int, default=0, help="train this many epochs (0: the shipped checkpoint)")
     parser.add_argument("--images", type=int, default=200, help="test images compared element by element")
     parser.add_argument("--calibration", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5)
@@ -108,10 +110,15 @@ def main() -> None:
 
     split = load_digits_split()
     start = time.perf_counter()
-    trained, fp32_accuracy = train(args.model, split, epochs=args.epochs, seed=0)
+    if args.epochs:
+        trained, fp32_accuracy = train(args.model, split, epochs=args.epochs, seed=0)
+    else:
+        trained = create_model(args.model, pretrained=True)
+        fp32_accuracy = evaluate(trained, split.x_test, split.y_test)
     train_seconds = time.perf_counter() - start
     depth = len(trained.blocks)
-    print(f"{args.model}: FP32 test accuracy {fp32_accuracy:.4f} after {args.epochs} epochs ({train_seconds:.0f} s)")
+    source = f"trained {args.epochs} epochs" if args.epochs else "shipped checkpoint"
+    print(f"{args.model} ({source}): FP32 test accuracy {fp32_accuracy:.4f} ({train_seconds:.0f} s)")
     x_test, y_test = split.x_test, split.y_test
     rows = {}
     for name, plan in plans(args.model, depth).items():
@@ -174,9 +181,9 @@ def main() -> None:
             "(see load average); compare the speeds only as ratios within this run",
         },
         "model": args.model,
-        "epochs": args.epochs,
+        "weights": f"trained here, {args.epochs} epochs, seed 0" if args.epochs else "shipped checkpoint",
         "fp32_accuracy": fp32_accuracy,
-        "train_seconds": round(train_seconds, 1),
+        "load_or_train_seconds": round(train_seconds, 1),
         "verify_images": args.images,
         "calibration_images": args.calibration,
         "speed_batch": args.images,
