@@ -2,7 +2,8 @@
 
 All quantizers observe one pass of the FP32 activations over the calibration data (standard PTQ), then
 each is fitted with ``method``. A quantizer asked for kind ``"auto"`` fits every kind in
-``primitives.KINDS`` to its own observed distribution and keeps the one with the least squared error;
+``primitives.KINDS`` to its own observed distribution and keeps the one with the least squared error
+(uniform unless a non-uniform kind's error is ``AUTO_MARGIN`` lower: it costs decode hardware);
 the report lists, per quantizer, the kind kept and every candidate's error.
 """
 
@@ -20,7 +21,9 @@ from quant import primitives as P
 from quant.errors import InputError
 from quant.modules import Quantizer
 
-__all__ = ["CalibrationReport", "QuantizerChoice", "calibrate_", "check_images"]
+__all__ = ["AUTO_MARGIN", "CalibrationReport", "QuantizerChoice", "calibrate_", "check_images"]
+
+AUTO_MARGIN = 0.01  # "auto" keeps a non-uniform kind only when its error is at least 1 % below uniform's
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ def _fit_one(q: Quantizer, x: Tensor, method: str, kinds: tuple[str, ...]) -> di
         errors[kind] = P.squared_error(x, p)
         if best is None or errors[kind] < errors[best.kind]:
             best = p
+    if "uniform" in errors and best is not None and errors[best.kind] >= errors["uniform"] * (1 - AUTO_MARGIN):
+        best = P.fit(x, bits, "uniform", method=method)  # non-uniform must win clearly to be worth its hardware
     if best is None:
         raise InputError(f"no quantizer kind of {candidates} fits this distribution at {bits} bits")
     q.set_params(best)
