@@ -30,14 +30,18 @@ def test_every_activation_quantizer_is_calibrated(method: str) -> None:
 
 
 def test_calibrated_w8a8_is_close_to_fp32() -> None:
-    model = create_model("mixbit_vit_test")
-    x = _images(16)
-    ref = model(x)
-    quantize_(model, QuantConfig(8, 8))
-    calibrate_(model, x)
-    out = model(x)
+    from quant.testbed import load_digits_split
+
+    data = load_digits_split()
+    model = create_model("mixbit_vit_digits", pretrained=True)
+    x = data.x_test[:64]
+    with torch.no_grad():
+        ref = model(x)
+        quantize_(model, QuantConfig(8, 8))
+        calibrate_(model, data.x_train[:64])
+        out = model(x)
     assert torch.isfinite(out).all()
-    assert float(torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0).detach()) > 0.9
+    assert float(torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)) > 0.99
 
 
 @pytest.mark.slow
@@ -56,15 +60,20 @@ def test_auto_picks_least_error_kind_and_reports_all() -> None:
             assert q.errors[q.kind] < q.errors["uniform"]
 
 
-def test_auto_prefers_non_uniform_on_peaked_softmax() -> None:
+def test_auto_prefers_non_uniform_on_heavy_tails_and_uniform_on_ties() -> None:
     from quant.calibrate import _fit_one
     from quant.modules import Quantizer
 
-    probs = torch.softmax(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)) * 4, dim=-1)
+    g = torch.Generator().manual_seed(0)
+    heavy = torch.exp(torch.randn(64, 64, generator=g) * 1.5)  # log-normal: many small values, a long tail
     q = Quantizer(4, "auto")
-    errors = _fit_one(q, probs, "minmax", ("uniform", "log2", "twin_uniform", "v2sf"))
-    assert q.kind != "uniform" and errors[q.kind] < errors["uniform"]
+    errors = _fit_one(q, heavy, "minmax", ("uniform", "log2", "twin_uniform", "v2sf"))
+    assert q.kind != "uniform" and errors[q.kind] < errors["uniform"] * 0.99
     assert q.requested_kind == "auto" and q.calibrated
+    flat = torch.rand(64, 64, generator=g)  # uniform data: no kind beats uniform by the margin
+    q = Quantizer(4, "auto")
+    _fit_one(q, flat, "minmax", ("uniform", "ptf", "o2sf", "twin_uniform"))
+    assert q.kind == "uniform"
 
 
 @pytest.mark.slow
