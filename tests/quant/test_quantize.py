@@ -159,3 +159,31 @@ def test_swin_quantizes_calibrates_and_runs() -> None:
     calibrate_(model, x)
     out = model(x)
     assert out.shape == (1, 10) and torch.isfinite(out).all()
+
+
+def test_exact_mode_dispatches_every_op_to_quant_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.nn.functional as F
+
+    import quant.exact as exact
+
+    calls: list[str] = []
+    float_ops = {  # stand-ins with the float semantics, recording that exact mode reached them
+        "quantize": lambda m, x: x,
+        "linear": lambda m, x: F.linear(x, m.quantized_weight(), m.bias),
+        "conv2d": lambda m, x: m._conv_forward(x, m.quantized_weight(), m.bias),
+        "matmul": lambda m, a, b: a @ (b.transpose(-2, -1) if m.transpose_b else b),
+        "softmax": lambda m, x: x.softmax(dim=m.dim),
+        "gelu": lambda m, x: F.gelu(x),
+        "layernorm": lambda m, x: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps),
+        "add": lambda m, a, b: a + b,
+    }
+    for op, fn in float_ops.items():
+        monkeypatch.setattr(exact, op, lambda *args, _op=op, _fn=fn: calls.append(_op) or _fn(*args))
+    model = quantize_(create_model("mixbit_vit_test"), QuantConfig())
+    x = _images(2)
+    with torch.no_grad():
+        ref = model(x)
+        set_exact_(model, True)
+        out = model(x)
+    assert set(calls) == set(float_ops) - {"quantize"}  # the modules call exact before their own quantizers
+    assert torch.allclose(out, ref, atol=1e-5)  # uncalibrated quantizers pass through: same float model
