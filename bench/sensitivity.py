@@ -1,0 +1,350 @@
+"""Sensitivity benchmark: how well the scores predict single-layer quantization damage, and how fast the traces are.
+
+Quality: on the digits testbed (shipped ``mixbit_vit_digits``), each GEMM alone is quantized (weights at 2 and 3
+bits, activations at 3 and 4 bits; for attention matmuls "weights" is the second operand) with every other GEMM
+at W8A8, since quant's plans have no "float" setting. The measured loss increase (cross-entropy over all 1,797
+digits) over the all-W8A8 model is ranked against the predicted Ω increase (Spearman), Hessian and Fisher side
+by side.
+
+Speed: all per-layer weight traces in one pass against a PyHessian-style loop (per layer, its own graph and
+Hessian-vector products restricted to that layer, the same draws cap and stopping rule) on the depth-12 test
+ViT; the HVP engines (autograd double backward, batched or not, and torch.func's vmap(jvp(grad))); DeiT-S at
+224 with random weights (CPU wall time for all layers, weights and activations).
+
+    .venv/bin/python bench/sensitivity.py [--quick] [--only quality|speed|deit] [--threads N]
+
+Prints the figures and writes bench/results/sensitivity.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from allocator.sensitivity import (  # noqa: E402
+    fisher_scores,
+    hessian_traces,
+    quantizable_layers,
+    quantization_errors,
+    scores_from_traces,
+)
+from quant.models import create_model  # noqa: E402
+
+LOSS = nn.CrossEntropyLoss()
+SETTINGS = [("weight", 2), ("weight", 3), ("act", 3), ("act", 4)]
+
+
+def _load_trained(quick: bool) -> tuple[nn.Module, Any, str]:
+    """The shipped digits checkpoint when quant has one, else trained here (and said so)."""
+    from quant.testbed import evaluate, load_digits_split, train
+
+    split = load_digits_split()
+    from quant.errors import InputError
+
+    try:
+        model = create_model("mixbit_vit_digits", pretrained=True)
+    except InputError:  # no checkpoint shipped yet
+        model = create_model("mixbit_vit_digits")
+    accuracy = evaluate(model, split.x_test, split.y_test)
+    source = "create_model('mixbit_vit_digits', pretrained=True)"
+    if accuracy < 0.5:  # no trained weights shipped yet: train here, kept in a cache outside the repository
+        epochs = 10 if quick else 30
+        cache = Path(os.environ.get("TMPDIR", "/tmp")) / f"mixbit_vit_digits_e{epochs}_s0.pt"
+        if cache.exists():
+            model.load_state_dict(torch.load(cache))
+            accuracy = evaluate(model, split.x_test, split.y_test)
+            source = f"trained here earlier (quant.testbed.train(epochs={epochs}, seed=0), cached in {cache})"
+        else:
+            start = time.perf_counter()
+            model, accuracy = train("mixbit_vit_digits", split, epochs=epochs, seed=0)
+            torch.save(model.state_dict(), cache)
+            source = f"trained here: quant.testbed.train(epochs={epochs}, seed=0), {time.perf_counter() - start:.0f} s"
+    _log(f"model: {source}; test accuracy {accuracy:.4f}")
+    return model.eval(), split, f"{source}; test accuracy {accuracy:.4f}"
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _quantized(model: nn.Module, plan_layers: dict[str, dict[str, int]], calib: torch.Tensor) -> nn.Module:
+    from quant import BitPlan, LayerBits, QuantConfig, calibrate_, quantize_
+
+    plan = BitPlan(
+        "mixbit_vit_digits", {name: LayerBits(**bits) for name, bits in plan_layers.items()}, LayerBits(8, 8)
+    )
+    qmodel = quantize_(copy.deepcopy(model), QuantConfig(plan=plan))
+    calibrate_(qmodel, calib)
+    return qmodel.eval()
+
+
+def _test_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x), y))
+
+
+def quality(quick: bool) -> dict[str, Any]:
+    from quant import QuantConfig, quantize_
+
+    model, split, source = _load_trained(quick)
+    calib = split.x_train[:128]
+    sens_data = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(0, 256, 128)]
+    # the measured increases are small (1e-3 for 4-bit activations), so they are taken on all 1,797 digits
+    # (train and test) to keep sampling noise below them; the traces see 256 training images
+    x_test, y_test = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
+
+    # traces on the model with quant's attention matmul modules, every quantizer passing values through except
+    # the W8 weights (uncalibrated activation quantizers are the identity)
+    traced = quantize_(copy.deepcopy(model), QuantConfig(wbits=8, abits=8)).eval()
+    layers = quantizable_layers(traced)
+    draws = 50 if quick else 200
+    start = time.perf_counter()
+    hessian = hessian_traces(traced, LOSS, sens_data, max_draws=draws, tol=1e-3, seed=0, progress=False)
+    hessian_s = time.perf_counter() - start
+    _log(f"hessian traces: {hessian.draws} draws, {hessian_s:.0f} s")
+    # a second seed: how much of the disagreement with the measurements is the estimator's own noise
+    hessian_seed1 = hessian_traces(traced, LOSS, sens_data, max_draws=draws, tol=1e-3, seed=1, progress=False)
+    fisher = fisher_scores(traced, LOSS, sens_data, progress=False)
+    fisher_raw = fisher_scores(traced, LOSS, sens_data, normalize=False, progress=False)
+    errors = quantization_errors(traced, [(calib, None)], [2, 3, 8], [3, 4, 8], layers=layers)
+    pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
+    tables = {name: scores_from_traces(t, errors, pairs) for name, t in
+              [("hessian", hessian), ("hessian_seed1", hessian_seed1), ("fisher", fisher),
+               ("fisher_raw", fisher_raw)]}  # fmt: skip
+
+    base = _test_loss(_quantized(model, {}, calib), x_test, y_test)
+    measured: dict[tuple[str, str, int], float] = {}
+    start = time.perf_counter()
+    for name in layers:
+        for operand, bits in SETTINGS:
+            wbits, abits = (bits, 8) if operand == "weight" else (8, bits)
+            qmodel = _quantized(model, {name: {"wbits": wbits, "abits": abits}}, calib)
+            measured[(name, operand, bits)] = _test_loss(qmodel, x_test, y_test) - base
+        _log(f"measured {name}")
+    measure_s = time.perf_counter() - start
+
+    def predicted(table: Any, name: str, operand: str, bits: int) -> float:
+        rows = table[table.layer == name].set_index(["wbits", "abits"])["sensitivity"]
+        pair = (bits, 8) if operand == "weight" else (8, bits)
+        return float(rows[pair] - rows[(8, 8)])
+
+    result: dict[str, Any] = {"model": source, "baseline_w8a8_test_loss": base, "layers": len(layers)}
+    for method, table in tables.items():
+        per_setting = {}
+        all_pred, all_meas = [], []
+        for operand, bits in SETTINGS:
+            pred = [predicted(table, n, operand, bits) for n in layers]
+            meas = [measured[(n, operand, bits)] for n in layers]
+            per_setting[f"{operand}{bits}"] = float(spearmanr(pred, meas).statistic)
+            all_pred += pred
+            all_meas += meas
+        result[method] = {"spearman_pooled": float(spearmanr(all_pred, all_meas).statistic), **per_setting}
+    result["hessian_seed0_vs_seed1_spearman_pooled"] = float(
+        spearmanr(
+            [predicted(tables["hessian"], n, op, b) for n in layers for op, b in SETTINGS],
+            [predicted(tables["hessian_seed1"], n, op, b) for n in layers for op, b in SETTINGS],
+        ).statistic
+    )
+    result["hessian_draws"] = hessian.draws
+    result["hessian_seconds"] = hessian_s
+    result["measure_seconds"] = measure_s
+    result["per_layer"] = [
+        {
+            "layer": n,
+            "setting": f"{op}{b}",
+            "measured_loss_increase": measured[(n, op, b)],
+            "hessian_predicted": predicted(tables["hessian"], n, op, b),
+            "fisher_predicted": predicted(tables["fisher"], n, op, b),
+        }
+        for n in layers
+        for op, b in SETTINGS
+    ]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- speed
+
+
+def _pyhessian_loop(
+    model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], max_draws: int, tol: float, seed: int
+) -> dict[str, Any]:
+    """PyHessian's trace() run once per layer: params = that layer's weight, one graph per layer (PyHessian
+    builds it in ``__init__`` for a single batch), Hutchinson with its stopping rule on the running mean."""
+    x, y = data
+    modules = dict(model.named_modules())
+    names = [n for n in quantizable_layers(model) if not n.endswith(("matmul_qk", "matmul_av"))]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    traces, draws = {}, {}
+    for layer_index, name in enumerate(names):
+        weight = modules[name].weight
+        weight.requires_grad_(True)
+        (grad,) = torch.autograd.grad(LOSS(model(x), y), weight, create_graph=True)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + layer_index)
+        values: list[float] = []
+        mean = 0.0
+        for _ in range(max_draws):
+            v = torch.randint(0, 2, weight.shape, generator=generator).float() * 2 - 1
+            (hv,) = torch.autograd.grad(grad, weight, grad_outputs=v, retain_graph=True)
+            values.append(float((hv * v).sum()))
+            new = float(np.mean(values))
+            if len(values) > 1 and abs(new - mean) / (abs(mean) + 1e-6) < tol:
+                mean = new
+                break
+            mean = new
+        traces[name], draws[name] = mean, len(values)
+        weight.requires_grad_(False)
+        del grad
+    return {"traces": traces, "draws": draws}
+
+
+def _engines(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], draws: int) -> dict[str, float]:
+    """Seconds per draw of a weights-only HVP: autograd double backward (per draw, and batched over draws with
+    is_grads_batched, both reusing one graph) and torch.func vmap(jvp(grad)) over draws."""
+    from torch.func import functional_call, grad, jvp, vmap
+
+    x, y = data
+    modules = dict(model.named_modules())
+    names = [n for n in quantizable_layers(model) if not n.endswith(("matmul_qk", "matmul_av"))]
+    weights = {f"{n}.weight": modules[n].weight for n in names}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for w in weights.values():
+        w.requires_grad_(True)
+    gen = torch.Generator().manual_seed(0)
+    vecs = {k: torch.randint(0, 2, (draws, *w.shape), generator=gen).float() * 2 - 1 for k, w in weights.items()}
+    out: dict[str, float] = {}
+
+    grads = torch.autograd.grad(LOSS(model(x), y), list(weights.values()), create_graph=True)
+    start = time.perf_counter()
+    for j in range(draws):
+        torch.autograd.grad(grads, list(weights.values()), [v[j] for v in vecs.values()], retain_graph=True)
+    out["autograd_per_draw"] = (time.perf_counter() - start) / draws
+    start = time.perf_counter()
+    torch.autograd.grad(grads, list(weights.values()), list(vecs.values()), retain_graph=True, is_grads_batched=True)
+    out["autograd_batched"] = (time.perf_counter() - start) / draws
+    del grads
+
+    detached = {k: w.detach() for k, w in weights.items()}
+
+    def loss(w: dict[str, torch.Tensor]) -> torch.Tensor:
+        return LOSS(functional_call(model, w, (x,)), y)
+
+    def hvp(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return jvp(grad(loss), (detached,), (v,))[1]
+
+    start = time.perf_counter()
+    vmap(hvp)(vecs)
+    out["func_vmap_jvp_grad"] = (time.perf_counter() - start) / draws
+    for w in weights.values():
+        w.requires_grad_(False)
+    return out
+
+
+def speed(quick: bool) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = create_model("mixbit_vit_deep_test").eval()
+    data = (torch.randn(32, 1, 16, 16), torch.randint(0, 10, (32,)))
+    max_draws, tol = (20, 1e-3) if quick else (60, 1e-3)
+    result: dict[str, Any] = {"model": "mixbit_vit_deep_test (random weights), batch 32", "max_draws": max_draws,
+                              "tol": tol}  # fmt: skip
+
+    start = time.perf_counter()
+    one = hessian_traces(model, LOSS, data, activations=False, max_draws=max_draws, tol=tol, progress=False)
+    one_s = time.perf_counter() - start
+    _log(f"one pass: {one.draws} draws, {one_s:.1f} s")
+    start = time.perf_counter()
+    loop = _pyhessian_loop(model, data, max_draws, tol, seed=0)
+    loop_s = time.perf_counter() - start
+    _log(f"loop: {loop_s:.1f} s")
+    start = time.perf_counter()
+    both = hessian_traces(model, LOSS, data, activations=True, max_draws=max_draws, tol=tol, progress=False)
+    both_s = time.perf_counter() - start
+    result.update(
+        layers=len(one.layers),
+        one_pass_seconds=one_s,
+        one_pass_draws=one.draws,
+        loop_seconds=loop_s,
+        loop_draws_total=int(sum(loop["draws"].values())),
+        loop_draws_mean_per_layer=float(np.mean(list(loop["draws"].values()))),
+        speedup=loop_s / one_s,
+        one_pass_with_activations_seconds=both_s,
+        one_pass_with_activations_draws=both.draws,
+        seconds_per_draw_one_pass=one_s / one.draws,
+        seconds_per_layer_draw_loop=loop_s / sum(loop["draws"].values()),
+    )
+    result["hvp_engines_seconds_per_draw"] = _engines(model, data, draws=8)
+    return result
+
+
+def deit(quick: bool) -> dict[str, Any]:
+    from quant import QuantConfig, quantize_
+
+    torch.manual_seed(0)
+    # quantize_ adds the attention matmul modules (their activation quantizers pass values through until
+    # calibrated), so every GEMM, matmuls included, is traced
+    model = quantize_(create_model("deit_small_patch16_224"), QuantConfig(wbits=8, abits=8)).eval()
+    data = (torch.randn(2, 3, 224, 224), torch.randint(0, 1000, (2,)))
+    draws = 2 if quick else 8
+    start = time.perf_counter()
+    traces = hessian_traces(model, LOSS, data, max_draws=draws, tol=0, batch_draws=2, progress=False)
+    seconds = time.perf_counter() - start
+    return {
+        "model": "deit_small_patch16_224 (quantize_ W8A8, activations uncalibrated), random weights, batch 2, "
+        "weights and GEMM-input activations incl. attention matmul operands",
+        "layers": len(traces.layers),
+        "draws": traces.draws,
+        "seconds": seconds,
+        "seconds_per_draw": seconds / traces.draws,
+        "device": "cpu",
+        "gpu": "not measured: no GPU machine was lent to this task",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer draws and epochs (a smoke run)")
+    parser.add_argument("--only", choices=["quality", "speed", "deit"], action="append")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster when others load the cores)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = args.only or ["quality", "speed", "deit"]
+    out_path = ROOT / "bench" / "results" / "sensitivity.json"
+    results: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() and args.only else {}
+    results["machine"] = {
+        "node": platform.node(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg(),
+        "note": "shared 2-core machine; other engineers' tests and benches were running (see load average)",
+    }
+    for part in parts:
+        start = time.perf_counter()
+        results[part] = {"quality": quality, "speed": speed, "deit": deit}[part](args.quick)
+        results[part]["load_average_at_end"] = os.getloadavg()
+        shown = {k: v for k, v in results[part].items() if k != "per_layer"}
+        print(f"[{part}] {time.perf_counter() - start:.0f} s", json.dumps(shown, indent=1, default=float))
+    results["quick"] = args.quick
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(f"wrote {out_path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
