@@ -1,0 +1,370 @@
+"""The whole job: model and board in, per-layer bits, predicted cost, accuracy and a bit-exactness proof out.
+
+workload (sim) → cost table per (layer, bits) (sim) → sensitivity Ω (Hessian or Fisher) → ILP → quantize and
+calibrate with the chosen plan (quant) → accuracy on held-out data → integer-only model checked against the
+fake-quant model (``verify``) → files under ``out``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import sim
+from allocator.ilp import Allocation, Limits, ParetoFront, allocate, pareto_front
+from allocator.problem import Problem, build_problem
+from allocator.sensitivity import sensitivity_table
+from allocator.workload import workload_from_model
+from quant.calibrate import calibrate_
+from quant.models import CHECKPOINT_DIR, create_model, is_testbed
+from quant.plan import BitPlan
+from quant.quantize import QuantConfig, quantize_
+from quant.testbed import Split, evaluate, load_data
+from sim.errors import InputError
+
+__all__ = ["Baseline", "PipelineResult", "predicted_uniform", "quantized_accuracy", "run_pipeline"]
+
+DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A uniform plan (every GEMM at ``wbits``/``abits``) for comparison: predicted cost, Ω and accuracy."""
+
+    wbits: int
+    abits: int
+    latency_ms: float
+    size_mb: float
+    bops: float
+    score: float
+    accuracy: float | None
+
+    @property
+    def label(self) -> str:
+        return f"W{self.wbits}A{self.abits}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What ``run_pipeline`` found. ``accuracy`` is top-1 on the held-out split (None without labelled data)."""
+
+    model: str
+    target: str
+    allocation: Allocation
+    accuracy_fp32: float | None
+    accuracy: float | None
+    baselines: tuple[Baseline, ...]
+    pareto: ParetoFront | None
+    calibration: dict[str, str]
+    verify: Any | None
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The chosen option of every layer with its sensitivity and costs."""
+        return self.allocation.to_frame()
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's ``allocate`` object plus model, target, accuracy, baselines, outputs and timings."""
+        obj = self.allocation.to_json()
+        obj.update(
+            {
+                "model": self.model,
+                "target": self.target,
+                "accuracy": {"fp32": self.accuracy_fp32, "quantized": self.accuracy},
+                "baselines": [b.to_json() for b in self.baselines],
+                "act_kinds": self.calibration,
+                "outputs": self.outputs,
+                "seconds": self.seconds,
+            }
+        )
+        if self.verify is not None:
+            obj["verify"] = self.verify.to_json()
+        return obj
+
+
+def predicted_uniform(problem: Problem, wbits: int, abits: int) -> dict[str, float] | None:
+    """Latency (ms), size (MB), BOPs (G) and Ω of the uniform plan, or None if some layer lacks that pair."""
+    frame = problem.to_frame()
+    rows = frame[(frame["wbits"] == wbits) & (frame["abits"] == abits)]
+    if rows["layer"].nunique() != len(problem.layers):
+        return None
+    cycles = float(rows["latency_cycles"].sum()) + problem.fixed_cycles
+    return {
+        "latency_ms": problem.cycles_to_ms(cycles),
+        "size_mb": float(rows["size_bits"].sum()) / 8e6,
+        "bops": float(rows["bops"].sum()) / 1e9,
+        "score": float(rows["sensitivity"].sum()),
+    }
+
+
+def quantized_accuracy(
+    model: nn.Module, plan: BitPlan, data: Split, *, calib_images: int, act_kind: str = "uniform", seed: int = 0
+) -> tuple[nn.Module, float | None, dict[str, str]]:
+    """Quantize a copy of ``model`` with ``plan``, calibrate it on training images, and measure test accuracy."""
+    torch.manual_seed(seed)
+    qmodel = quantize_(copy.deepcopy(model), QuantConfig(plan=plan, act_kind=act_kind))
+    calib = data.x_train[torch.randperm(len(data.x_train))[:calib_images]]
+    report = calibrate_(qmodel, calib)
+    accuracy = evaluate(qmodel, data.x_test, data.y_test) if len(data.y_test) else None
+    return qmodel, accuracy, report.choices
+
+
+def _plan_with_kind(plan: dict[str, Any], act_kind: str) -> BitPlan:
+    layers = {name: {**bits, "act_kind": act_kind} for name, bits in plan["layers"].items()}
+    return BitPlan.from_dict({**plan, "layers": layers}, where="allocated plan")
+
+
+def _model_and_name(model: str | nn.Module) -> tuple[nn.Module, str]:
+    if isinstance(model, nn.Module):
+        return model.eval(), type(model).__name__
+    # testbed ViTs with a shipped checkpoint load it; timm weights cannot be downloaded here: they start random
+    shipped = is_testbed(model) and (CHECKPOINT_DIR / f"{model}.pt").exists()
+    return create_model(model, pretrained=shipped), model
+
+
+def _input_shape(model: nn.Module) -> tuple[int, int]:
+    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
+    channels = proj.in_channels if isinstance(proj, nn.Conv2d) else 3
+    size = getattr(getattr(model, "patch_embed", None), "img_size", (224, 224))
+    return channels, int(size[-1] if isinstance(size, Sequence) else size)
+
+
+def run_pipeline(
+    model: str | nn.Module,
+    target: str | os.PathLike[str] | sim.Target,
+    *,
+    data: str = "digits",
+    limits: Limits | None = None,
+    latency_of: tuple[int, int] | None = None,
+    sensitivity: str = "hessian",
+    act_kind: str = "uniform",
+    verify: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    calib_images: int = 256,
+    sensitivity_images: int = 128,
+    max_draws: int = 50,
+    verify_images: int = 200,
+    baselines: Sequence[tuple[int, int]] = DEFAULT_BASELINES,
+    pareto_points: int = 12,
+    seed: int = 0,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
+
+    ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan (a common
+    question: "what is the best plan as fast as uniform W4A4?"). ``data``: ``digits`` or an image folder.
+    Raises ``InputError`` (CLI exit status 2) for bad input and for budgets no plan can meet; nothing is
+    written to ``out`` unless the whole run succeeds.
+    """
+    say = log or (lambda _message: None)
+    limits = limits or Limits()
+    seconds: dict[str, float] = {}
+    began = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal began
+        now = time.perf_counter()
+        seconds[name] = round(now - began, 3)
+        began = now
+
+    target = target if isinstance(target, sim.Target) else sim.load_target(target)
+    net, name = _model_and_name(model)
+    channels, img_size = _input_shape(net)
+    split = load_data(data, img_size=img_size, channels=channels, seed=seed)
+    lap("load")
+
+    say(f"workload and cost table: {name} on {target.name}")
+    workload = workload_from_model(net)
+    accel = target.accelerator
+    bit_pairs = [(w, a) for w in accel.weight_bits for a in accel.act_bits]
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(split.x_train), generator=gen)[:sensitivity_images]
+    batch = (split.x_train[pick], split.y_train[pick])
+    lap("workload")
+
+    # Costs first, and the budget checked against them with Ω = 0: an impossible budget fails in seconds,
+    # before the sensitivity pass.
+    unscored = pd.DataFrame(
+        [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
+        columns=["layer", "wbits", "abits", "sensitivity"],
+    )
+    problem = build_problem(workload, target, unscored, bit_pairs)
+    if latency_of is not None:
+        uniform = predicted_uniform(problem, *latency_of)
+        if uniform is None:
+            raise InputError(
+                f"--latency-of W{latency_of[0]}A{latency_of[1]}: {target.name} does not support those bits"
+            )
+        limits = replace(limits, latency_ms=uniform["latency_ms"])
+    allocate(problem, limits).check()
+    lap("cost_table")
+
+    say(f"sensitivity ({sensitivity}) for {len(workload.gemms)} GEMMs × {len(bit_pairs)} bit pairs")
+    # Scores are taken on an 8-bit fake-quant copy: its QuantMatMul modules expose the attention matmul operands
+    # (q, kᵀ, softmax output, v) to the activation-trace hooks; at 8 bits it is close to the float model.
+    probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
+    calibrate_(probe, batch[0])
+    options: dict[str, Any] = {"seed": seed, "max_draws": max_draws} if sensitivity == "hessian" else {}
+    scores = sensitivity_table(
+        probe, F.cross_entropy, batch, bit_pairs, method=sensitivity, progress=progress, **options
+    )
+    problem = problem.with_sensitivity(scores[["layer", "wbits", "abits", "sensitivity"]])
+    lap("sensitivity")
+
+    say("solving the ILP")
+    allocation = allocate(problem, limits).check()
+    front = pareto_front(problem, points=pareto_points, limits=limits) if pareto_points >= 2 else None
+    lap("ilp")
+
+    say("quantizing, calibrating and evaluating")
+    net.eval()
+    accuracy_fp32 = evaluate(net, split.x_test, split.y_test) if len(split.y_test) else None
+    plan = _plan_with_kind(allocation.plan(), act_kind)
+    qmodel, accuracy, kinds = quantized_accuracy(
+        net, plan, split, calib_images=calib_images, act_kind=act_kind, seed=seed
+    )
+    rows = []
+    for wbits, abits in baselines:
+        cost = predicted_uniform(problem, wbits, abits)
+        if cost is None:
+            continue
+        _, base_accuracy, _ = quantized_accuracy(
+            net,
+            BitPlan.uniform(name, wbits, abits, act_kind),
+            split,
+            calib_images=calib_images,
+            act_kind=act_kind,
+            seed=seed,
+        )
+        rows.append(Baseline(wbits, abits, accuracy=base_accuracy, **cost))
+    lap("accuracy")
+
+    report = None
+    if verify:
+        from quant.integer import verify_bit_exact
+
+        say(f"verifying the integer-only model on {min(verify_images, len(split.x_test))} images")
+        report = verify_bit_exact(qmodel, split.x_test[:verify_images])
+        lap("verify")
+
+    result = PipelineResult(
+        model=name,
+        target=target.name,
+        allocation=allocation,
+        accuracy_fp32=accuracy_fp32,
+        accuracy=accuracy,
+        baselines=tuple(rows),
+        pareto=front,
+        calibration=kinds,
+        verify=report,
+        seconds=seconds,
+    )
+    if out is not None:
+        result = _write_outputs(result, Path(out), plan, target)
+        lap("write")
+    return result
+
+
+def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim.Target) -> PipelineResult:
+    """Write every file to a temporary folder beside ``out``, then move them in: no half-written results."""
+    from allocator import plots
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        files = {
+            "plan": "plan.json",
+            "problem": "problem.csv",
+            "report": "report.md",
+            "bits_plot": "bits.png",
+            "pareto_plot": "pareto.png",
+            "result": "result.json",
+        }
+        outputs = {key: str(out / name) for key, name in files.items()}
+        result = PipelineResult(**{**result.__dict__, "outputs": outputs})
+        plan.save(staging / files["plan"])
+        result.allocation.problem.to_frame().to_csv(staging / files["problem"], index=False)
+        plots.bits_heatmap(result.allocation.plan(), staging / files["bits_plot"])
+        baselines = pd.DataFrame(
+            [{"latency_ms": b.latency_ms, "score": b.score, "label": b.label} for b in result.baselines]
+        )
+        predicted = result.allocation.predicted
+        chosen = {"latency_ms": predicted.latency_ms, "score": result.allocation.objective} if predicted else None
+        if result.pareto is not None:
+            front = result.pareto.to_frame().rename(columns={"objective": "score"}).dropna(subset=["score"])
+            plots.pareto_plot(
+                front, staging / files["pareto_plot"], baselines=baselines, chosen=chosen, higher_is_better=False
+            )
+        else:
+            files.pop("pareto_plot")
+            outputs.pop("pareto_plot")
+        (staging / files["report"]).write_text(_report(result, target))
+        (staging / files["result"]).write_text(json.dumps(result.to_json(), indent=1, default=_jsonable) + "\n")
+        out.mkdir(exist_ok=True)
+        for name in files.values():
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f} %"
+
+
+def _report(result: PipelineResult, target: sim.Target) -> str:
+    a = result.allocation
+    p = a.predicted
+    lines = [
+        f"# mixbit: {result.model} on {target.name}",
+        "",
+        f"Solver status **{a.status}**, Ω = {a.objective:.6g}, limits: "
+        + ", ".join(f"{k} {v}" for k, v in a.limits.to_json().items() if v not in (None, False, [])),
+        "",
+        "| plan | latency (ms) | size (MB) | BOPs (G) | Ω | accuracy |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    if p is not None:
+        lines.append(
+            f"| **mixed (ILP)** | {p.latency_ms:.4f} | {p.size_mb:.4f} | {p.bops:.4f} | {a.objective:.4g} "
+            f"| {_pct(result.accuracy)} |"
+        )
+    for b in result.baselines:
+        lines.append(
+            f"| {b.label} | {b.latency_ms:.4f} | {b.size_mb:.4f} | {b.bops:.4f} | {b.score:.4g} | {_pct(b.accuracy)} |"
+        )
+    lines += ["", f"FP32 accuracy: {_pct(result.accuracy_fp32)}", ""]
+    if result.verify is not None:
+        v = result.verify.to_json()
+        lines += [f"Integer-only model vs fake-quant model: {v['checked']} checked, {v['mismatches']} mismatches.", ""]
+    lines += ["## Bits per layer", "", "| layer | wbits | abits | Ω | latency (cycles) |", "|---|---:|---:|---:|---:|"]
+    for row in a.to_frame().itertuples(index=False):
+        lines.append(f"| {row.layer} | {row.wbits} | {row.abits} | {row.sensitivity:.4g} | {row.latency_cycles:,.0f} |")
+    lines += ["", "Files: plan.json (bit plan), problem.csv (the ILP's whole input), bits.png, pareto.png.", ""]
+    return "\n".join(lines)

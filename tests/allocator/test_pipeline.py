@@ -1,0 +1,104 @@
+"""The end-to-end pipeline and `mixbit allocate`: contract fields, files written, budgets that cannot be met."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from allocator.cli import main
+from allocator.ilp import Limits
+from allocator.pipeline import PipelineResult, predicted_uniform, run_pipeline
+from sim.errors import InputError
+
+SMALL = {
+    "sensitivity_images": 32,
+    "max_draws": 4,
+    "calib_images": 64,
+    "verify_images": 8,
+    "baselines": ((8, 8), (4, 4)),
+    "pareto_points": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+    out = tmp_path_factory.mktemp("run") / "out"
+    return run_pipeline("mixbit_vit_test", "zcu102", latency_of=(4, 4), verify=True, out=out, **SMALL)
+
+
+def test_plan_meets_the_latency_of_uniform_w4a4(result: PipelineResult) -> None:
+    problem = result.allocation.problem
+    w4a4 = predicted_uniform(problem, 4, 4)
+    assert result.allocation.status == "optimal"
+    assert result.allocation.predicted.latency_ms <= w4a4["latency_ms"] * (1 + 1e-9)
+    # the ILP minimises Ω: no worse than the uniform plan that also meets the budget
+    assert result.allocation.objective <= w4a4["score"] + 1e-9 * abs(w4a4["score"])
+    assert {b.label for b in result.baselines} == {"W8A8", "W4A4"}
+    assert set(result.allocation.problem.layers) == {c.layer for c in result.allocation.chosen}
+
+
+def test_contract_json_and_files(result: PipelineResult) -> None:
+    obj = result.to_json()
+    for key in ("status", "objective", "constraints", "layers", "options", "predicted", "verify"):
+        assert key in obj
+    assert set(obj["predicted"]) >= {"latency_ms", "size_mb", "bops"}
+    assert set(obj["options"][0]) >= {"layer", "wbits", "abits", "sensitivity", "latency_cycles", "size_bits", "bops"}
+    assert obj["verify"]["mismatches"] == 0 and obj["verify"]["checked"] > 0
+    json.dumps(obj, allow_nan=False)
+    files = {key: Path(path) for key, path in result.outputs.items()}
+    assert all(path.is_file() and path.stat().st_size > 0 for path in files.values())
+    plan = json.loads(files["plan"].read_text())
+    assert set(plan["layers"]) == set(result.allocation.problem.layers)
+    assert "mixed (ILP)" in files["report"].read_text()
+
+
+def test_impossible_latency_fails_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"latency .* cannot be met; the fastest plan takes"):
+        run_pipeline("mixbit_vit_test", "zcu102", limits=Limits(latency_ms=1e-6), out=out, **SMALL)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_impossible_budget_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    status = main(
+        [
+            "allocate",
+            "--target",
+            "zcu102",
+            "--model",
+            "mixbit_vit_test",
+            "--size-mb",
+            "1e-6",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: size") and "the smallest plan is" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--model", "no_such_model"], "unknown model 'no_such_model'"),
+        (["--target", "no_such_board"], "no_such_board"),
+        (["--latency-ms", "1", "--latency-of", "W4A4"], "not both"),
+    ],
+)
+def test_cli_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    base = {"--target": "zcu102", "--model": "mixbit_vit_test"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    status = main(["allocate", *[item for pair in base.items() for item in pair]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
