@@ -163,18 +163,26 @@ def main() -> None:
     cfg, topo, layout = write_inputs(folder, layers, 16, 16, "os", sram_kb, bandwidth)
     reported, wall = run_scalesim(python, folder, cfg, topo, layout)
     start = time.perf_counter()
-    ours = sim.simulate(workload, our_target(16, 16, "os", sram_kb, bandwidth), (8, 8))
+    ours_target = our_target(16, 16, "os", sram_kb, bandwidth)
+    ours = sim.simulate(workload, ours_target, (8, 8))
     ours_wall = time.perf_counter() - start
+    access = _read_report(next((folder / "out").rglob("DETAILED_ACCESS_REPORT.csv")))
     per_layer = []
-    for (name, m, n, k), rep, layer in zip(layers, reported, ours.layers, strict=True):
+    for (name, m, n, k), rep, acc, layer in zip(layers, reported, access, ours.layers, strict=True):
         theirs_total = int(rep["Total Cycles"]) + 1
+        alone = sim.simulate(Workload.from_ops(name, [Gemm(name, "gemm", m, n, k)]), ours_target, (8, 8))
         per_layer.append({"name": name, "m": m, "n": n, "k": k,
                           "scalesim_total_cycles_plus_1": theirs_total,
                           "scalesim_total_incl_prefetch": int(rep["Total Cycles (incl. prefetch)"]),
                           "scalesim_stall_cycles": int(rep["Stall Cycles"]),
                           "ours_total": layer.cycles, "ours_stall": layer.stall_cycles,
                           "ours_compute": layer.compute_cycles,
-                          "ratio_ours_to_scalesim": layer.cycles / theirs_total})  # fmt: skip
+                          "ratio_ours_to_scalesim": layer.cycles / theirs_total,
+                          "scalesim_dram_reads_bytes": int(float(acc["DRAM IFMAP Reads"]))
+                          + int(float(acc["DRAM Filter Reads"])),
+                          "scalesim_dram_writes_bytes": int(float(acc["DRAM OFMAP Writes"])),
+                          "ours_dram_reads_bytes": alone.bytes_read, "ours_dram_writes_bytes": alone.bytes_written,
+                          "operand_bytes_once": m * k + k * n})  # fmt: skip
     ratios = [r["ratio_ours_to_scalesim"] for r in per_layer]
     total_theirs = sum(r["scalesim_total_cycles_plus_1"] for r in per_layer)
     total_ours = sum(r["ours_total"] for r in per_layer)
@@ -192,7 +200,8 @@ def main() -> None:
         print(f"  {r['name']:<20} M={r['m']:<4} N={r['n']:<5} K={r['k']:<5} "
               f"SCALE-Sim {r['scalesim_total_cycles_plus_1']:>9,} (stall {r['scalesim_stall_cycles']:>8,})  "
               f"ours {r['ours_total']:>9,} (stall {r['ours_stall']:>8,})"
-              f"  ratio {r['ratio_ours_to_scalesim']:.3f}")  # fmt: skip
+              f"  ratio {r['ratio_ours_to_scalesim']:.3f}; DRAM reads SCALE-Sim {r['scalesim_dram_reads_bytes']:,}"
+              f" ours {r['ours_dram_reads_bytes']:,} (operands once {r['operand_bytes_once']:,})")  # fmt: skip
 
     report = {
         "benchmark": "scalesim_compare",
