@@ -35,7 +35,14 @@ from quant.quantize import QuantConfig, quantize_
 from quant.testbed import Split, evaluate, load_data
 from sim.errors import InputError
 
-__all__ = ["Baseline", "PipelineResult", "predicted_uniform", "quantized_accuracy", "run_pipeline"]
+__all__ = [
+    "Baseline",
+    "PipelineResult",
+    "predicted_uniform",
+    "quantized_accuracy",
+    "run_pipeline",
+    "score_options",
+]
 
 DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
 
@@ -146,6 +153,28 @@ def _input_shape(model: nn.Module) -> tuple[int, int]:
     return channels, int(size[-1] if isinstance(size, Sequence) else size)
 
 
+def score_options(
+    net: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    bit_pairs: Sequence[tuple[int, int]],
+    *,
+    method: str = "hessian",
+    max_draws: int = 50,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Ω for every GEMM and bit pair: columns layer, wbits, abits, sensitivity.
+
+    Scores are taken on an 8-bit fake-quant copy: its QuantMatMul modules expose the attention matmul operands
+    (q, kᵀ, softmax output, v) to the activation-trace hooks; at 8 bits it is close to the float model.
+    """
+    probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
+    calibrate_(probe, batch[0])
+    options: dict[str, Any] = {"seed": seed, "max_draws": max_draws} if method == "hessian" else {}
+    scores = sensitivity_table(probe, F.cross_entropy, batch, bit_pairs, method=method, progress=progress, **options)
+    return scores[["layer", "wbits", "abits", "sensitivity"]]
+
+
 def run_pipeline(
     model: str | nn.Module,
     target: str | os.PathLike[str] | sim.Target,
@@ -218,15 +247,8 @@ def run_pipeline(
     lap("cost_table")
 
     say(f"sensitivity ({sensitivity}) for {len(workload.gemms)} GEMMs × {len(bit_pairs)} bit pairs")
-    # Scores are taken on an 8-bit fake-quant copy: its QuantMatMul modules expose the attention matmul operands
-    # (q, kᵀ, softmax output, v) to the activation-trace hooks; at 8 bits it is close to the float model.
-    probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
-    calibrate_(probe, batch[0])
-    options: dict[str, Any] = {"seed": seed, "max_draws": max_draws} if sensitivity == "hessian" else {}
-    scores = sensitivity_table(
-        probe, F.cross_entropy, batch, bit_pairs, method=sensitivity, progress=progress, **options
-    )
-    problem = problem.with_sensitivity(scores[["layer", "wbits", "abits", "sensitivity"]])
+    scores = score_options(net, batch, bit_pairs, method=sensitivity, max_draws=max_draws, seed=seed, progress=progress)
+    problem = problem.with_sensitivity(scores)
     lap("sensitivity")
 
     say("solving the ILP")

@@ -1,11 +1,13 @@
-"""Bit-allocation benchmarks: the ILP on a DeiT-S-size problem (this file's ILP part); the accuracy part follows.
+"""Bit-allocation benchmarks: the ILP on a DeiT-S-size problem, and plan accuracy on the digits testbed.
 
 ILP part: DeiT-S (all 74 GEMMs, attention matmuls included, × 25 bit pairs {2,3,4,6,8}²) on a shipped board,
 latency per (layer, bits) from ``sim.cost_table``. Sensitivities are RANDOM but seeded (per-layer trace
 log-normal(0, 1) × (4^-wbits + 4^-abits) × uniform(0.8, 1.2) noise): they stand in for Hessian traces and only
 shape the ILP, not accuracy. Measures: per-layer latencies summed against the whole-model ``sim.simulate``
 (goal: within 1 %), one solve to proven optimality (goal ≤ 1 s, model build included), and a 20-point Pareto
-front by ε-constraint over latency (goal ≤ 20 s). Run: ``.venv/bin/python bench/allocator.py``.
+front by ε-constraint over latency (goal ≤ 20 s).
+
+Accuracy part: see ``accuracy_part``. Run: ``.venv/bin/python bench/allocator.py [ilp] [accuracy]``.
 """
 
 from __future__ import annotations
@@ -186,6 +188,128 @@ def ilp_part(repeats: int = 5) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------------------------- accuracy part
+
+ACC_MODEL = "mixbit_vit_digits"
+ACC_TARGET = "zcu102"
+ACC_BUDGETS = ((4, 4), (3, 4))
+RANDOM_PLANS = 20
+CALIB_SEEDS = (0, 1, 2)
+
+
+def _plan_latency_ms(problem: Problem, plan: dict[str, tuple[int, int]]) -> float:
+    frame = problem.to_frame().set_index(["layer", "wbits", "abits"])
+    cycles = sum(float(frame.loc[(layer, w, a), "latency_cycles"]) for layer, (w, a) in plan.items())
+    return problem.cycles_to_ms(cycles + problem.fixed_cycles)
+
+
+def _random_plans(problem: Problem, min_latency_ms: float, count: int, seed: int) -> list[dict[str, tuple[int, int]]]:
+    """``count`` plans with bits drawn uniformly per layer from the problem's choices, keeping those whose latency
+    is at least ``min_latency_ms`` (equal or greater latency than the ILP's budget)."""
+    rng = np.random.default_rng(seed)
+    frame = problem.to_frame()
+    choices = {layer: list(zip(g["wbits"], g["abits"], strict=True)) for layer, g in frame.groupby("layer", sort=False)}
+    plans: list[dict[str, tuple[int, int]]] = []
+    tries = 0
+    while len(plans) < count:
+        tries += 1
+        if tries > 100_000:
+            raise RuntimeError(f"found only {len(plans)} random plans at >= {min_latency_ms} ms")
+        plan = {layer: tuple(int(b) for b in options[rng.integers(len(options))]) for layer, options in choices.items()}
+        if _plan_latency_ms(problem, plan) >= min_latency_ms * (1 - 1e-9):
+            plans.append(plan)
+    return plans
+
+
+def accuracy_part() -> dict[str, Any]:
+    """Digits testbed: the ILP plan at the latency of uniform W4A4 (and W3A4) against that uniform plan and the
+    median of 20 random plans of equal or greater latency; accuracy is the mean over 3 calibration seeds; every
+    ILP and uniform plan is verified bit-exact on 200 test images."""
+    import torch
+
+    from allocator.pipeline import (
+        _model_and_name,
+        predicted_uniform,
+        quantized_accuracy,
+        score_options,
+    )
+    from allocator.workload import workload_from_model
+    from quant.integer import verify_bit_exact
+    from quant.plan import BitPlan
+    from quant.testbed import evaluate, load_data
+
+    torch.set_num_threads(2)
+    began = time.perf_counter()
+    target = sim.load_target(ACC_TARGET)
+    net, name = _model_and_name(ACC_MODEL)
+    split = load_data("digits", img_size=16, channels=1, seed=SEED)
+    workload = workload_from_model(net)
+    accel = target.accelerator
+    pairs = [(w, a) for w in accel.weight_bits for a in accel.act_bits]
+    pick = torch.randperm(len(split.x_train), generator=torch.Generator().manual_seed(SEED))[:128]
+    t0 = time.perf_counter()
+    scores = score_options(net, (split.x_train[pick], split.y_train[pick]), pairs, seed=SEED)
+    score_s = time.perf_counter() - t0
+    problem = build_problem(workload, target, scores, pairs)
+
+    def accuracy(plan: BitPlan) -> tuple[float, list[float], Any]:
+        values, model = [], None
+        for seed in CALIB_SEEDS:
+            model, value, _ = quantized_accuracy(net, plan, split, calib_images=256, seed=seed)
+            values.append(float(value))
+        return statistics.mean(values), values, model
+
+    def as_plan(bits: dict[str, tuple[int, int]]) -> BitPlan:
+        layers = {layer: {"wbits": w, "abits": a} for layer, (w, a) in bits.items()}
+        return BitPlan.from_dict({"model": name, "layers": layers})
+
+    budgets = []
+    for wbits, abits in ACC_BUDGETS:
+        uniform = predicted_uniform(problem, wbits, abits)
+        allocation = allocate(problem, Limits(latency_ms=uniform["latency_ms"])).check()
+        ilp_bits = {c.layer: (c.wbits, c.abits) for c in allocation.chosen}
+        ilp_mean, ilp_values, ilp_model = accuracy(as_plan(ilp_bits))
+        uni_mean, uni_values, uni_model = accuracy(BitPlan.uniform(name, wbits, abits))
+        randoms = []
+        for bits in _random_plans(problem, uniform["latency_ms"], RANDOM_PLANS, SEED):
+            model, value, _ = quantized_accuracy(net, as_plan(bits), split, calib_images=256, seed=0)
+            randoms.append({"latency_ms": _plan_latency_ms(problem, bits), "accuracy": float(value)})
+            del model
+        verify = {
+            label: verify_bit_exact(model, split.x_test[:200]).to_json()
+            for label, model in (("ilp", ilp_model), (f"W{wbits}A{abits}", uni_model))
+        }
+        median_random = statistics.median(r["accuracy"] for r in randoms)
+        budgets.append(
+            {
+                "budget": f"latency of uniform W{wbits}A{abits}",
+                "latency_ms_limit": uniform["latency_ms"],
+                "ilp": {
+                    "latency_ms": allocation.predicted.latency_ms,
+                    "objective": allocation.objective,
+                    "accuracy_mean": ilp_mean,
+                    "accuracy_per_seed": ilp_values,
+                    "plan": {layer: list(bits) for layer, bits in ilp_bits.items()},
+                },
+                "uniform": {"score": uniform["score"], "accuracy_mean": uni_mean, "accuracy_per_seed": uni_values},
+                "random": {"plans": randoms, "median_accuracy": median_random},
+                "ilp_beats_uniform": ilp_mean > uni_mean,
+                "ilp_beats_random_median": ilp_mean > median_random,
+                "verify": {k: {"checked": v["checked"], "mismatches": v["mismatches"]} for k, v in verify.items()},
+            }
+        )
+    return {
+        "model": ACC_MODEL,
+        "target": ACC_TARGET,
+        "fp32_accuracy": float(evaluate(net, split.x_test, split.y_test)),
+        "sensitivity": "hessian (allocator.pipeline.score_options: 128 training images, 50 draws max)",
+        "sensitivity_seconds": score_s,
+        "calibration_seeds": list(CALIB_SEEDS),
+        "budgets": budgets,
+        "seconds": time.perf_counter() - began,
+    }
+
+
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {
@@ -199,13 +323,33 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
-    ilp = ilp_part()
-    result = {"machine": machine(), "ilp": ilp}
-    if RESULTS.exists():  # keep parts written by other functions (the accuracy part)
-        previous = json.loads(RESULTS.read_text())
-        result = {**previous, **result}
+    parts = sys.argv[1:] or ["ilp", "accuracy"]
+    result: dict[str, Any] = {"machine": machine()}
+    if "ilp" in parts:
+        result["ilp"] = ilp_part()
+        print_ilp(result["ilp"])
+    if "accuracy" in parts:
+        result["accuracy"] = accuracy_part()
+        print_accuracy(result["accuracy"])
+    if RESULTS.exists():  # keep parts not rerun
+        result = {**json.loads(RESULTS.read_text()), **result}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"  wrote {RESULTS.relative_to(ROOT)}")
+
+
+def print_accuracy(acc: dict[str, Any]) -> None:
+    print(f"{acc['model']} on {acc['target']}: FP32 {acc['fp32_accuracy']:.4f}")
+    for b in acc["budgets"]:
+        print(
+            f"  at the {b['budget']} ({b['latency_ms_limit']:.4f} ms): ILP {b['ilp']['accuracy_mean']:.4f} "
+            f"vs uniform {b['uniform']['accuracy_mean']:.4f} vs median of {len(b['random']['plans'])} random "
+            f"{b['random']['median_accuracy']:.4f}; verify {b['verify']}"
+        )
+    print(f"  {acc['seconds']:.1f} s")
+
+
+def print_ilp(ilp: dict[str, Any]) -> None:
     print(f"DeiT-S on {TARGET}: {ilp['layers']} layers x {ilp['bit_pairs']} bit pairs = {ilp['options']} options")
     print(f"  per-layer sum vs sim.simulate: max error {ilp['additivity']['max_relative_error']:.2e} (goal 1e-2)")
     for s in ilp["solves"]:
@@ -222,7 +366,6 @@ def main() -> None:
         f"  Pareto 20 points: {p['seconds']:.2f} s, cpu {p['cpu_seconds']:.2f} s (goal 20 s, "
         f"ratio {p['vs_goal']:.2f}), all optimal {p['all_optimal']}; with q/k ties {p['seconds_with_qk_ties']:.2f} s"
     )
-    print(f"  wrote {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
