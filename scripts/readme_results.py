@@ -1,0 +1,446 @@
+"""Regenerate README.md's results block from bench/results/*.json, and the results image under docs/.
+
+Every number in the block is read from a benchmark's JSON file (none typed by hand); each table names the
+machine and load notes its JSON recorded. A missing result file gives a one-line note instead of a table.
+The image is the Pareto front of the digits testbed pipeline (``allocator.run_pipeline`` with small settings).
+
+    .venv/bin/python scripts/readme_results.py            # rewrite the block and docs/results.png
+    .venv/bin/python scripts/readme_results.py --no-plot  # rewrite the block only
+    .venv/bin/python scripts/readme_results.py --check    # exit 1 if the block is stale (nothing written)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "render_block", "replace_block", "write_plot"]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+IMAGE = ROOT / "docs" / "results.png"
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+MISSING = "—"
+
+
+def _dig(obj: Any, *path: str | int) -> Any:
+    """``obj[path[0]][path[1]]...`` or None where any step is absent."""
+    for key in path:
+        try:
+            obj = obj[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return obj
+
+
+def _num(value: Any, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}{suffix}"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** -(digits + 1)):
+            return f"{value:.{digits}g}{suffix}" if abs(value) < 1e5 else f"{value:,.0f}{suffix}"
+        return f"{value:,.{digits}f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _pct(value: Any) -> str:
+    return MISSING if value is None else f"{100 * float(value):.2f} %"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _machine(data: dict[str, Any]) -> str:
+    """One line from the JSON's machine record: node, CPUs, load averages, notes (keys vary between benches)."""
+    machine = data.get("machine", {}) if isinstance(data.get("machine"), dict) else {}
+    parts = []
+    if "node" in machine:
+        parts.append(f"node `{machine['node']}`")
+    cpus = machine.get("cpu_count", machine.get("cpus"))
+    if cpus is not None:
+        parts.append(f"{cpus} CPUs")
+    for source in (machine, data):
+        for key, value in source.items():
+            if "load" in key and isinstance(value, list) and value:
+                shown = ", ".join(f"{float(v):.1f}" for v in value[:3])
+                parts.append(f"{key.replace('_', ' ')}: {shown}")
+    note = machine.get("note") or data.get("note")
+    if note:
+        parts.append(str(note).rstrip("."))
+    return "Machine: " + "; ".join(parts) + "." if parts else "Machine: not recorded."
+
+
+def sim_speed(data: dict[str, Any]) -> list[str]:
+    measured = data.get("measured", {})
+    ref = data.get("reference", {})
+    rows = [
+        [
+            f"whole {_dig(data, 'workload', 'model')} ({_num(_dig(data, 'workload', 'gemms'))} GEMMs)",
+            _num(ref.get("scalesim_wall_s"), 1),
+            _num(measured.get("warm_median_s"), 5),
+            _num(measured.get("speedup_vs_scalesim"), 0) + "×",
+        ],
+        [
+            "one qkv layer",
+            _num(ref.get("scalesim_qkv_wall_s"), 1),
+            _num(measured.get("qkv_layer_median_s"), 6),
+            _num(measured.get("qkv_speedup_vs_scalesim"), 0) + "×",
+        ],
+    ]
+    lines = [
+        f"Target: {data.get('target', MISSING)}. SCALE-Sim times: {ref.get('source', MISSING)}.",
+        "",
+        *_table(["simulated", "SCALE-Sim wall (s)", "mixbit warm median (s)", "speed-up"], rows),
+        "",
+        f"mixbit first call (JIT compile or cache load) {_num(measured.get('first_call_s'), 2)} s; "
+        f"{_num(measured.get('runs'))} warm runs; simulated {_num(measured.get('cycles'))} cycles "
+        f"({_num(measured.get('stall_cycles'))} stall).",
+    ]
+    goals = data.get("goals_met")
+    if isinstance(goals, dict):
+        lines.append("Goals: " + "; ".join(f"`{k}` {'met' if v else 'NOT met'}" for k, v in goals.items()) + ".")
+    return lines
+
+
+def scalesim_compare(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for run in data.get("runs", []):
+        layers = run.get("layers", [])
+        if "total_ratio" in run:
+            agreement = (
+                f"total cycles ours/SCALE-Sim {_num(run.get('total_ratio'), 3)} "
+                f"(per layer {_num(run.get('ratio_min'), 3)}–{_num(run.get('ratio_max'), 3)})"
+            )
+        else:
+            agreement = f"compute cycles equal on {_num(run.get('layers_equal'))}/{len(layers)} layers"
+        rows.append(
+            [
+                str(run.get("run", MISSING)),
+                agreement,
+                _num(run.get("scalesim_wall_s"), 1),
+                _num(run.get("ours_wall_s"), 5),
+            ]
+        )
+    return [
+        f"{data.get('scalesim', 'SCALE-Sim')}; {data.get('layers_note', '')}.",
+        "",
+        *_table(["run", "agreement", "SCALE-Sim wall (s)", "mixbit wall (s)"], rows),
+    ]
+
+
+def sweep(data: dict[str, Any]) -> list[str]:
+    cli = data.get("cli", {})
+    resume = data.get("kill_and_resume", {})
+    rows = [
+        [
+            f"`{data.get('sweep_file', MISSING)}`",
+            _num(cli.get("points")),
+            _num(cli.get("workers")),
+            _num(cli.get("process_wall_s"), 1),
+            _num(cli.get("workload_s"), 1),
+            _num(_dig(data, "rerun_all_stored", "process_wall_s"), 1),
+            f"{_num(resume.get('duplicates'))} / {_num(resume.get('lost'))}",
+            _num(data.get("goal_s"), 0),
+        ]
+    ]
+    header = [
+        "sweep file",
+        "points",
+        "workers",
+        "wall (s)",
+        "of it workload build (s)",
+        "rerun, all stored (s)",
+        "kill + resume: duplicates / lost",
+        "goal (s)",
+    ]
+    return _table(header, rows)
+
+
+def sensitivity(data: dict[str, Any]) -> list[str]:
+    speed = data.get("speed", {})
+    deit = data.get("deit", {})
+    speed_rows = [
+        [
+            str(speed.get("model", MISSING)),
+            _num(speed.get("layers")),
+            f"{_num(speed.get('one_pass_seconds'), 1)} ({_num(speed.get('one_pass_draws'))} draws)",
+            f"{_num(speed.get('loop_seconds'), 1)} ({_num(speed.get('loop_draws_total'))} draws)",
+            _num(speed.get("speedup"), 1) + "×",
+        ]
+    ]
+    lines = [
+        "Speed: one Hutchinson pass for all layers against a PyHessian-style loop, one layer at a time.",
+        "",
+        *_table(["model", "layers", "one pass (s)", "per-layer loop (s)", "speed-up"], speed_rows),
+    ]
+    if deit:
+        lines += [
+            "",
+            f"{deit.get('model', 'DeiT-S')}: {_num(deit.get('layers'))} layers, {_num(deit.get('draws'))} draws in "
+            f"{_num(deit.get('seconds'), 1)} s ({_num(deit.get('seconds_per_draw'), 2)} s per draw, "
+            f"{deit.get('device', MISSING)}).",
+        ]
+    quality = data.get("quality", {})
+    methods = [k for k, v in quality.items() if isinstance(v, dict) and "spearman_pooled" in v]
+    if methods:
+        settings = [k for k in quality[methods[0]] if k != "spearman_pooled"]
+        rows = [
+            [f"`{m}`", _num(quality[m].get("spearman_pooled"), 3), *(_num(quality[m].get(s), 3) for s in settings)]
+            for m in methods
+        ]
+        lines += [
+            "",
+            f"Quality: Spearman rank correlation of predicted against measured single-layer loss increase on "
+            f"{quality.get('model', MISSING)} ({_num(quality.get('layers'))} layers).",
+            "",
+            *_table(["method", "pooled", *settings], rows),
+        ]
+    return lines
+
+
+def quant_accuracy(data: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            f"W{u.get('wbits')}A{u.get('abits')}",
+            _pct(u.get("accuracy_mean")),
+            _num(u.get("drop_points"), 2),
+            _num(u.get("goal_max_drop_points"), 1) if "goal_max_drop_points" in u else MISSING,
+            _num(u.get("meets_goal")) if "meets_goal" in u else MISSING,
+        ]
+        for u in data.get("uniform", [])
+    ]
+    lines = [
+        f"{data.get('model', MISSING)}: fp32 {_pct(data.get('fp32_accuracy'))} on {_num(data.get('test_images'))} "
+        f"test images; {_num(data.get('calibration_images'))} calibration images ({data.get('calibration_method')}), "
+        f"mean of seeds {data.get('seeds')}.",
+        "",
+        *_table(["uniform plan", "accuracy", "drop (points)", "goal: max drop", "meets goal"], rows),
+    ]
+    auto = data.get("auto_vs_uniform", [])
+    if auto:
+        rows = [
+            [
+                f"W{a.get('wbits')}A{a.get('abits')}",
+                _pct(a.get("uniform_mean")),
+                _pct(a.get("auto_mean")),
+                _num(a.get("auto_minus_uniform_points"), 2),
+            ]
+            for a in auto
+        ]
+        lines += [
+            "",
+            "Activation quantizer kind chosen per layer (`auto`) against all-uniform:",
+            "",
+            *_table(["bits", "uniform", "auto", "auto − uniform (points)"], rows),
+        ]
+    return lines
+
+
+def integer_speed(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, result in data.get("results", {}).items():
+        rows.append(
+            [
+                f"`{name}`",
+                _pct(_dig(result, "accuracy_test_split", "fake_quant_float32")),
+                _pct(_dig(result, "accuracy_test_split", "integer")),
+                f"{_num(result.get('mismatches'))} of {_num(result.get('checked'))}",
+                _num(_dig(result, "images_per_s", "integer"), 1),
+                _num(_dig(result, "images_per_s", "fake_quant_float32"), 1),
+            ]
+        )
+    header = ["plan", "fake-quant acc.", "integer-only acc.", "mismatches", "integer img/s", "fake-quant img/s"]
+    return [
+        f"{data.get('model', MISSING)} ({data.get('weights', MISSING)}), fp32 {_pct(data.get('fp32_accuracy'))}; "
+        f"bit-exactness on {_num(data.get('verify_images'))} images.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def allocator(data: dict[str, Any]) -> list[str]:
+    ilp = data.get("ilp", {})
+    pareto = ilp.get("pareto", {})
+    rows = [
+        [
+            f"{_num(s.get('latency_ms_limit'), 2)} ms"
+            + (f", {_num(s.get('size_mb_limit'), 1)} MB" if s.get("size_mb_limit") is not None else "")
+            + (f", {_num(s.get('bops_g_limit'), 0)} GBOPs" if s.get("bops_g_limit") is not None else "")
+            + (f", {s.get('ties')} tie constraints" if s.get("ties") else ""),
+            ", ".join(s.get("status", [])),
+            _num(s.get("median_s"), 3),
+            _num(s.get("max_s"), 3),
+        ]
+        for s in ilp.get("solves", [])
+    ]
+    return [
+        f"{ilp.get('model', MISSING)} on {ilp.get('target', MISSING)}: {_num(ilp.get('layers'))} layers × "
+        f"{_num(ilp.get('bit_pairs'))} bit pairs = {_num(ilp.get('options'))} options; sensitivity: "
+        f"{ilp.get('sensitivity', MISSING)}. Cost additivity: max relative error "
+        f"{_num(_dig(ilp, 'additivity', 'max_relative_error'), 4)} over "
+        f"{_num(_dig(ilp, 'additivity', 'plans'))} plans.",
+        "",
+        *_table(["budget", "status", "median solve (s)", "max solve (s)"], rows),
+        "",
+        f"Pareto front: {_num(pareto.get('points'))} points in {_num(pareto.get('seconds'), 1)} s "
+        f"(goal {_num(pareto.get('goal_s'), 0)} s), all optimal: {_num(pareto.get('all_optimal'))}.",
+    ]
+
+
+SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
+    ("sim_speed", "Simulator speed against SCALE-Sim", sim_speed),
+    ("scalesim_compare", "Agreement with SCALE-Sim", scalesim_compare),
+    ("sweep", "Design sweep on Dask", sweep),
+    ("sensitivity", "Sensitivity: speed and quality", sensitivity),
+    ("quant_accuracy", "Accuracy against uniform quantization", quant_accuracy),
+    ("integer_speed", "Integer-only model: bit-exactness and accuracy per plan", integer_speed),
+    ("allocator", "Bit allocation ILP", allocator),
+)
+
+
+def render_block(results: Path = RESULTS, image: Path | None = IMAGE) -> str:
+    """The Markdown between the markers: one section per benchmark, in SECTIONS order."""
+    lines = [
+        START,
+        "<!-- generated by scripts/readme_results.py from bench/results/*.json; do not edit by hand -->",
+        "",
+    ]
+    for name, title, render in SECTIONS:
+        path = results / f"{name}.json"
+        lines.append(f"### {title}")
+        lines.append("")
+        if not path.exists():
+            lines += [f"_No `bench/results/{name}.json` yet: run `bench/{name}.py`._", ""]
+            continue
+        data = json.loads(path.read_text())
+        lines += [*render(data), "", f"_Source: `bench/results/{name}.json`. {_machine(data)}_", ""]
+    if image is not None and image.exists():
+        rel = image.relative_to(ROOT).as_posix()
+        lines += [
+            "### Digits testbed: Pareto front of the allocator",
+            "",
+            f"![Pareto front of the digits testbed pipeline]({rel})",
+            "",
+            "_Regenerated by `scripts/readme_results.py` with `allocator.run_pipeline` (small settings: "
+            "`mixbit_vit_digits` on zcu102, budget = uniform W4A8 latency, 8 Hutchinson draws on 64 images). Left: Ω, "
+            "the summed sensitivity the ILP minimises, of the Pareto front and of the uniform plans; right: top-1 "
+            "accuracy measured after quantizing and calibrating with each plan. The image is rewritten on every run "
+            "of the script; its numbers are not in any bench JSON._",
+            "",
+        ]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def replace_block(readme: str, block: str) -> str:
+    """``readme`` with the text from START to END replaced by ``block`` (markers appended if absent)."""
+    if START not in readme or END not in readme:
+        return readme.rstrip("\n") + "\n\n" + block + "\n"
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return head + block + tail
+
+
+def write_plot(image: Path = IMAGE) -> None:
+    """Run the digits pipeline with small settings and save its Pareto front (Ω against latency) to ``image``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    import torch
+    from matplotlib import pyplot as plt
+
+    torch.set_num_threads(2)
+    from allocator import plots
+    from allocator.pipeline import run_pipeline
+
+    result = run_pipeline(
+        "mixbit_vit_digits",
+        "zcu102",
+        latency_of=(4, 8),
+        calib_images=128,
+        sensitivity_images=64,
+        max_draws=8,
+        baselines=((8, 8), (6, 6), (4, 8), (4, 4)),
+        pareto_points=10,
+    )
+    baselines = pd.DataFrame([b.to_json() for b in result.baselines]).rename(columns={"score": "objective"})
+    chosen_ms = result.allocation.predicted.latency_ms
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.0))
+    front = result.pareto.to_frame()
+    chosen = {"latency_ms": chosen_ms, "objective": result.allocation.objective}
+    plots.pareto_plot(front, ax=left, y="objective", higher_is_better=False, baselines=baselines, chosen=chosen)
+    if (front["objective"].dropna() > 0).all() and (baselines["objective"] > 0).all():
+        left.set_yscale("log")
+    left.set_ylabel("Ω: summed sensitivity (lower is better)")
+    left.set_title("ILP front at latency budgets, uniform plans", fontsize=9)
+    # measured, not predicted: top-1 of the quantized models on the held-out split
+    right.scatter(baselines["latency_ms"], 100 * baselines["accuracy"], marker="s", s=36, color="C3", label="uniform")
+    for _, row in baselines.iterrows():
+        right.annotate(
+            row["label"],
+            (row["latency_ms"], 100 * row["accuracy"]),
+            xytext=(4, 4),
+            fontsize=8,
+            textcoords="offset points",
+        )
+    if result.accuracy is not None:
+        right.scatter([chosen_ms], [100 * result.accuracy], marker="*", s=160, color="C2", label="chosen plan")
+    if result.accuracy_fp32 is not None:
+        right.axhline(100 * result.accuracy_fp32, color="0.5", ls="--", lw=1, label="fp32")
+    right.set_xlabel("latency ms (predicted)")
+    right.set_ylabel("top-1 accuracy (%), held-out digits")
+    right.set_title("measured accuracy", fontsize=9)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(f"{result.model} on {result.target}: latency budget = uniform W4A8", fontsize=10)
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=image.parent, suffix=".png", delete=False) as handle:
+        temporary = Path(handle.name)
+    fig.savefig(temporary, dpi=110)
+    plt.close(fig)
+    os.replace(temporary, image)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md's block is stale; write nothing")
+    parser.add_argument("--no-plot", action="store_true", help="keep the existing image (no pipeline run)")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    readme = args.readme.read_text()
+    if args.check:
+        fresh = replace_block(readme, render_block(args.results))
+        if fresh != readme:
+            print(f"{args.readme}: results block is stale; run scripts/readme_results.py", file=sys.stderr)
+            return 1
+        return 0
+    if not args.no_plot:
+        write_plot()
+    updated = replace_block(readme, render_block(args.results))
+    temporary = args.readme.with_suffix(".md.tmp")
+    temporary.write_text(updated)
+    os.replace(temporary, args.readme)
+    print(f"wrote {args.readme}" + ("" if args.no_plot else f" and {IMAGE}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
