@@ -8,17 +8,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL_NAME = "mixbit-python3"
 
 
-def _kernel_manager(kernel_dir: Path):  # noqa: ANN202 (jupyter_client types are optional imports)
+def _kernel_manager(kernel_dir: Path) -> KernelManager:
     """A kernel manager that starts ipykernel in this interpreter (the project's venv), whatever Jupyter finds."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-
     spec_dir = kernel_dir / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
