@@ -126,6 +126,23 @@ def scalesim_compare(data: dict[str, Any]) -> list[str]:
                 f"total cycles ours/SCALE-Sim {_num(run.get('total_ratio'), 3)} "
                 f"(per layer {_num(run.get('ratio_min'), 3)}–{_num(run.get('ratio_max'), 3)})"
             )
+            reads = [
+                (
+                    layer["scalesim_dram_reads_bytes"] / layer["operand_bytes_once"],
+                    layer["ours_dram_reads_bytes"] / layer["operand_bytes_once"],
+                )
+                for layer in layers
+                if layer.get("operand_bytes_once")
+                and "scalesim_dram_reads_bytes" in layer
+                and "ours_dram_reads_bytes" in layer
+            ]
+            if reads:
+                theirs = [r[0] for r in reads]
+                ours = [r[1] for r in reads]
+                agreement += (
+                    f"; off-chip bytes read per layer ÷ operand bytes: SCALE-Sim {min(theirs):.1f}–{max(theirs):.1f}, "
+                    f"mixbit {min(ours):.1f}–{max(ours):.1f}"
+                )
         else:
             agreement = f"compute cycles equal on {_num(run.get('layers_equal'))}/{len(layers)} layers"
         rows.append(
@@ -162,7 +179,7 @@ def sweep(data: dict[str, Any]) -> list[str]:
         "sweep file",
         "points",
         "workers",
-        "wall (s)",
+        "CLI process wall (s)",
         "of it workload build (s)",
         "rerun, all stored (s)",
         "kill + resume: duplicates / lost",
