@@ -368,8 +368,7 @@ class _HvpGraph:
             else:
                 self.tensors.append(taps.eps[_tap_key(layer, operand)])
         grads = torch.autograd.grad(loss, self.tensors, create_graph=True, allow_unused=True)
-        weight_grads = [g for g, (_, op) in zip(grads, keys, strict=True) if op == "weight" and g is not None]
-        if not weight_grads and not any(g is not None for g in grads):
+        if all(g is None for g in grads):
             raise InputError(f"loss does not depend on any quantizable layer's weights or inputs ({where})")
         # tensors whose gradient is constant (loss linear in them) have a zero Hessian block
         self.live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
