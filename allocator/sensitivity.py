@@ -704,15 +704,17 @@ def _check_bit_pairs(bit_pairs: Iterable[tuple[int, int]]) -> list[tuple[int, in
 def scores_from_traces(traces: Traces, errors: pd.DataFrame, bit_pairs: Iterable[tuple[int, int]]) -> pd.DataFrame:
     """Ω_i(w, a) for every layer in ``traces`` and every pair: columns layer, wbits, abits, sensitivity,
     weight_sensitivity, act_sensitivity (the two terms; the act term is 0 when activations were not traced).
-    Negative trace estimates count as 0."""
+    Negative trace estimates count by their magnitude."""
     pairs = _check_bit_pairs(bit_pairs)
     error = {(r.layer, r.operand, int(r.bits)): float(r.error) for r in errors.itertuples(index=False)}
     factors = traces.per_element()
     rows = []
     for name in traces.layers:
-        # a negative estimate (indefinite Hessian away from a minimum, or noise) must not make coarser
-        # quantization look better than finer, so it counts as 0
-        weight_factor, act_factor = (max(f, 0.0) if not math.isnan(f) else f for f in factors[name])
+        # A negative estimate (the loss Hessian w.r.t. activations is indefinite: they are not trained to a
+        # minimum; or Hutchinson noise) counts by its magnitude. Counting it as 0 made 2-bit operands free, and
+        # the ILP took them: on the digits ViT the plan at the latency of uniform W4A4 fell to 84 % (uniform 98 %);
+        # with magnitudes it reached 98.7 %.
+        weight_factor, act_factor = (abs(f) if not math.isnan(f) else f for f in factors[name])
         for w, a in pairs:
             weight_term = weight_factor * error[(name, "weight", w)]
             act_term = 0.0 if math.isnan(act_factor) else act_factor * error[(name, "act", a)]

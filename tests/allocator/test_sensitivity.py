@@ -352,7 +352,7 @@ def test_scores_combine_traces_and_quantizer_errors(tiny_vit: nn.Module, exact: 
         + max(frame.act_trace, 0) / frame.act_numel * err[("blocks.0.mlp.fc1", "act", 4)]
     )
     assert row.sensitivity == pytest.approx(expected, rel=1e-9)
-    # fewer bits never score lower (errors shrink with bits, negative traces count as 0)
+    # fewer bits never score lower (errors shrink with bits, negative traces count by their magnitude)
     for _, group in table.groupby("layer"):
         by_pair = group.set_index(["wbits", "abits"])["sensitivity"]
         assert by_pair[(2, 4)] >= by_pair[(4, 4)] >= by_pair[(8, 8)] >= 0
