@@ -10,7 +10,9 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "Limits",
     "allocate",
+    "build_problem",
     "fisher_scores",
     "hessian_traces",
     "pareto_front",
@@ -25,6 +27,9 @@ _HOME = {
     "allocate": "allocator.ilp",
     "pareto_front": "allocator.ilp",
     "run_pipeline": "allocator.pipeline",
+    "sensitivity_table": "allocator.sensitivity",
+    "Limits": "allocator.ilp",
+    "build_problem": "allocator.problem",
 }
 
 
