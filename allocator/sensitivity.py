@@ -402,6 +402,27 @@ def _rademacher(shape: torch.Size, generator: torch.Generator, device: torch.dev
     return torch.randint(0, 2, shape, generator=generator, device=device, dtype=dtype).mul_(2).sub_(1)
 
 
+def _setup(
+    model: nn.Module,
+    layers: Sequence[str] | None,
+    activations: bool,
+    data: Batch | Iterable[Batch],
+    device: str | torch.device | None,
+) -> tuple[nn.Module, torch.device, list[_Layer], list[tuple[str, str]], list[Batch], int]:
+    """What every trace estimator starts from: the model on its device, the chosen layers, the traced tensors'
+    keys, the batches on that device and their sample count."""
+    dev = _resolve_device(model, device)
+    model = _on_device(model, dev)
+    chosen = _find_layers(model, layers)
+    if not activations:
+        chosen = [layer for layer in chosen if not layer.is_matmul]
+        if not chosen:
+            raise InputError("only attention matmuls were chosen; they have no weights, so pass activations=True")
+    keys = _tensor_keys(chosen, activations)
+    batches = _batches(data, dev)
+    return model, dev, chosen, keys, batches, sum(x.shape[0] for x, _ in batches)
+
+
 def hessian_traces(
     model: nn.Module,
     loss_fn: LossFn,
@@ -434,16 +455,7 @@ def hessian_traces(
     if not tol >= 0:
         raise InputError(f"tol must be >= 0, got {tol}")
     start = time.perf_counter()
-    dev = _resolve_device(model, device)
-    model = _on_device(model, dev)
-    chosen = _find_layers(model, layers)
-    if not activations:
-        chosen = [layer for layer in chosen if not layer.is_matmul]
-        if not chosen:
-            raise InputError("only attention matmuls were chosen; they have no weights, so pass activations=True")
-    keys = _tensor_keys(chosen, activations)
-    batches = _batches(data, dev)
-    samples = sum(x.shape[0] for x, _ in batches)
+    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device)
     weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
 
     sums = np.zeros(len(keys))
@@ -556,16 +568,7 @@ def fisher_scores(
     from torch.func import functional_call, grad, vmap
 
     start = time.perf_counter()
-    dev = _resolve_device(model, device)
-    model = _on_device(model, dev)
-    chosen = _find_layers(model, layers)
-    if not activations:
-        chosen = [layer for layer in chosen if not layer.is_matmul]
-        if not chosen:
-            raise InputError("only attention matmuls were chosen; they have no weights, so pass activations=True")
-    keys = _tensor_keys(chosen, activations)
-    batches = _batches(data, dev)
-    samples = sum(x.shape[0] for x, _ in batches)
+    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device)
     by_name = {layer.name: layer for layer in chosen}
     names = dict(model.named_parameters())
     param_of = {id(p): n for n, p in names.items()}
