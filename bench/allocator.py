@@ -195,6 +195,8 @@ ACC_TARGET = "zcu102"
 ACC_BUDGETS = ((4, 4), (3, 4))
 RANDOM_PLANS = 20
 CALIB_SEEDS = (0, 1, 2)
+SENSITIVITY_IMAGES = 256
+SENSITIVITY_DRAWS = 200
 
 
 def _plan_latency_ms(problem: Problem, plan: dict[str, tuple[int, int]]) -> float:
@@ -246,9 +248,10 @@ def accuracy_part() -> dict[str, Any]:
     workload = workload_from_model(net)
     accel = target.accelerator
     pairs = [(w, a) for w in accel.weight_bits for a in accel.act_bits]
-    pick = torch.randperm(len(split.x_train), generator=torch.Generator().manual_seed(SEED))[:128]
+    pick = torch.randperm(len(split.x_train), generator=torch.Generator().manual_seed(SEED))[:SENSITIVITY_IMAGES]
     t0 = time.perf_counter()
-    scores = score_options(net, (split.x_train[pick], split.y_train[pick]), pairs, seed=SEED)
+    batch = (split.x_train[pick], split.y_train[pick])
+    scores = score_options(net, batch, pairs, max_draws=SENSITIVITY_DRAWS, seed=SEED)
     score_s = time.perf_counter() - t0
     problem = build_problem(workload, target, scores, pairs)
 
@@ -264,14 +267,14 @@ def accuracy_part() -> dict[str, Any]:
         return BitPlan.from_dict({"model": name, "layers": layers})
 
     budgets = []
-    for wbits, abits in ACC_BUDGETS:
+    for budget_index, (wbits, abits) in enumerate(ACC_BUDGETS):
         uniform = predicted_uniform(problem, wbits, abits)
         allocation = allocate(problem, Limits(latency_ms=uniform["latency_ms"])).check()
         ilp_bits = {c.layer: (c.wbits, c.abits) for c in allocation.chosen}
         ilp_mean, ilp_values, ilp_model = accuracy(as_plan(ilp_bits))
         uni_mean, uni_values, uni_model = accuracy(BitPlan.uniform(name, wbits, abits))
         randoms = []
-        for bits in _random_plans(problem, uniform["latency_ms"], RANDOM_PLANS, SEED):
+        for bits in _random_plans(problem, uniform["latency_ms"], RANDOM_PLANS, SEED + budget_index):
             model, value, _ = quantized_accuracy(net, as_plan(bits), split, calib_images=256, seed=0)
             randoms.append({"latency_ms": _plan_latency_ms(problem, bits), "accuracy": float(value)})
             del model
@@ -302,7 +305,8 @@ def accuracy_part() -> dict[str, Any]:
         "model": ACC_MODEL,
         "target": ACC_TARGET,
         "fp32_accuracy": float(evaluate(net, split.x_test, split.y_test)),
-        "sensitivity": "hessian (allocator.pipeline.score_options: 128 training images, 50 draws max)",
+        "sensitivity": f"hessian (allocator.pipeline.score_options: {SENSITIVITY_IMAGES} training images, "
+        f"{SENSITIVITY_DRAWS} draws max)",
         "sensitivity_seconds": score_s,
         "calibration_seeds": list(CALIB_SEEDS),
         "budgets": budgets,
