@@ -319,6 +319,28 @@ def allocator(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def allocator_accuracy(data: dict[str, Any]) -> list[str]:
+    acc = data.get("accuracy")
+    if not isinstance(acc, dict):
+        return ["_No accuracy part in `bench/results/allocator.json` yet._"]
+    rows = [
+        [
+            str(b.get("budget", MISSING)),
+            _pct(_dig(b, "uniform", "accuracy_mean")),
+            _pct(_dig(b, "ilp", "accuracy_mean")),
+            _pct(_dig(b, "random", "median_accuracy")),
+            ", ".join(f"{name} {_num(v.get('mismatches'))}" for name, v in (b.get("verify") or {}).items()) or MISSING,
+        ]
+        for b in acc.get("budgets", [])
+    ]
+    return [
+        f"{acc.get('model', MISSING)} on {acc.get('target', MISSING)}, fp32 {_pct(acc.get('fp32_accuracy'))}; "
+        f"scores: {acc.get('sensitivity', MISSING)}; mean over calibration seeds {acc.get('calibration_seeds')}.",
+        "",
+        *_table(["latency budget", "uniform", "ILP plan", "random plans (median)", "bit-exact mismatches"], rows),
+    ]
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("sim_speed", "Simulator speed against SCALE-Sim", sim_speed),
     ("scalesim_compare", "Agreement with SCALE-Sim", scalesim_compare),
@@ -327,6 +349,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("quant_accuracy", "Accuracy against uniform quantization", quant_accuracy),
     ("integer_speed", "Integer-only model: bit-exactness and accuracy per plan", integer_speed),
     ("allocator", "Bit allocation ILP", allocator),
+    ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
 )
 
 
