@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="uniform",
         help="activation quantizer kind: uniform (default), auto (per layer, by calibration error) or a kind name",
     )
+    parser.add_argument(
+        "--sensitivity-images", type=int, default=128, help="training images the scores are taken on (default 128)"
+    )
+    parser.add_argument("--draws", type=int, default=50, help="most Hutchinson draws for Hessian scores (default 50)")
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
     parser.add_argument("--pareto-points", type=int, default=12, help="points on the latency–Ω front (0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -65,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         verify=args.verify,
         out=args.out,
         pareto_points=args.pareto_points,
+        sensitivity_images=args.sensitivity_images,
+        max_draws=args.draws,
         seed=args.seed,
         progress=not args.json and sys.stderr.isatty(),
         log=log,
