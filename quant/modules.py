@@ -184,6 +184,22 @@ class _WeightQuantMixin:
     weight: nn.Parameter
     weight_quant: Quantizer
 
+    @classmethod
+    def adopt(cls, module: nn.Module, wbits: int, abits: int, act_kind: str, weight_method: str) -> nn.Module:
+        """Turn ``module`` (the float layer this class extends) into this class in place, keeping its weights."""
+        module.__class__ = cls
+        module.exact = False
+        module.input_quant = Quantizer(abits, act_kind)
+        module._init_weight_quant(wbits, weight_method)
+        return module
+
+    def set_bits(self, wbits: int, abits: int, act_kind: str, weight_method: str) -> None:
+        """Change the bits of an already quantized layer and refit its weight quantizer."""
+        self.input_quant.set_bits(abits, act_kind)
+        self.weight_quant.set_bits(wbits)
+        self.weight_method = weight_method
+        self.fit_weight()
+
     def _init_weight_quant(self, wbits: int, method: str) -> None:
         self.weight_quant = Quantizer(wbits, "uniform", symmetric=True, per_channel=True)
         self.weight_method = method
@@ -214,15 +230,6 @@ class QuantLinear(_WeightQuantMixin, nn.Linear):
 
     exact: bool = False
 
-    @classmethod
-    def from_linear(cls, module: nn.Linear, wbits: int, abits: int, act_kind: str, weight_method: str) -> QuantLinear:
-        module.__class__ = cls
-        assert isinstance(module, QuantLinear)
-        module.exact = False
-        module.input_quant = Quantizer(abits, act_kind)
-        module._init_weight_quant(wbits, weight_method)
-        return module
-
     def forward(self, x: Tensor) -> Tensor:
         if self.exact:
             return _exact().linear(self, x)
@@ -233,15 +240,6 @@ class QuantConv2d(_WeightQuantMixin, nn.Conv2d):
     """``nn.Conv2d`` (the patch embedding) with per-output-channel symmetric weights and a quantized input."""
 
     exact: bool = False
-
-    @classmethod
-    def from_conv(cls, module: nn.Conv2d, wbits: int, abits: int, act_kind: str, weight_method: str) -> QuantConv2d:
-        module.__class__ = cls
-        assert isinstance(module, QuantConv2d)
-        module.exact = False
-        module.input_quant = Quantizer(abits, act_kind)
-        module._init_weight_quant(wbits, weight_method)
-        return module
 
     def forward(self, x: Tensor) -> Tensor:
         if self.exact:

@@ -179,30 +179,14 @@ def _weight_bits(name: str, bits: LayerBits) -> int:
     return bits.wbits
 
 
-@register_handler(nn.Linear, QuantLinear)
-def _linear(module: nn.Module, name: str, config: QuantConfig) -> None:
+@register_handler(nn.Linear, QuantLinear, nn.Conv2d, QuantConv2d)
+def _weight_gemm(module: nn.Module, name: str, config: QuantConfig) -> None:
     bits = config.bits_for(name)
-    if isinstance(module, QuantLinear):
-        module.input_quant.set_bits(bits.abits, bits.act_kind)
-        module.weight_quant.set_bits(_weight_bits(name, bits))
-        module.weight_method = config.weight_method
-        module.fit_weight()
-        return
-    assert isinstance(module, nn.Linear)
-    QuantLinear.from_linear(module, _weight_bits(name, bits), bits.abits, bits.act_kind, config.weight_method)
-
-
-@register_handler(nn.Conv2d, QuantConv2d)
-def _conv(module: nn.Module, name: str, config: QuantConfig) -> None:
-    bits = config.bits_for(name)
-    if isinstance(module, QuantConv2d):
-        module.input_quant.set_bits(bits.abits, bits.act_kind)
-        module.weight_quant.set_bits(_weight_bits(name, bits))
-        module.weight_method = config.weight_method
-        module.fit_weight()
-        return
-    assert isinstance(module, nn.Conv2d)
-    QuantConv2d.from_conv(module, _weight_bits(name, bits), bits.abits, bits.act_kind, config.weight_method)
+    args = (_weight_bits(name, bits), bits.abits, bits.act_kind, config.weight_method)
+    if isinstance(module, QuantLinear | QuantConv2d):
+        module.set_bits(*args)
+    else:
+        (QuantLinear if isinstance(module, nn.Linear) else QuantConv2d).adopt(module, *args)
 
 
 @register_handler(Attention, WindowAttention, QuantAttention, QuantWindowAttention)
