@@ -122,13 +122,21 @@ def predicted_uniform(problem: Problem, wbits: int, abits: int) -> dict[str, flo
 
 
 def quantized_accuracy(
-    model: nn.Module, plan: BitPlan, data: Split, *, calib_images: int, act_kind: str = "uniform", seed: int = 0
+    model: nn.Module,
+    plan: BitPlan,
+    data: Split,
+    *,
+    calib_images: int,
+    act_kind: str = "uniform",
+    calibration: str = "mse",
+    seed: int = 0,
 ) -> tuple[nn.Module, float | None, dict[str, str]]:
-    """Quantize a copy of ``model`` with ``plan``, calibrate it on training images, and measure test accuracy."""
+    """Quantize a copy of ``model`` with ``plan``, calibrate it on training images (``calibration``: minmax,
+    percentile or mse), and measure test accuracy."""
     torch.manual_seed(seed)
     qmodel = quantize_(copy.deepcopy(model), QuantConfig(plan=plan, act_kind=act_kind))
     calib = data.x_train[torch.randperm(len(data.x_train))[:calib_images]]
-    report = calibrate_(qmodel, calib)
+    report = calibrate_(qmodel, calib, method=calibration)
     accuracy = evaluate(qmodel, data.x_test, data.y_test) if len(data.y_test) else None
     return qmodel, accuracy, report.choices
 
