@@ -8,28 +8,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from boards import zcu102_like_16x16
 from matplotlib.colors import to_rgba
 
 from allocator.plots import bits_heatmap, pareto_plot, resource_plot, roofline_plot, sweep_scatter
 from sim.errors import InputError
 from sim.pe import macs_per_pe
-from sim.target import Accelerator, Buffers, Caps, Device, Memory, Target
+from sim.target import Target
 
 
 @pytest.fixture
 def board() -> Target:
-    """A ZCU102-sized board (no URAM) with a 16×16 array; built here so the test needs no shipped file."""
-    return Target(
-        name="board",
-        description="test board",
-        path=Path("board.toml"),
-        clock_mhz=200.0,
-        device=Device("xczu9eg", lut=274_080, ff=548_160, dsp=2_520, bram36=912, uram=0),
-        caps=Caps(lut=0.7, ff=0.5, dsp=0.8, bram36=0.8, uram=0.8),
-        memory=Memory("ddr4", 19.2),
-        accelerator=Accelerator(16, 16, "os", "dsp_packed", (4, 8), (4, 8), Buffers(1 << 18, 1 << 18, 1 << 17), 16),
-        sources=(),
-    )
+    return zcu102_like_16x16()
 
 
 def offsets(ax: plt.Axes) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from boards import zcu102_like_16x16
 
 from allocator.cli import main
 from allocator.sweep import (
@@ -31,7 +32,7 @@ from allocator.sweep import (
     run_sweep,
 )
 from sim.errors import InputError
-from sim.target import Accelerator, Buffers, Caps, Device, Memory, Target
+from sim.target import Target
 from sim.workload import Gemm, Workload
 
 # Dask ships the injected evaluate functions below by value: workers started apart cannot import this module.
@@ -62,19 +63,7 @@ bits = [[8, 8], [4, 4]]
 """
 
 
-def board() -> Target:
-    """A ZCU102-sized board with a 16×16 array, built here so the machinery tests need no shipped file."""
-    return Target(
-        name="board",
-        description="test board",
-        path=Path("board.toml"),
-        clock_mhz=200.0,
-        device=Device("xczu9eg", lut=274_080, ff=548_160, dsp=2_520, bram36=912, uram=0),
-        caps=Caps(lut=0.7, ff=0.5, dsp=0.8, bram36=0.8, uram=0.8),
-        memory=Memory("ddr4", 19.2),
-        accelerator=Accelerator(16, 16, "os", "dsp_packed", (4, 8), (4, 8), Buffers(1 << 18, 1 << 18, 1 << 17), 16),
-        sources=(),
-    )
+board = zcu102_like_16x16
 
 
 def tiny_workload() -> Workload:
@@ -379,7 +368,8 @@ def test_killed_sweep_reruns_to_completion_without_duplicates(tmp_path: Path) ->
     script = tmp_path / "killed.py"
     script.write_text("from pathlib import Path\n" + KILLED_SCRIPT)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"}
+    tests = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, tests, Path(__file__).parent)))}
     proc = subprocess.Popen([PYTHON, str(script), str(out), "0.3"], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:

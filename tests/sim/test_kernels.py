@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from sim import kernels
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from naive import (
     naive_fold_cycles,
     naive_functional_gemm,
@@ -20,6 +13,8 @@ from naive import (
     naive_systolic_tile,
     naive_vector_cycles,
 )
+
+from sim import kernels
 
 CODES = {"os": kernels.OS, "ws": kernels.WS, "is": kernels.IS}
 DATAFLOWS = sorted(CODES)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naive import naive_gemm_cycles
 
 from sim import Gemm, InputError, VectorOp, Workload, cost_table, macs_per_pe, simulate, vector_cycles
 from sim.simulate import VECTOR_OPS_PER_ELEMENT
 from sim.target import Accelerator, Buffers, Caps, Device, Memory, Target
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from naive import naive_gemm_cycles
 
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ALL_BITS = (2, 3, 4, 5, 6, 8)
