@@ -29,7 +29,7 @@ from allocator.problem import Problem, build_problem
 from allocator.sensitivity import sensitivity_table
 from allocator.workload import workload_from_model
 from quant.calibrate import calibrate_
-from quant.models import CHECKPOINT_DIR, create_model, is_testbed
+from quant.models import CHECKPOINT_DIR, create_model, default_input, is_testbed
 from quant.plan import BitPlan
 from quant.quantize import QuantConfig, quantize_
 from quant.testbed import Split, evaluate, load_data
@@ -154,13 +154,6 @@ def _model_and_name(model: str | nn.Module) -> tuple[nn.Module, str]:
     return create_model(model, pretrained=shipped), model
 
 
-def _input_shape(model: nn.Module) -> tuple[int, int]:
-    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
-    channels = proj.in_channels if isinstance(proj, nn.Conv2d) else 3
-    size = getattr(getattr(model, "patch_embed", None), "img_size", (224, 224))
-    return channels, int(size[-1] if isinstance(size, Sequence) else size)
-
-
 def score_options(
     net: nn.Module,
     batch: tuple[torch.Tensor, torch.Tensor],
@@ -224,7 +217,7 @@ def run_pipeline(
 
     target = target if isinstance(target, sim.Target) else sim.load_target(target)
     net, name = _model_and_name(model)
-    channels, img_size = _input_shape(net)
+    _, channels, img_size, _ = default_input(net).shape
     split = load_data(data, img_size=img_size, channels=channels, seed=seed)
     lap("load")
 
