@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["emit_json", "main"]
+__all__ = ["emit_json", "json_default", "main"]
 
 COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep", "train")
 
@@ -44,11 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def emit_json(obj: Any) -> None:
     """Print one JSON object on stdout (the --json contract: nothing else goes to stdout)."""
-    json.dump(obj, sys.stdout, indent=None, default=_json_default, allow_nan=False)
+    json.dump(obj, sys.stdout, indent=None, default=json_default, allow_nan=False)
     sys.stdout.write("\n")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dump``'s ``default`` for numpy scalars and arrays."""
     import numpy as np
 
     if isinstance(value, np.integer):

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import sim
+from allocator.cli import json_default
 from allocator.ilp import Allocation, Limits, ParetoFront, allocate, pareto_front
 from allocator.problem import Problem, build_problem
 from allocator.sensitivity import sensitivity_table
@@ -324,7 +325,7 @@ def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim
             "result": "result.json",
         }
         outputs = {key: str(out / name) for key, name in files.items()}
-        result = PipelineResult(**{**result.__dict__, "outputs": outputs})
+        result = replace(result, outputs=outputs)
         plan.save(staging / files["plan"])
         result.allocation.problem.to_frame().to_csv(staging / files["problem"], index=False)
         plots.bits_heatmap(result.allocation.plan(), staging / files["bits_plot"])
@@ -342,19 +343,13 @@ def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim
             files.pop("pareto_plot")
             outputs.pop("pareto_plot")
         (staging / files["report"]).write_text(_report(result, target))
-        (staging / files["result"]).write_text(json.dumps(result.to_json(), indent=1, default=_jsonable) + "\n")
+        (staging / files["result"]).write_text(json.dumps(result.to_json(), indent=1, default=json_default) + "\n")
         out.mkdir(exist_ok=True)
         for name in files.values():
             os.replace(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _pct(value: float | None) -> str:
