@@ -14,6 +14,7 @@ __all__ = [
     "allocate",
     "build_problem",
     "fisher_scores",
+    "hessian_scores",
     "hessian_traces",
     "pareto_front",
     "run_pipeline",
@@ -23,6 +24,7 @@ __all__ = [
 _HOME = {
     "workload_from_model": "allocator.workload",
     "hessian_traces": "allocator.sensitivity",
+    "hessian_scores": "allocator.sensitivity",
     "fisher_scores": "allocator.sensitivity",
     "allocate": "allocator.ilp",
     "pareto_front": "allocator.ilp",

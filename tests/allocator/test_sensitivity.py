@@ -15,12 +15,14 @@ from torch.func import functional_call
 from allocator.sensitivity import (
     component_type,
     fisher_scores,
+    hessian_scores,
     hessian_traces,
     quantizable_layers,
     quantization_errors,
     scores_from_traces,
     sensitivity_table,
 )
+from quant import primitives as P
 from quant.models import create_model
 from sim.errors import InputError
 
@@ -244,14 +246,17 @@ class _TinyAttention(nn.Module):
         return self.head(self.proj(self.matmul_av(attn, v)).mean(1))
 
 
-def _exact_activation_trace(model: nn.Module, layer: str, operand: int, x: torch.Tensor, y: torch.Tensor) -> float:
+def _exact_activation_hessian(
+    model: nn.Module, layer: str, operand: int, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss Hessian with respect to one GEMM input (flattened, all samples) and that input's value."""
     module = dict(model.named_modules())[layer]
     with torch.no_grad():
-        shapes = []
-        handle = module.register_forward_pre_hook(lambda m, args: shapes.append(args[operand].shape))
+        seen = []
+        handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[operand].detach()))
         model(x)
         handle.remove()
-    shape = shapes[0]
+    shape = seen[0].shape
 
     def loss(flat: torch.Tensor) -> torch.Tensor:
         def add(m: nn.Module, args: tuple) -> tuple:
@@ -265,7 +270,11 @@ def _exact_activation_trace(model: nn.Module, layer: str, operand: int, x: torch
         finally:
             handle.remove()
 
-    return float(torch.autograd.functional.hessian(loss, torch.zeros(math.prod(shape))).trace())
+    return torch.autograd.functional.hessian(loss, torch.zeros(math.prod(shape))), seen[0]
+
+
+def _exact_activation_trace(model: nn.Module, layer: str, operand: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float(_exact_activation_hessian(model, layer, operand, x, y)[0].trace())
 
 
 @pytest.mark.slow
@@ -360,6 +369,114 @@ def test_scores_combine_traces_and_quantizer_errors(tiny_vit: nn.Module, exact: 
     assert fisher.shape == table.shape and (fisher.sensitivity >= 0).all()
 
 
+def _trained_tiny_attention() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    torch.manual_seed(0)
+    model = _TinyAttention()
+    x, y = torch.randn(4, 3, 4), torch.tensor([0, 2, 1, 0])
+    opt = torch.optim.Adam(model.parameters(), 3e-2)
+    for _ in range(6):
+        opt.zero_grad()
+        LOSS(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval(), (x, y)
+
+
+def _weight_error(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    p = P.fit(weight, bits, "uniform", method=P.WEIGHT_METHOD, symmetric=True, axis=0)
+    return (P.fake_quantize(weight, p) - weight).flatten().double()
+
+
+def _act_error(value: torch.Tensor, bits: int, method: str = "minmax") -> torch.Tensor:
+    p = P.fit(value, bits, "uniform", method=method)
+    return (P.fake_quantize(value, p) - value).flatten().double()
+
+
+def test_quadratic_scores_equal_the_exact_quadratic_form_of_the_weights(tiny_vit: nn.Module, exact: dict) -> None:
+    """ΔWᵀ H_block ΔW with the exact Hessian (double precision) and quant's own weight quantizer."""
+    data = (exact["x"], exact["y"])
+    pairs = [(2, 8), (4, 8)]
+    table = hessian_scores(tiny_vit, LOSS, data, pairs, activations=False, progress=False, batch_draws=3)
+    table = table.set_index(["layer", "wbits", "abits"])
+    bounds = np.cumsum([0, *[w.numel() for w in _weights(tiny_vit).values()]])
+    for (name, weight), (a, b) in zip(_weights(tiny_vit).items(), itertools.pairwise(bounds), strict=True):
+        block = exact["hessian"][a:b, a:b]
+        for wbits, abits in pairs:
+            delta = _weight_error(weight.float(), wbits)
+            truth = abs(float(delta @ block @ delta))
+            got = table.loc[(name.removesuffix(".weight"), wbits, abits)]
+            assert got.weight_sensitivity == pytest.approx(truth, rel=1e-3, abs=1e-9), (name, wbits)
+            assert got.act_sensitivity == 0 and got.sensitivity == got.weight_sensitivity
+
+
+def test_quadratic_scores_equal_the_exact_form_of_every_activation_operand() -> None:
+    """ΔAᵀ H_A ΔA for GEMM inputs and both attention-matmul operands; activation quantizers fitted on the
+    calibration data by the chosen method, kᵀ and v (the matmuls' "weights") quantized as activations."""
+    model, (x, y) = _trained_tiny_attention()
+    pairs = [(3, 3), (8, 4)]
+    for method in ("minmax", "mse"):
+        table = hessian_scores(model, LOSS, (x, y), pairs, act_method=method, progress=False)
+        table = table.set_index(["layer", "wbits", "abits"])
+        checks = [("qkv", "act", 0), ("matmul_qk", "act", 0), ("matmul_qk", "weight", 1),
+                  ("matmul_av", "act", 0), ("matmul_av", "weight", 1), ("head", "act", 0)]  # fmt: skip
+        for layer, operand, index in checks:
+            hessian, value = _exact_activation_hessian(model, layer, index, x, y)
+            for wbits, abits in pairs:
+                delta = _act_error(value, wbits if operand == "weight" else abits, method)
+                truth = abs(float(delta @ hessian.double() @ delta))
+                got = table.loc[(layer, wbits, abits), f"{operand if operand == 'act' else 'weight'}_sensitivity"]
+                assert got == pytest.approx(truth, rel=1e-3, abs=1e-9), (method, layer, operand, wbits, abits)
+
+
+def test_random_sign_estimate_converges_to_the_exact_form() -> None:
+    """draws=k: every operand's error in one product, with random signs; the cross terms average out."""
+    model, data = _trained_tiny_attention()
+    pairs = [(3, 3)]
+    exact = hessian_scores(model, LOSS, data, pairs, progress=False).set_index("layer")
+    columns = ["weight_sensitivity", "act_sensitivity"]
+    few = hessian_scores(model, LOSS, data, pairs, draws=4, seed=1, progress=False).set_index("layer")
+    many = hessian_scores(model, LOSS, data, pairs, draws=3000, batch_draws=500, seed=1, progress=False)
+    many = many.set_index("layer")
+    truth = exact[columns].to_numpy()
+    error_many = np.abs(many[columns].to_numpy() - truth).sum()
+    error_few = np.abs(few[columns].to_numpy() - truth).sum()
+    assert error_many < 0.05 * truth.sum() and error_many < error_few
+    again = hessian_scores(model, LOSS, data, pairs, draws=4, seed=1, batch_draws=1, progress=False)
+    np.testing.assert_allclose(again.set_index("layer")[columns].to_numpy(), few[columns].to_numpy(), rtol=1e-5)
+
+
+def test_quadratic_scores_over_batches_weight_like_one_batch() -> None:
+    model, (x, y) = _trained_tiny_attention()
+    pairs = [(2, 3), (8, 8)]
+    one = hessian_scores(model, LOSS, (x, y), pairs, progress=False)
+    split = hessian_scores(model, LOSS, [(x[:1], y[:1]), (x[1:], y[1:])], pairs, calibration=(x, y), progress=False)
+    columns = ["weight_sensitivity", "act_sensitivity"]
+    np.testing.assert_allclose(split[columns].to_numpy(), one[columns].to_numpy(), rtol=1e-4, atol=1e-10)
+
+
+def test_sensitivity_table_forms_and_bad_arguments(tiny_vit: nn.Module, exact: dict) -> None:
+    data = (exact["x"][:8], exact["y"][:8])
+    pairs = [(2, 4), (8, 8)]
+    quadratic = sensitivity_table(tiny_vit, LOSS, data, pairs, progress=False)
+    direct = hessian_scores(tiny_vit, LOSS, data, pairs, progress=False)
+    np.testing.assert_allclose(quadratic.sensitivity, direct.sensitivity)
+    trace = sensitivity_table(tiny_vit, LOSS, data, pairs, form="trace", max_draws=4, progress=False)
+    assert trace.shape == quadratic.shape and not np.allclose(trace.sensitivity, quadratic.sensitivity)
+    for _, group in quadratic.groupby("layer"):  # 2-bit weights and 4-bit activations cost more than 8/8
+        by_pair = group.set_index(["wbits", "abits"])["sensitivity"]
+        assert by_pair[(2, 4)] > by_pair[(8, 8)] >= 0
+    with pytest.raises(InputError, match="form"):
+        sensitivity_table(tiny_vit, LOSS, data, pairs, form="cubic")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="draws"):
+        hessian_scores(tiny_vit, LOSS, data, pairs, draws=0, progress=False)
+    with pytest.raises(InputError, match="batch_draws"):
+        hessian_scores(tiny_vit, LOSS, data, pairs, batch_draws=0, progress=False)
+    with pytest.raises(InputError, match="calibration method"):
+        hessian_scores(tiny_vit, LOSS, data, pairs, act_method="median", progress=False)
+    with pytest.raises(InputError, match="act_kinds"):
+        hessian_scores(tiny_vit, LOSS, data, pairs, act_kinds={"nope": "log2"}, progress=False)
+
+
 def test_non_uniform_activation_kinds_change_the_error(tiny_vit: nn.Module, exact: dict) -> None:
     data = (exact["x"][:16], exact["y"][:16])
     uniform = quantization_errors(tiny_vit, data, [4], [3], layers=["blocks.0.mlp.fc2"])
@@ -440,6 +557,8 @@ def test_model_state_is_restored(tiny_vit: nn.Module, exact: dict) -> None:
         hessian_traces(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), max_draws=2, progress=False)
         assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
         fisher_scores(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), progress=False)
+        assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
+        hessian_scores(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), [(4, 4)], progress=False)
         assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
         assert all(p.grad is None for p in tiny_vit.parameters())
     finally:
