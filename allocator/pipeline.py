@@ -33,7 +33,7 @@ from quant.calibrate import calibrate_
 from quant.models import CHECKPOINT_DIR, create_model, default_input, is_testbed
 from quant.plan import BitPlan
 from quant.quantize import QuantConfig, quantize_
-from quant.testbed import Split, evaluate, load_data
+from quant.testbed import Split, evaluate, evaluate_loss, load_data
 from sim.errors import InputError
 
 __all__ = [
@@ -50,7 +50,8 @@ DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4)
 
 @dataclass(frozen=True)
 class Baseline:
-    """A uniform plan (every GEMM at ``wbits``/``abits``) for comparison: predicted cost, Ω and accuracy."""
+    """A uniform plan (every GEMM at ``wbits``/``abits``) for comparison: predicted cost, Ω, accuracy and
+    mean test cross-entropy."""
 
     wbits: int
     abits: int
@@ -59,6 +60,7 @@ class Baseline:
     bops: float
     score: float
     accuracy: float | None
+    test_loss: float | None = None
 
     @property
     def label(self) -> str:
@@ -70,7 +72,8 @@ class Baseline:
 
 @dataclass(frozen=True)
 class PipelineResult:
-    """What ``run_pipeline`` found. ``accuracy`` is top-1 on the held-out split (None without labelled data)."""
+    """What ``run_pipeline`` found. ``accuracy`` is top-1 on the held-out split (None without labelled data);
+    ``test_loss`` its mean cross-entropy, which still separates plans when accuracy is one image apart."""
 
     model: str
     target: str
@@ -83,6 +86,8 @@ class PipelineResult:
     verify: Any | None
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    test_loss_fp32: float | None = None
+    test_loss: float | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -96,6 +101,7 @@ class PipelineResult:
                 "model": self.model,
                 "target": self.target,
                 "accuracy": {"fp32": self.accuracy_fp32, "quantized": self.accuracy},
+                "test_loss": {"fp32": self.test_loss_fp32, "quantized": self.test_loss},
                 "baselines": [b.to_json() for b in self.baselines],
                 "act_kinds": self.calibration,
                 "outputs": self.outputs,
@@ -161,7 +167,10 @@ def score_options(
     bit_pairs: Sequence[tuple[int, int]],
     *,
     method: str = "hessian",
+    form: str = "quadratic",
+    act_method: str = "mse",
     max_draws: int = 50,
+    quadratic_draws: int | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -169,11 +178,29 @@ def score_options(
 
     Scores are taken on an 8-bit fake-quant copy: its QuantMatMul modules expose the attention matmul operands
     (q, kᵀ, softmax output, v) to the activation-trace hooks; at 8 bits it is close to the float model.
+    ``form``: the Hessian score's form (``sensitivity.sensitivity_table``); ``max_draws``: Hutchinson draws of
+    the trace form; ``quadratic_draws``: random-sign products per bit width for the quadratic form (None:
+    exact, one product per operand and bit width — for big models a few draws cost less). ``act_method``: how
+    activation quantizers are fitted for the errors — the calibration method the plan will be calibrated with.
     """
     probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
     calibrate_(probe, batch[0])
-    options: dict[str, Any] = {"seed": seed, "max_draws": max_draws} if method == "hessian" else {}
-    scores = sensitivity_table(probe, F.cross_entropy, batch, bit_pairs, method=method, progress=progress, **options)
+    options: dict[str, Any] = {}
+    if method == "hessian" and form == "trace":
+        options = {"seed": seed, "max_draws": max_draws}
+    elif method == "hessian":
+        options = {"seed": seed, "draws": quadratic_draws}
+    scores = sensitivity_table(
+        probe,
+        F.cross_entropy,
+        batch,
+        bit_pairs,
+        method=method,
+        form=form,
+        act_method=act_method,
+        progress=progress,
+        **options,
+    )
     return scores[["layer", "wbits", "abits", "sensitivity"]]
 
 
@@ -185,12 +212,14 @@ def run_pipeline(
     limits: Limits | None = None,
     latency_of: tuple[int, int] | None = None,
     sensitivity: str = "hessian",
+    hessian_form: str = "quadratic",
     act_kind: str = "uniform",
     verify: bool = False,
     out: str | os.PathLike[str] | None = None,
     calib_images: int = 256,
     sensitivity_images: int = 128,
     max_draws: int = 50,
+    quadratic_draws: int | None = None,
     verify_images: int = 200,
     baselines: Sequence[tuple[int, int]] = DEFAULT_BASELINES,
     pareto_points: int = 12,
@@ -202,10 +231,21 @@ def run_pipeline(
 
     ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan (a common
     question: "what is the best plan as fast as uniform W4A4?"). ``data``: ``digits`` or an image folder.
+    ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ, exact) or trace (HAWQ-V2, Hutchinson
+    with at most ``max_draws`` draws; the quadratic form is exact unless ``quadratic_draws`` asks for that
+    many random-sign products per bit width), see ``allocator.sensitivity.sensitivity_table``.
     Raises ``InputError`` (CLI exit status 2) for bad input and for budgets no plan can meet; nothing is
     written to ``out`` unless the whole run succeeds.
     """
     say = log or (lambda _message: None)
+    if sensitivity not in ("hessian", "fisher"):
+        raise InputError(f"unknown sensitivity method {sensitivity!r}; choose hessian or fisher")
+    if hessian_form not in ("quadratic", "trace"):
+        raise InputError(f"unknown Hessian score form {hessian_form!r}; choose quadratic or trace")
+    if max_draws < 1:
+        raise InputError(f"max_draws must be at least 1, got {max_draws}")
+    if quadratic_draws is not None and quadratic_draws < 1:
+        raise InputError(f"quadratic_draws must be at least 1 (or None for the exact form), got {quadratic_draws}")
     limits = limits or Limits()
     seconds: dict[str, float] = {}
     began = time.perf_counter()
@@ -248,8 +288,19 @@ def run_pipeline(
     allocate(problem, limits).check()
     lap("cost_table")
 
-    say(f"sensitivity ({sensitivity}) for {len(workload.gemms)} GEMMs × {len(bit_pairs)} bit pairs")
-    scores = score_options(net, batch, bit_pairs, method=sensitivity, max_draws=max_draws, seed=seed, progress=progress)
+    form = hessian_form if sensitivity == "hessian" else "trace"
+    say(f"sensitivity ({sensitivity}, {form} form) for {len(workload.gemms)} GEMMs × {len(bit_pairs)} bit pairs")
+    scores = score_options(
+        net,
+        batch,
+        bit_pairs,
+        method=sensitivity,
+        form=form,
+        max_draws=max_draws,
+        quadratic_draws=quadratic_draws,
+        seed=seed,
+        progress=progress,
+    )
     problem = problem.with_sensitivity(scores)
     lap("sensitivity")
 
@@ -260,7 +311,12 @@ def run_pipeline(
 
     say("quantizing, calibrating and evaluating")
     net.eval()
-    accuracy_fp32 = evaluate(net, split.x_test, split.y_test) if len(split.y_test) else None
+    labelled = len(split.y_test) > 0
+
+    def loss(model: nn.Module) -> float | None:
+        return evaluate_loss(model, split.x_test, split.y_test) if labelled else None
+
+    accuracy_fp32 = evaluate(net, split.x_test, split.y_test) if labelled else None
     plan = _plan_with_kind(allocation.plan(), act_kind)
     qmodel, accuracy, kinds = quantized_accuracy(
         net, plan, split, calib_images=calib_images, act_kind=act_kind, seed=seed
@@ -270,7 +326,7 @@ def run_pipeline(
         cost = predicted_uniform(problem, wbits, abits)
         if cost is None:
             continue
-        _, base_accuracy, _ = quantized_accuracy(
+        base_model, base_accuracy, _ = quantized_accuracy(
             net,
             BitPlan.uniform(name, wbits, abits, act_kind),
             split,
@@ -278,7 +334,7 @@ def run_pipeline(
             act_kind=act_kind,
             seed=seed,
         )
-        rows.append(Baseline(wbits, abits, accuracy=base_accuracy, **cost))
+        rows.append(Baseline(wbits, abits, accuracy=base_accuracy, test_loss=loss(base_model), **cost))
     lap("accuracy")
 
     report = None
@@ -295,6 +351,8 @@ def run_pipeline(
         allocation=allocation,
         accuracy_fp32=accuracy_fp32,
         accuracy=accuracy,
+        test_loss_fp32=loss(net),
+        test_loss=loss(qmodel),
         baselines=tuple(rows),
         pareto=front,
         calibration=kinds,
@@ -356,6 +414,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f} %"
 
 
+def _loss(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
 def _report(result: PipelineResult, target: sim.Target) -> str:
     a = result.allocation
     p = a.predicted
@@ -365,19 +427,25 @@ def _report(result: PipelineResult, target: sim.Target) -> str:
         f"Solver status **{a.status}**, Ω = {a.objective:.6g}, limits: "
         + ", ".join(f"{k} {v}" for k, v in a.limits.to_json().items() if v not in (None, False, [])),
         "",
-        "| plan | latency (ms) | size (MB) | BOPs (G) | Ω | accuracy |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| plan | latency (ms) | size (MB) | BOPs (G) | Ω | accuracy | test loss |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     if p is not None:
         lines.append(
             f"| **mixed (ILP)** | {p.latency_ms:.4f} | {p.size_mb:.4f} | {p.bops:.4f} | {a.objective:.4g} "
-            f"| {_pct(result.accuracy)} |"
+            f"| {_pct(result.accuracy)} | {_loss(result.test_loss)} |"
         )
     for b in result.baselines:
         lines.append(
-            f"| {b.label} | {b.latency_ms:.4f} | {b.size_mb:.4f} | {b.bops:.4f} | {b.score:.4g} | {_pct(b.accuracy)} |"
+            f"| {b.label} | {b.latency_ms:.4f} | {b.size_mb:.4f} | {b.bops:.4f} | {b.score:.4g} | {_pct(b.accuracy)} "
+            f"| {_loss(b.test_loss)} |"
         )
-    lines += ["", f"FP32 accuracy: {_pct(result.accuracy_fp32)}", ""]
+    lines += [
+        "",
+        f"FP32 accuracy: {_pct(result.accuracy_fp32)}, test loss {_loss(result.test_loss_fp32)} (mean cross-entropy"
+        " on the held-out images; it separates plans whose accuracy differs by a few images).",
+        "",
+    ]
     if result.verify is not None:
         v = result.verify.to_json()
         lines += [f"Integer-only model vs fake-quant model: {v['checked']} checked, {v['mismatches']} mismatches.", ""]

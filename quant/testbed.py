@@ -130,6 +130,21 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> f
     return correct / len(x)
 
 
+def evaluate_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> float:
+    """Mean cross-entropy (nats per image) of ``model`` on (x, y). Finer than top-1 on a small test set, where
+    one image moves accuracy by a whole step (0.22 points on the 450 held-out digits)."""
+    if len(x) == 0 or len(x) != len(y):
+        raise InputError(f"evaluate_loss: need as many labels as images, got {len(x)} images and {len(y)} labels")
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+            total += float(F.cross_entropy(model(xb), yb, reduction="sum"))
+    model.train(was_training)
+    return total / len(x)
+
+
 def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
     """Random shifts of up to one pixel (zero padded), one per image."""
     n, _, h, w = x.shape

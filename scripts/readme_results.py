@@ -212,6 +212,13 @@ def sensitivity(data: dict[str, Any]) -> list[str]:
             f"{_num(deit.get('seconds'), 1)} s ({_num(deit.get('seconds_per_draw'), 2)} s per draw, "
             f"{deit.get('device', MISSING)}).",
         ]
+        quadratic = deit.get("quadratic_form")
+        if isinstance(quadratic, dict):
+            lines[-1] += (
+                f" Quadratic form with random signs: {_num(quadratic.get('products'))} products "
+                f"({_num(quadratic.get('draws_per_bit_width'))} per bit width) in {_num(quadratic.get('seconds'), 1)} s"
+                f" (exact: {_num(quadratic.get('exact_would_take_products'))} products)."
+            )
     quality = data.get("quality", {})
     methods = [k for k, v in quality.items() if isinstance(v, dict) and "spearman_pooled" in v]
     if methods:
@@ -328,16 +335,21 @@ def allocator_accuracy(data: dict[str, Any]) -> list[str]:
             str(b.get("budget", MISSING)),
             _pct(_dig(b, "uniform", "accuracy_mean")),
             _pct(_dig(b, "ilp", "accuracy_mean")),
+            _pct(_dig(b, "ilp_trace_form", "accuracy_mean")),
             _pct(_dig(b, "random", "median_accuracy")),
+            f"{_num(_dig(b, 'uniform', 'test_loss_mean'), 4)} / {_num(_dig(b, 'ilp', 'test_loss_mean'), 4)}",
             ", ".join(f"{name} {_num(v.get('mismatches'))}" for name, v in (b.get("verify") or {}).items()) or MISSING,
         ]
         for b in acc.get("budgets", [])
     ]
+    header = ["latency budget", "uniform", "ILP plan", "ILP, trace-form Ω", "random plans (median)",
+              "test loss uniform / ILP", "bit-exact mismatches"]  # fmt: skip
     return [
-        f"{acc.get('model', MISSING)} on {acc.get('target', MISSING)}, fp32 {_pct(acc.get('fp32_accuracy'))}; "
-        f"scores: {acc.get('sensitivity', MISSING)}; mean over calibration seeds {acc.get('calibration_seeds')}.",
+        f"{acc.get('model', MISSING)} on {acc.get('target', MISSING)}, fp32 {_pct(acc.get('fp32_accuracy'))} "
+        f"(test loss {_num(acc.get('fp32_test_loss'), 4)}); scores: {acc.get('sensitivity', MISSING)}; mean over "
+        f"calibration seeds {acc.get('calibration_seeds')}.",
         "",
-        *_table(["latency budget", "uniform", "ILP plan", "random plans (median)", "bit-exact mismatches"], rows),
+        *_table(header, rows),
     ]
 
 

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--onchip", action="store_true", help="all weights must fit in the target's BRAM/URAM")
     parser.add_argument("--sensitivity", choices=("hessian", "fisher"), default="hessian")
     parser.add_argument(
+        "--hessian-form",
+        choices=("quadratic", "trace"),
+        default="quadratic",
+        help="Hessian score: ΔᵀHΔ with the actual quantization errors (default) or HAWQ-V2's Tr(H)/n·‖Δ‖²",
+    )
+    parser.add_argument(
         "--act-kind",
         default="uniform",
         help="activation quantizer kind: uniform (default), auto (per layer, by calibration error) or a kind name",
@@ -39,7 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sensitivity-images", type=int, default=128, help="training images the scores are taken on (default 128)"
     )
-    parser.add_argument("--draws", type=int, default=50, help="most Hutchinson draws for Hessian scores (default 50)")
+    parser.add_argument("--draws", type=int, default=50, help="most Hutchinson draws, trace form (default 50)")
+    parser.add_argument(
+        "--quadratic-draws",
+        type=int,
+        help="quadratic form: random-sign products per bit width (default: exact, one per operand and bit width;"
+        " a few draws cost less on big models)",
+    )
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
     parser.add_argument("--pareto-points", type=int, default=12, help="points on the latency–Ω front (0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -65,12 +77,14 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
         latency_of=args.latency_of,
         sensitivity=args.sensitivity,
+        hessian_form=args.hessian_form,
         act_kind=args.act_kind,
         verify=args.verify,
         out=args.out,
         pareto_points=args.pareto_points,
         sensitivity_images=args.sensitivity_images,
         max_draws=args.draws,
+        quadratic_draws=args.quadratic_draws,
         seed=args.seed,
         progress=not args.json and sys.stderr.isatty(),
         log=log,
@@ -88,21 +102,24 @@ def _print_summary(result: PipelineResult) -> None:
     a = result.allocation
     p = a.predicted
     print(f"{result.model} on {result.target}: {a.status}, Ω = {a.objective:.6g}")
-    print(f"{'plan':<14} {'latency ms':>11} {'size MB':>9} {'BOPs G':>9} {'Ω':>11} {'accuracy':>9}")
+    print(f"{'plan':<14} {'latency ms':>11} {'size MB':>9} {'BOPs G':>9} {'Ω':>11} {'accuracy':>9} {'test loss':>10}")
 
     def acc(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}%"
 
+    def loss(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
     print(
         f"{'mixed (ILP)':<14} {p.latency_ms:>11.4f} {p.size_mb:>9.4f} {p.bops:>9.4f} {a.objective:>11.4g} "
-        f"{acc(result.accuracy):>9}"
+        f"{acc(result.accuracy):>9} {loss(result.test_loss):>10}"
     )
     for b in result.baselines:
         print(
             f"{b.label:<14} {b.latency_ms:>11.4f} {b.size_mb:>9.4f} {b.bops:>9.4f} {b.score:>11.4g} "
-            f"{acc(b.accuracy):>9}"
+            f"{acc(b.accuracy):>9} {loss(b.test_loss):>10}"
         )
-    print(f"FP32 accuracy {acc(result.accuracy_fp32)}")
+    print(f"FP32 accuracy {acc(result.accuracy_fp32)}, test loss {loss(result.test_loss_fp32)}")
     print()
     print(f"{'layer':<32} {'wbits':>5} {'abits':>5}")
     for choice in a.chosen:

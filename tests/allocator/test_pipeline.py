@@ -9,7 +9,7 @@ import pytest
 
 from allocator.cli import main
 from allocator.ilp import Limits
-from allocator.pipeline import PipelineResult, predicted_uniform, run_pipeline
+from allocator.pipeline import PipelineResult, predicted_uniform, run_pipeline, score_options
 from sim.errors import InputError
 
 SMALL = {
@@ -46,12 +46,14 @@ def test_contract_json_and_files(result: PipelineResult) -> None:
     assert set(obj["predicted"]) >= {"latency_ms", "size_mb", "bops"}
     assert set(obj["options"][0]) >= {"layer", "wbits", "abits", "sensitivity", "latency_cycles", "size_bits", "bops"}
     assert obj["verify"]["mismatches"] == 0 and obj["verify"]["checked"] > 0
+    assert obj["test_loss"]["fp32"] > 0 and obj["test_loss"]["quantized"] > 0
+    assert all(b["test_loss"] > 0 for b in obj["baselines"])
     json.dumps(obj, allow_nan=False)
     files = {key: Path(path) for key, path in result.outputs.items()}
     assert all(path.is_file() and path.stat().st_size > 0 for path in files.values())
     plan = json.loads(files["plan"].read_text())
     assert set(plan["layers"]) == set(result.allocation.problem.layers)
-    assert "mixed (ILP)" in files["report"].read_text()
+    assert "mixed (ILP)" in files["report"].read_text() and "test loss" in files["report"].read_text()
 
 
 def test_impossible_latency_fails_before_any_work(tmp_path: Path) -> None:
@@ -93,6 +95,8 @@ def test_cli_impossible_budget_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
         (["--target", "no_such_board"], "no_such_board"),
         (["--latency-ms", "1", "--latency-of", "W4A4"], "not both"),
         (["--draws", "0", "--pareto-points", "0", "--json"], "max_draws must be at least 1"),
+        (["--hessian-form", "trace", "--draws", "0", "--json"], "max_draws must be at least 1"),
+        (["--quadratic-draws", "0", "--json"], "quadratic_draws must be at least 1"),
     ],
 )
 def test_cli_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,3 +105,26 @@ def test_cli_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
+
+
+def test_scores_take_the_form_and_the_calibration_method_asked_for() -> None:
+    """The ILP's Ω: the Hessian quadratic form by default, HAWQ-V2's trace form on request; activation errors
+    from quantizers fitted as the plan will be calibrated (MSE search by default, not min-max)."""
+    import torch
+
+    from quant.models import create_model, default_input
+
+    torch.manual_seed(0)
+    net = create_model("mixbit_vit_test").eval()
+    batch = (default_input(net, batch=8), torch.randint(0, 10, (8,)))
+    pairs = [(4, 4), (8, 8)]
+    quadratic = score_options(net, batch, pairs)
+    trace = score_options(net, batch, pairs, form="trace", max_draws=2)
+    minmax = score_options(net, batch, pairs, act_method="minmax")
+    signs = score_options(net, batch, pairs, quadratic_draws=2)
+    assert list(quadratic.columns) == ["layer", "wbits", "abits", "sensitivity"]
+    assert quadratic.shape == trace.shape == minmax.shape == signs.shape
+    assert not quadratic.sensitivity.equals(trace.sensitivity)
+    assert not quadratic.sensitivity.equals(minmax.sensitivity)
+    assert not quadratic.sensitivity.equals(signs.sensitivity)
+    assert (quadratic.sensitivity > 0).all()

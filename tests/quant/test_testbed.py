@@ -10,7 +10,15 @@ import torch
 
 from quant.errors import InputError
 from quant.models import CHECKPOINT_DIR, create_model
-from quant.testbed import evaluate, load_data, load_digits_split, load_image_folder, train, train_and_save
+from quant.testbed import (
+    evaluate,
+    evaluate_loss,
+    load_data,
+    load_digits_split,
+    load_image_folder,
+    train,
+    train_and_save,
+)
 
 
 def test_digits_split_is_fixed_stratified_and_normalised() -> None:
@@ -65,6 +73,17 @@ def test_evaluate_counts_correct_predictions() -> None:
     assert evaluate(Oracle(), x, torch.tensor([0, 1, 2, 0])) == 0.75
     with pytest.raises(InputError, match="as many labels"):
         evaluate(Oracle(), x, torch.tensor([0]))
+
+
+def test_evaluate_loss_is_the_mean_cross_entropy_over_batches() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(10, 1, 2, 2), torch.randint(0, 3, (10,))
+    with torch.no_grad():
+        expected = float(torch.nn.functional.cross_entropy(model(x), y))
+    assert evaluate_loss(model, x, y, batch_size=3) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(InputError, match="as many labels"):
+        evaluate_loss(model, x, y[:2])
 
 
 @pytest.mark.slow
