@@ -134,15 +134,17 @@ def quality(quick: bool) -> dict[str, Any]:
               [("hessian_trace", hessian), ("hessian_trace_seed1", hessian_seed1), ("fisher", fisher),
                ("fisher_raw", fisher_raw)]}  # fmt: skip
     # the quadratic form ΔᵀHΔ with the same quantizers as the measurement (activations fitted by min-max on the
-    # calibration images); exact, so instead of a second seed it is taken again on 256 other training images
+    # calibration images); exact, so instead of a second seed it is taken again on other training images
     start = time.perf_counter()
     tables["hessian_quadratic"] = hessian_scores(traced, LOSS, sens_data, pairs, calibration=[(calib, None)],
                                                  progress=False)  # fmt: skip
     quadratic_s = time.perf_counter() - start
-    other_images = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(256, 512, 128)]
-    tables["hessian_quadratic_other_images"] = hessian_scores(
-        traced, LOSS, other_images, pairs, calibration=[(calib, None)], progress=False
-    )
+    samples = [] if quick else [(256, 512), (512, 768), (768, 1024)]  # three more disjoint 256-image samples
+    for first, last in samples:
+        images = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(first, last, 128)]
+        tables[f"hessian_quadratic_images_{first}_{last - 1}"] = hessian_scores(
+            traced, LOSS, images, pairs, calibration=[(calib, None)], progress=False
+        )
     _log(f"quadratic scores: {quadratic_s:.0f} s")
 
     base = _test_loss(_quantized(model, {}, calib), x_test, y_test)
@@ -179,9 +181,14 @@ def quality(quick: bool) -> dict[str, Any]:
         ).statistic)  # fmt: skip
 
     result["hessian_trace_seed0_vs_seed1_spearman_pooled"] = agreement("hessian_trace", "hessian_trace_seed1")
-    result["hessian_quadratic_vs_other_images_spearman_pooled"] = agreement(
-        "hessian_quadratic", "hessian_quadratic_other_images"
-    )
+    for first, last in samples:
+        result[f"hessian_quadratic_vs_images_{first}_{last - 1}_spearman_pooled"] = agreement(
+            "hessian_quadratic", f"hessian_quadratic_images_{first}_{last - 1}"
+        )
+    pooled = [result[m]["spearman_pooled"] for m in tables if m.startswith("hessian_quadratic")]
+    result["hessian_quadratic_pooled_over_image_samples"] = {
+        "samples": len(pooled), "min": min(pooled), "mean": float(np.mean(pooled)), "max": max(pooled)
+    }
     result["hessian_trace_draws"] = hessian.draws
     result["hessian_trace_tol"] = TOL
     result["hessian_trace_seconds"] = hessian_s
