@@ -760,9 +760,9 @@ def hessian_scores(
     over error vectors of the same norm pointing every way; the real errors do not point every way (rows of a
     per-channel weight quantizer err together, inputs are correlated), so the form itself ranks layers better:
     on the digits ViT its Spearman correlation with the measured single-layer loss increase was 0.80–0.83
-    (four disjoint 256-image samples) against 0.75–0.78 for the trace score (bench/sensitivity.py). Same columns and scale as ``scores_from_traces``
-    (layer, wbits, abits, sensitivity, weight_sensitivity, act_sensitivity; ≈ 2 × the second-order loss
-    increase), so either goes to the ILP.
+    (four disjoint 256-image samples) against 0.75–0.78 for the trace score (bench/sensitivity.py). Same
+    columns and scale as ``scores_from_traces`` (layer, wbits, abits, sensitivity, weight_sensitivity,
+    act_sensitivity; ≈ 2 × the second-order loss increase), so either goes to the ILP.
 
     Errors: weights with ``quant``'s weight quantizer; activations (and a matmul's second operand) with
     per-tensor quantizers fitted on ``calibration`` (default ``data``) by ``act_method``, of kind
