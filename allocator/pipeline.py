@@ -27,7 +27,7 @@ import sim
 from allocator.cli import json_default
 from allocator.ilp import Allocation, Limits, ParetoFront, allocate, pareto_front
 from allocator.problem import Problem, build_problem
-from allocator.sensitivity import sensitivity_table
+from allocator.sensitivity import quantizable_layers, sensitivity_table
 from allocator.workload import workload_from_model
 from quant.calibrate import calibrate_
 from quant.models import CHECKPOINT_DIR, create_model, default_input, is_testbed
@@ -169,6 +169,7 @@ def score_options(
     method: str = "hessian",
     form: str = "quadratic",
     act_method: str = "mse",
+    act_kind: str = "uniform",
     max_draws: int = 50,
     quadratic_draws: int | None = None,
     seed: int = 0,
@@ -181,10 +182,13 @@ def score_options(
     ``form``: the Hessian score's form (``sensitivity.sensitivity_table``); ``max_draws``: Hutchinson draws of
     the trace form; ``quadratic_draws``: random-sign products per bit width for the quadratic form (None:
     exact, one product per operand and bit width — for big models a few draws cost less). ``act_method``: how
-    activation quantizers are fitted for the errors — the calibration method the plan will be calibrated with.
+    activation quantizers are fitted for the errors — the calibration method the plan will be calibrated with;
+    ``act_kind``: their kind, as the plan will quantize GEMM inputs (``auto`` chooses kinds only at calibration,
+    so its errors are priced as uniform).
     """
     probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
     calibrate_(probe, batch[0])
+    kinds = None if act_kind in ("uniform", "auto") else dict.fromkeys(quantizable_layers(probe), act_kind)
     options: dict[str, Any] = {}
     if method == "hessian" and form == "trace":
         options = {"seed": seed, "max_draws": max_draws}
@@ -198,6 +202,7 @@ def score_options(
         method=method,
         form=form,
         act_method=act_method,
+        act_kinds=kinds,
         progress=progress,
         **options,
     )
@@ -296,6 +301,7 @@ def run_pipeline(
         bit_pairs,
         method=sensitivity,
         form=form,
+        act_kind=act_kind,
         max_draws=max_draws,
         quadratic_draws=quadratic_draws,
         seed=seed,

@@ -109,7 +109,8 @@ def test_cli_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixtu
 
 def test_scores_take_the_form_and_the_calibration_method_asked_for() -> None:
     """The ILP's Ω: the Hessian quadratic form by default, HAWQ-V2's trace form on request; activation errors
-    from quantizers fitted as the plan will be calibrated (MSE search by default, not min-max)."""
+    from quantizers fitted as the plan will be calibrated (MSE search by default, not min-max) and of the
+    plan's activation kind."""
     import torch
 
     from quant.models import create_model, default_input
@@ -122,9 +123,13 @@ def test_scores_take_the_form_and_the_calibration_method_asked_for() -> None:
     trace = score_options(net, batch, pairs, form="trace", max_draws=2)
     minmax = score_options(net, batch, pairs, act_method="minmax")
     signs = score_options(net, batch, pairs, quadratic_draws=2)
+    log2 = score_options(net, batch, pairs, act_kind="log2")
+    auto = score_options(net, batch, pairs, act_kind="auto")
     assert list(quadratic.columns) == ["layer", "wbits", "abits", "sensitivity"]
     assert quadratic.shape == trace.shape == minmax.shape == signs.shape
     assert not quadratic.sensitivity.equals(trace.sensitivity)
     assert not quadratic.sensitivity.equals(minmax.sensitivity)
     assert not quadratic.sensitivity.equals(signs.sensitivity)
+    # the activation quantizer's kind changes the activation errors; "auto" is priced as uniform
+    assert not quadratic.sensitivity.equals(log2.sensitivity) and quadratic.sensitivity.equals(auto.sensitivity)
     assert (quadratic.sensitivity > 0).all()
