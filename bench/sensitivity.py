@@ -139,6 +139,14 @@ def quality(quick: bool) -> dict[str, Any]:
     tables["hessian_quadratic"] = hessian_scores(traced, LOSS, sens_data, pairs, calibration=[(calib, None)],
                                                  progress=False)  # fmt: skip
     quadratic_s = time.perf_counter() - start
+    # the random-sign estimate (for models too big for the exact form), same images: quality against draws
+    sign_seconds = {}
+    for sign_draws in [] if quick else [4, 16]:
+        start = time.perf_counter()
+        tables[f"hessian_quadratic_{sign_draws}_sign_draws"] = hessian_scores(
+            traced, LOSS, sens_data, pairs, calibration=[(calib, None)], draws=sign_draws, progress=False
+        )
+        sign_seconds[sign_draws] = time.perf_counter() - start
     samples = [] if quick else [(256, 512), (512, 768), (768, 1024)]  # three more disjoint 256-image samples
     for first, last in samples:
         images = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(first, last, 128)]
@@ -185,7 +193,11 @@ def quality(quick: bool) -> dict[str, Any]:
         result[f"hessian_quadratic_vs_images_{first}_{last - 1}_spearman_pooled"] = agreement(
             "hessian_quadratic", f"hessian_quadratic_images_{first}_{last - 1}"
         )
-    pooled = [result[m]["spearman_pooled"] for m in tables if m.startswith("hessian_quadratic")]
+    for sign_draws, seconds in sign_seconds.items():
+        name = f"hessian_quadratic_{sign_draws}_sign_draws"
+        result[f"{name}_vs_exact_spearman_pooled"] = agreement("hessian_quadratic", name)
+        result[f"{name}_seconds"] = seconds
+    pooled = [result[m]["spearman_pooled"] for m in tables if m.startswith("hessian_quadratic") and "sign" not in m]
     result["hessian_quadratic_pooled_over_image_samples"] = {
         "samples": len(pooled), "min": min(pooled), "mean": float(np.mean(pooled)), "max": max(pooled)
     }
