@@ -654,6 +654,13 @@ def _fit_operands(
     second operand (kᵀ, v)."""
     from quant import primitives as P
 
+    # weights first: a bad weight makes every later input bad too
+    for layer in chosen:
+        if not layer.is_matmul and not torch.isfinite(layer.module.weight).all():
+            raise InputError(f"layer {layer.name}: weight has NaN or infinite values")
+    for (name, index), value in inputs.items():
+        if not torch.isfinite(value).all():
+            raise InputError(f"layer {name}: input {index} has NaN or infinite values on the calibration data")
     fitted: dict[tuple[str, str, int], Any] = {}
     for layer in chosen:
         for bits in weight_bits:

@@ -503,6 +503,8 @@ def test_model_without_quantizable_layers_is_an_input_error() -> None:
         hessian_traces(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
     with pytest.raises(InputError, match="no quantizable layers"):
         fisher_scores(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
+    with pytest.raises(InputError, match="no quantizable layers"):
+        hessian_scores(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), [(4, 4)], progress=False)
 
 
 def test_loss_that_ignores_the_model_is_an_input_error() -> None:
@@ -512,6 +514,8 @@ def test_loss_that_ignores_the_model_is_an_input_error() -> None:
         hessian_traces(model, lambda out, y: torch.tensor(1.0), data, progress=False)
     with pytest.raises(InputError, match="does not depend"):
         fisher_scores(model, lambda out, y: out.sum() * 0, data, progress=False)
+    with pytest.raises(InputError, match="does not depend"):
+        hessian_scores(model, lambda out, y: torch.tensor(1.0), data, [(4, 4)], progress=False)
 
 
 def test_nan_loss_is_an_input_error() -> None:
@@ -521,6 +525,14 @@ def test_nan_loss_is_an_input_error() -> None:
         hessian_traces(model, LOSS, data, progress=False)
     with pytest.raises(InputError, match="not finite"):
         fisher_scores(model, LOSS, data, progress=False)
+    with pytest.raises(InputError, match="layer qkv: input 0 has NaN"):  # found while fitting, before the loss
+        hessian_scores(model, LOSS, data, [(4, 4)], progress=False)
+    with pytest.raises(InputError, match="layer qkv: input 0 has NaN"):
+        quantization_errors(model, data, [4], [4])
+    with torch.no_grad():
+        model.proj.weight[0, 0] = float("nan")
+    with pytest.raises(InputError, match="layer proj: weight has NaN"):
+        quantization_errors(model, (torch.randn(2, 3, 4), torch.tensor([0, 1])), [4], [4])
 
 
 @pytest.mark.parametrize(
