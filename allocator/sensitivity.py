@@ -654,6 +654,8 @@ def _fit_operands(
     second operand (kᵀ, v)."""
     from quant import primitives as P
 
+    if act_method not in P.METHODS:
+        raise InputError(f"unknown calibration method {act_method!r}; choose from {', '.join(P.METHODS)}")
     # weights first: a bad weight makes every later input bad too
     for layer in chosen:
         if not layer.is_matmul and not torch.isfinite(layer.module.weight).all():
@@ -665,14 +667,14 @@ def _fit_operands(
     for layer in chosen:
         for bits in weight_bits:
             if layer.is_matmul:
-                p = P.fit(inputs[(layer.name, 1)], bits, "uniform", method=act_method)
+                p = P.fit(inputs[_tap_key(layer, "weight")], bits, "uniform", method=act_method)
             else:
                 weight = layer.module.weight.detach()
                 axis = 0 if weight.dim() > 1 else None
                 p = P.fit(weight, bits, "uniform", method=P.WEIGHT_METHOD, symmetric=True, axis=axis)
             fitted[(layer.name, "weight", bits)] = p
         for bits in act_bits:
-            p = P.fit(inputs[(layer.name, 0)], bits, kinds.get(layer.name, "uniform"), method=act_method)
+            p = P.fit(inputs[_tap_key(layer, "act")], bits, kinds.get(layer.name, "uniform"), method=act_method)
             fitted[(layer.name, "act", bits)] = p
     return fitted
 
@@ -782,8 +784,6 @@ def hessian_scores(
     from quant import primitives as P
 
     pairs = _check_bit_pairs(bit_pairs)
-    if act_method not in P.METHODS:
-        raise InputError(f"unknown calibration method {act_method!r}; choose from {', '.join(P.METHODS)}")
     if draws is not None and draws < 1:
         raise InputError(f"draws must be at least 1 (or None for the exact form), got {draws}")
     if batch_draws < 1:

@@ -473,6 +473,8 @@ def test_sensitivity_table_forms_and_bad_arguments(tiny_vit: nn.Module, exact: d
         hessian_scores(tiny_vit, LOSS, data, pairs, batch_draws=0, progress=False)
     with pytest.raises(InputError, match="calibration method"):
         hessian_scores(tiny_vit, LOSS, data, pairs, act_method="median", progress=False)
+    with pytest.raises(InputError, match="calibration method"):
+        quantization_errors(tiny_vit, data, [4], [4], act_method="median")
     with pytest.raises(InputError, match="act_kinds"):
         hessian_scores(tiny_vit, LOSS, data, pairs, act_kinds={"nope": "log2"}, progress=False)
 
