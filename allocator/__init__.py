@@ -22,16 +22,16 @@ __all__ = [
 ]
 
 _HOME = {
-    "workload_from_model": "allocator.workload",
-    "hessian_traces": "allocator.sensitivity",
-    "hessian_scores": "allocator.sensitivity",
-    "fisher_scores": "allocator.sensitivity",
-    "allocate": "allocator.ilp",
-    "pareto_front": "allocator.ilp",
-    "run_pipeline": "allocator.pipeline",
-    "sensitivity_table": "allocator.sensitivity",
-    "Limits": "allocator.ilp",
-    "build_problem": "allocator.problem",
+    "workload_from_model": "allocator.bridge.workload",
+    "hessian_traces": "allocator.sensitivity.scores",
+    "hessian_scores": "allocator.sensitivity.scores",
+    "fisher_scores": "allocator.sensitivity.scores",
+    "allocate": "allocator.ilp.model",
+    "pareto_front": "allocator.ilp.model",
+    "run_pipeline": "allocator.pipeline.run",
+    "sensitivity_table": "allocator.sensitivity.scores",
+    "Limits": "allocator.ilp.model",
+    "build_problem": "allocator.ilp.problem",
 }
 
 

@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import sim  # noqa: E402
-from allocator.ilp import Limits, allocate, pareto_front  # noqa: E402
-from allocator.problem import Problem, Tie, build_problem  # noqa: E402
+from allocator.ilp.model import Limits, allocate, pareto_front  # noqa: E402
+from allocator.ilp.problem import Problem, Tie, build_problem  # noqa: E402
 
 MODEL = "deit_small_patch16_224"
 TARGET = "zcu102"
@@ -44,7 +44,7 @@ def deit_small_workload() -> tuple[sim.Workload, str]:
     import torch
 
     torch.set_num_threads(2)
-    from allocator.workload import workload_from_model
+    from allocator.bridge.workload import workload_from_model
 
     return workload_from_model(MODEL), "allocator.workload_from_model (timm, pretrained=False)"
 
@@ -229,13 +229,13 @@ def accuracy_part() -> dict[str, Any]:
     ILP and uniform plan is verified bit-exact on 200 test images."""
     import torch
 
-    from allocator.pipeline import (
+    from allocator.bridge.workload import workload_from_model
+    from allocator.pipeline.run import (
         _model_and_name,
         predicted_uniform,
         quantized_accuracy,
         score_options,
     )
-    from allocator.workload import workload_from_model
     from quant.integer import verify_bit_exact
     from quant.plan import BitPlan
     from quant.testbed import evaluate, load_data

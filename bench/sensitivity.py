@@ -37,7 +37,7 @@ from torch.nn import functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from allocator.sensitivity import (  # noqa: E402
+from allocator.sensitivity.scores import (  # noqa: E402
     fisher_scores,
     hessian_scores,
     hessian_traces,

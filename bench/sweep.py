@@ -42,7 +42,7 @@ def cli_sweep(out: Path) -> tuple[dict, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "allocator.cli", "sweep", str(SWEEP), "--out", str(out), "--json"],
+        [sys.executable, "-m", "allocator.cli.main", "sweep", str(SWEEP), "--out", str(out), "--json"],
         capture_output=True,
         text=True,
         check=True,
@@ -59,7 +59,7 @@ def serial_simulation() -> dict:
     import torch
 
     torch.set_num_threads(2)
-    from allocator.sweep import build_workloads, configure_target, load_sweep, simulate_point
+    from allocator.sweep.run import build_workloads, configure_target, load_sweep, simulate_point
 
     spec = load_sweep(SWEEP)
     start = time.perf_counter()
@@ -81,9 +81,9 @@ def serial_simulation() -> dict:
 
 def kill_and_resume(out: Path) -> dict:
     """Kill the CLI sweep after its first part lands, rerun it, and check the rows."""
-    from allocator.sweep import finished_ids, load_sweep, read_results
+    from allocator.sweep.run import finished_ids, load_sweep, read_results
 
-    command = [sys.executable, "-m", "allocator.cli", "sweep", str(SWEEP), "--out", str(out), "--json"]
+    command = [sys.executable, "-m", "allocator.cli.main", "sweep", str(SWEEP), "--out", str(out), "--json"]
     proc = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -18,7 +18,7 @@ import torch
 
 torch.set_num_threads(2)
 
-from allocator.workload import workload_from_model  # noqa: E402
+from allocator.bridge.workload import workload_from_model  # noqa: E402
 from quant.models import create_model  # noqa: E402
 
 PUBLISHED_GMACS = {"deit_small_patch16_224": 4.6, "vit_base_patch16_224": 17.6, "swin_tiny_patch4_window7_224": 4.5}

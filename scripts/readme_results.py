@@ -419,8 +419,8 @@ def write_plot(image: Path = IMAGE) -> None:
     from matplotlib import pyplot as plt
 
     torch.set_num_threads(2)
-    from allocator import plots
-    from allocator.pipeline import run_pipeline
+    from allocator.pipeline import plots
+    from allocator.pipeline.run import run_pipeline
 
     small = {"latency_of": (4, 8), "calib_images": 128, "sensitivity_images": 64}
     result = run_pipeline(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from allocator.cli import main
+from allocator.cli.main import main
 
 
 def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from allocator.cli import main
+from allocator.cli.main import main
 from sim import list_targets, load_target
 
 

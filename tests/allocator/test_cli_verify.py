@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import quant.integer
-from allocator.cli import main
+from allocator.cli.main import main
 
 SMALL = ["--images", "8", "--calibration", "32"]
 

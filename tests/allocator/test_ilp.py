@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from allocator.ilp import InfeasibleError, Limits, allocate, build_model, pareto_front
-from allocator.problem import Problem, Tie
+from allocator.ilp.model import InfeasibleError, Limits, allocate, build_model, pareto_front
+from allocator.ilp.problem import Problem, Tie
 from sim.errors import InputError
 
 BIT_POOL = [(w, a) for w in (2, 3, 4, 6, 8) for a in (2, 3, 4, 6, 8)]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from allocator.cli import main
-from allocator.ilp import Limits
-from allocator.pipeline import PipelineResult, predicted_uniform, run_pipeline, score_options
+from allocator.cli.main import main
+from allocator.ilp.model import Limits
+from allocator.pipeline.run import PipelineResult, predicted_uniform, run_pipeline, score_options
 from sim.errors import InputError
 
 SMALL = {

@@ -11,7 +11,7 @@ import pytest
 from boards import zcu102_like_16x16
 from matplotlib.colors import to_rgba
 
-from allocator.plots import bits_heatmap, pareto_plot, resource_plot, roofline_plot, sweep_scatter
+from allocator.pipeline.plots import bits_heatmap, pareto_plot, resource_plot, roofline_plot, sweep_scatter
 from sim.errors import InputError
 from sim.pe import macs_per_pe
 from sim.target import Target

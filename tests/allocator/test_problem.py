@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import sim
-from allocator.problem import (
+from allocator.ilp.problem import (
     BRAM36_BITS,
     URAM_BITS,
     Problem,

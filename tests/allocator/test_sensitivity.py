@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call
 
-from allocator.sensitivity import (
+from allocator.sensitivity.scores import (
     component_type,
     fisher_scores,
     hessian_scores,

@@ -21,8 +21,8 @@ import cloudpickle
 import pytest
 from boards import zcu102_like_16x16
 
-from allocator.cli import main
-from allocator.sweep import (
+from allocator.cli.main import main
+from allocator.sweep.run import (
     DesignPoint,
     SweepSpec,
     configure_target,
@@ -272,7 +272,7 @@ def test_cli_text_summary_and_rerun(tmp_path: Path, client: Any, capsys: pytest.
 
 @pytest.mark.slow
 def test_allocation_sweep_meets_each_latency_budget(tmp_path: Path, client: Any) -> None:
-    from allocator.sweep import build_workloads
+    from allocator.sweep.run import build_workloads
     from sim import load_target
     from sim.simulate import simulate
 
@@ -331,7 +331,7 @@ def test_sensitivity_table_is_checked_before_any_work(tmp_path: Path) -> None:
 
 
 def test_proxy_sensitivity_falls_with_bits_and_grows_with_size() -> None:
-    from allocator.sweep import proxy_sensitivity
+    from allocator.sweep.run import proxy_sensitivity
 
     scores = proxy_sensitivity(tiny_workload(), [(8, 8), (4, 8), (4, 4)]).set_index(["layer", "wbits", "abits"])
     fc1 = scores["sensitivity"].xs("fc1")
@@ -345,7 +345,7 @@ def test_proxy_sensitivity_falls_with_bits_and_grows_with_size() -> None:
 KILLED_SCRIPT = """
 import sys, time
 from distributed import Client, LocalCluster
-from allocator.sweep import DesignPoint, SweepSpec, run_sweep
+from allocator.sweep.run import DesignPoint, SweepSpec, run_sweep
 from sim.workload import Gemm, Workload
 from test_sweep import board
 

@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 import torch
 
-from allocator.workload import workload_from_model
+from allocator.bridge.workload import workload_from_model
 from quant.errors import InputError as QuantInputError
 from quant.models import TESTBED_MODELS, create_model
 from sim.errors import InputError

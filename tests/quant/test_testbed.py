@@ -88,7 +88,7 @@ def test_evaluate_loss_is_the_mean_cross_entropy_over_batches() -> None:
 
 @pytest.mark.slow
 def test_train_small_folder_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from allocator.cli import main
+    from allocator.cli.main import main
 
     _write_folder(tmp_path / "data", per_class=10)
     out = tmp_path / "model.pt"
@@ -109,7 +109,7 @@ def test_train_rejects_bad_epochs() -> None:
 
 
 def test_cli_train_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from allocator.cli import main
+    from allocator.cli.main import main
 
     assert main(["train", "--data", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith("error: --data")

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from allocator.cli import emit_json
+    from allocator.cli.main import emit_json
     from quant.testbed import load_data, train_and_save
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))

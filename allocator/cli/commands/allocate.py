@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from allocator.pipeline import PipelineResult
+    from allocator.pipeline.run import PipelineResult
 
 __all__ = ["register"]
 
@@ -61,9 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocator.cli import emit_json
-    from allocator.ilp import Limits
-    from allocator.pipeline import run_pipeline
+    from allocator.cli.main import emit_json
+    from allocator.ilp.model import Limits
+    from allocator.pipeline.run import run_pipeline
     from sim.errors import InputError
 
     if args.latency_ms is not None and args.latency_of is not None:

@@ -513,8 +513,8 @@ def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> di
     Sensitivity is ``proxy_sensitivity`` or the point's table file. An infeasible budget is a result
     (``status`` "infeasible", NaN costs), not an error.
     """
-    from allocator.ilp import Limits, allocate
-    from allocator.problem import build_problem
+    from allocator.ilp.model import Limits, allocate
+    from allocator.ilp.problem import build_problem
     from sim.simulate import simulate  # the function: `sim.simulate` is also a submodule name
 
     acc = target.accelerator

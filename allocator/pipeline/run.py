@@ -24,11 +24,11 @@ from torch import nn
 from torch.nn import functional as F
 
 import sim
-from allocator.cli import json_default
-from allocator.ilp import Allocation, Limits, ParetoFront, allocate, pareto_front
-from allocator.problem import Problem, build_problem
-from allocator.sensitivity import quantizable_layers, sensitivity_table
-from allocator.workload import workload_from_model
+from allocator.bridge.workload import workload_from_model
+from allocator.ilp.model import Allocation, Limits, ParetoFront, allocate, pareto_front
+from allocator.ilp.problem import Problem, build_problem
+from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
+from allocator.serialize import json_default
 from quant.calibrate import calibrate_
 from quant.models import CHECKPOINT_DIR, create_model, default_input, is_testbed
 from quant.plan import BitPlan
@@ -373,7 +373,7 @@ def run_pipeline(
 
 def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim.Target) -> PipelineResult:
     """Write every file to a temporary folder beside ``out``, then move them in: no half-written results."""
-    from allocator import plots
+    from allocator.pipeline import plots
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and not out.is_dir():

@@ -64,7 +64,7 @@ def target_summary(target: Any, *, detail: bool = False) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocator.cli import emit_json
+    from allocator.cli.main import emit_json
     from sim.target import list_targets, load_target
 
     if args.target is not None:

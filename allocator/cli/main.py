@@ -1,4 +1,4 @@
-"""The ``mixbit`` command line. Each subcommand lives in ``allocator/commands/<name>.py`` with
+"""The ``mixbit`` command line. Each subcommand lives in ``allocator/cli/commands/<name>.py`` with
 ``register(subparsers)``; its handler returns the JSON-able result object and prints text itself when not --json.
 
 Errors in user input end with exit status 2 and one line ``error: <what and where>`` on stderr.
@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["emit_json", "json_default", "main"]
+from allocator.serialize import json_default
+
+__all__ = ["build_parser", "emit_json", "main"]
 
 COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep", "train")
 
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"allocator.commands.{name}")
+        module = importlib.import_module(f"allocator.cli.commands.{name}")
         module.register(sub)
     return parser
 
@@ -47,20 +49,6 @@ def emit_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=None, default=json_default, allow_nan=False)
     sys.stdout.write("\n")
 
-
-def json_default(value: Any) -> Any:
-    """``json.dump``'s ``default`` for numpy scalars and arrays."""
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

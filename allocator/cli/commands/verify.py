@@ -131,7 +131,7 @@ def verify_plan(
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocator.cli import emit_json
+    from allocator.cli.main import emit_json
 
     torch_threads()
     result = verify_plan(args.model, args.bits, args.data, args.images, args.calibration, args.checkpoint, args.seed)

@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocator.cli import emit_json
-    from allocator.sweep import load_sweep, run_sweep
+    from allocator.cli.main import emit_json
+    from allocator.sweep.run import load_sweep, run_sweep
     from sim.errors import InputError
 
     if args.workers is not None and args.workers < 1:

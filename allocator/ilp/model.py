@@ -25,7 +25,7 @@ import mip
 import numpy as np
 import pandas as pd
 
-from allocator.problem import Problem, Tie
+from allocator.ilp.problem import Problem, Tie
 from sim.errors import InputError
 
 __all__ = [

@@ -59,7 +59,7 @@ def _bits(args: argparse.Namespace, workload: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocator.cli import emit_json
+    from allocator.cli.main import emit_json
     from sim import load_target, simulate
 
     target = load_target(args.target)
