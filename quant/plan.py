@@ -1,4 +1,4 @@
-"""Bit plans: which bits (and quantizer kinds) each GEMM of a model gets, read from and written to JSON.
+"""Bit plans: which bits (and quantizer kinds) each GEMM of a model gets, as a mapping written to JSON.
 
 The JSON (what ``mixbit simulate --bits`` reads and ``mixbit allocate --out`` writes)::
 
@@ -8,6 +8,9 @@ The JSON (what ``mixbit simulate --bits`` reads and ``mixbit allocate --out`` wr
 For weight GEMMs ``wbits`` are the weight bits and ``abits`` the bits of the GEMM's input activation; for
 attention matmuls (``<attn>.matmul_qk``, ``<attn>.matmul_av``) ``wbits`` are the bits of the second
 operand (k or v) and ``abits`` of the first (q or the softmax probabilities).
+
+Plan files are read in one place, ``sim.plan.read_plan`` (the file schema; quant and sim do not import each
+other, so the allocator's ``read_bit_plan`` hands the validated mapping to ``BitPlan.from_dict``).
 """
 
 from __future__ import annotations
@@ -124,16 +127,6 @@ class BitPlan:
             {name: LayerBits.from_dict(bits, f"{where}: layers.{name}") for name, bits in layers.items()},
             None if default is None else LayerBits.from_dict(default, f"{where}: default"),
         )
-
-    @classmethod
-    def load(cls, path: str | Path) -> BitPlan:
-        """Read a plan JSON file; ``InputError`` names the file and the problem."""
-        path = Path(path)
-        try:
-            obj = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        return cls.from_dict(obj, str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -5,7 +5,8 @@ from sim.functional import functional_gemm
 from sim.pe import macs_per_pe
 from sim.resources import Resources, estimate_resources
 from sim.simulate import LayerResult, SimResult, cost_table, simulate, vector_cycles
-from sim.target import Target, list_targets, load_target
+from sim.target import Target
+from sim.target_file import list_targets, load_target
 from sim.workload import Gemm, VectorOp, Workload
 
 __all__ = ["Gemm", "InputError", "Target", "VectorOp", "Workload", "list_targets", "load_target"]

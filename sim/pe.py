@@ -31,10 +31,10 @@ PEs folds like an R×(C·p) array whose fill/drain still crosses C physical colu
 from __future__ import annotations
 
 from sim.errors import InputError
+from sim.target import PE_KINDS
 
 __all__ = ["PE_KINDS", "lut_multiplier_cost", "macs_per_pe"]
 
-PE_KINDS = ("int8", "bitfusion", "dsp_packed", "lut")
 MAX_BITS = 8
 
 

@@ -1,51 +1,72 @@
-"""Read the bit-plan JSON that ``mixbit allocate --out`` writes; sim reads only wbits and abits.
+"""Bit-plan files: the one reader of the JSON that ``mixbit allocate --out`` writes and every command reads.
 
-Format: ``{"model": NAME, "default": {"wbits": 8, "abits": 8}, "layers": {NAME: {"wbits": 4, "abits": 8,
-...}, ...}}``; ``default`` is optional and other keys of a layer (weight_kind, act_kind) are ignored here.
+Format::
+
+    {"model": NAME, "note": "free text",                      # both optional
+     "default": {"wbits": 8, "abits": 8},                     # optional: bits of layers not named below
+     "layers": {NAME: {"wbits": 4, "abits": 8, "weight_kind": "uniform", "act_kind": "log2"}, ...}}
+
+A plan is plain data, so its schema lives here in sim (which needs only ``wbits``/``abits``) and quant takes
+the validated mapping (``quant.BitPlan.from_dict``), which checks the quantizer kinds it owns: sim and quant
+stay independent and there is one reader. ``allocator.bridge.read_bit_plan`` joins the two for ``verify``,
+``allocate`` and export; ``simulate`` uses ``plan_bits`` here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field
 
 from sim.errors import InputError
+from sim.schema import FileModel, read_json, validate
 
-__all__ = ["load_bits", "plan_bits"]
+__all__ = ["LayerEntry", "PlanFile", "load_bits", "plan_bits", "read_plan"]
+
+#: Bit widths a plan may name (quantizers are defined for 2..8 bits; a target may support fewer).
+MIN_PLAN_BITS, MAX_PLAN_BITS = 2, 8
+
+Bits = Annotated[int, Field(ge=MIN_PLAN_BITS, le=MAX_PLAN_BITS)]
+#: A quantizer kind (``uniform``, ``log2``, ...); quant owns the list and checks it.
+Kind = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-def _bits_of(entry: Any, where: str) -> tuple[int, int]:
-    if not isinstance(entry, dict):
-        raise InputError(f"{where}: expected an object with wbits and abits, got {entry!r}")
-    pair = []
-    for key in ("wbits", "abits"):
-        if key not in entry:
-            raise InputError(f"{where}: missing {key!r}")
-        value = entry[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{where}: {key}={value!r}; must be a positive integer")
-        pair.append(value)
-    return pair[0], pair[1]
+class LayerEntry(FileModel):
+    """Bits of one GEMM: ``wbits`` (weights, or the second operand), ``abits`` (input, or the first operand)."""
+
+    wbits: Bits
+    abits: Bits
+    weight_kind: Kind = "uniform"
+    act_kind: Kind = "uniform"
+
+
+class PlanFile(FileModel):
+    """A whole bit-plan file."""
+
+    model: str = ""
+    note: str = ""
+    default: LayerEntry | None = None
+    layers: dict[str, LayerEntry] = Field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The plan as JSON-ready data, with the quantizer kinds filled in."""
+        return self.model_dump(exclude={"note"}, exclude_none=True)
+
+
+def read_plan(path: str | Path) -> PlanFile:
+    """The validated plan at ``path``; ``InputError`` ``PATH: key: reason`` on any problem with the file."""
+    path = Path(path)
+    return validate(PlanFile, read_json(path, "bit plan"), path)
 
 
 def load_bits(path: str | Path) -> tuple[dict[str, tuple[int, int]], tuple[int, int] | None, str | None]:
     """(per-layer (wbits, abits), default pair or None, model name or None) from a bit-plan JSON file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a bit plan must be a JSON object")
-    layers = data.get("layers", {})
-    if not isinstance(layers, dict):
-        raise InputError(f"{path}: 'layers' must be an object mapping layer names to bits")
-    default = _bits_of(data["default"], f"{path}: default") if "default" in data else None
-    bits = {name: _bits_of(entry, f"{path}: layer {name!r}") for name, entry in layers.items()}
-    model = data.get("model")
-    return bits, default, model if isinstance(model, str) else None
+    plan = read_plan(path)
+    bits = {name: (entry.wbits, entry.abits) for name, entry in plan.layers.items()}
+    default = None if plan.default is None else (plan.default.wbits, plan.default.abits)
+    return bits, default, plan.model or None
 
 
 def plan_bits(path: str | Path, layer_names: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -58,7 +79,7 @@ def plan_bits(path: str | Path, layer_names: Iterable[str]) -> dict[str, tuple[i
     names = list(layer_names)
     unknown = sorted(set(bits) - set(names))
     if unknown:
-        raise InputError(f"{path}: layer {unknown[0]!r} is not in the model")
+        raise InputError(f"{path}: layers.{unknown[0]}: not a GEMM of the model")
     out = {}
     for name in names:
         if name in bits:
@@ -66,5 +87,5 @@ def plan_bits(path: str | Path, layer_names: Iterable[str]) -> dict[str, tuple[i
         elif default is not None:
             out[name] = default
         else:
-            raise InputError(f"{path}: no bits for layer {name!r} and no 'default'")
+            raise InputError(f"{path}: layers.{name}: missing, and the plan has no 'default'")
     return out

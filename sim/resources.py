@@ -39,11 +39,10 @@ from typing import TYPE_CHECKING
 
 from sim.errors import InputError
 from sim.pe import lut_multiplier_cost, macs_per_pe
+from sim.target import BRAM36_BITS, RESOURCE_NAMES, URAM_BITS, Target
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from sim.target import Target
 
 __all__ = [
     "RESOURCE_NAMES",
@@ -55,7 +54,6 @@ __all__ = [
     "estimate_resources",
 ]
 
-RESOURCE_NAMES: tuple[str, ...] = ("dsp", "lut", "ff", "bram36", "uram")
 
 # FINN-R MVAU LUT model constants (matrixvectoractivation.py::lut_estimation).
 FINN_LUT_BASE = 300
@@ -65,8 +63,6 @@ FINN_LUT_SCALE = 1.1
 #: assumption: shipped models stay at or below ViT-L widths.
 MAX_REDUCTION = 4096
 
-BRAM36_BITS = 36 * 1024  # UG573: 36 Kbit per BRAM36
-URAM_BITS = 4096 * 72  # UG573: URAM288 is 4K x 72
 PRIMITIVE_PORT_BITS = 72  # widest SDP port of a BRAM36 (512 x 72) and of a URAM (4K x 72), UG573
 
 #: Multiplier shape (A x B bits) of each DSP kind: DSP48E1 25x18 (UG479), DSP48E2 27x18 (UG579), DSP58 27x24 (AM004).

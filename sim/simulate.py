@@ -25,7 +25,6 @@ Choices stated here:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -147,24 +146,8 @@ _RESOURCE_KEYS = ("dsp", "lut", "ff", "bram36", "uram")
 
 
 def with_array(target: Target, rows: int | None = None, cols: int | None = None, dataflow: str | None = None) -> Target:
-    """``target`` with its array's rows, columns or dataflow replaced (None keeps the target's)."""
-    if rows is None and cols is None and dataflow is None:
-        return target
-    for what, value in (("rows", rows), ("cols", cols)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise InputError(f"array {what}={value!r}; must be a positive integer")
-    if dataflow is not None and dataflow not in DATAFLOW_CODES:
-        raise InputError(f"dataflow {dataflow!r}; expected one of os, ws, is")
-    if hasattr(target, "with_array"):
-        return target.with_array(rows=rows, cols=cols, dataflow=dataflow)
-    acc = target.accelerator
-    acc = dataclasses.replace(
-        acc,
-        rows=acc.rows if rows is None else rows,
-        cols=acc.cols if cols is None else cols,
-        dataflow=acc.dataflow if dataflow is None else dataflow,
-    )
-    return dataclasses.replace(target, accelerator=acc)
+    """``target.replace_array(...)``: its array's rows, columns or dataflow replaced (None keeps the target's)."""
+    return target.replace_array(rows=rows, cols=cols, dataflow=dataflow)
 
 
 def resolve_bits(workload: Workload, target: Target, bits: Bits | Mapping[str, Bits]) -> dict[str, Bits]:

@@ -1,5 +1,7 @@
-"""The bridge from a torch model to a ``sim.Workload``: trace the forward pass, name every GEMM and vector op."""
+"""Where sim and quant meet: a torch model traced to a ``sim.Workload`` (every GEMM and vector op named), and
+bit-plan files read once into quant's ``BitPlan``."""
 
+from allocator.bridge.plan import read_bit_plan
 from allocator.bridge.workload import workload_from_model
 
-__all__ = ["workload_from_model"]
+__all__ = ["read_bit_plan", "workload_from_model"]

@@ -44,7 +44,6 @@ import math
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -54,8 +53,11 @@ from typing import Any
 
 import pandas as pd
 
+from allocator.sweep.spec import BUDGET_AXES, SweepFile
 from sim.errors import InputError
-from sim.target import Target, load_target
+from sim.schema import read_toml, validate
+from sim.target import Target
+from sim.target_file import load_target
 from sim.workload import Workload
 
 __all__ = [
@@ -72,24 +74,6 @@ __all__ = [
     "simulate_point",
 ]
 
-DATAFLOWS = ("os", "ws", "is")
-# design axes: a list of values each in [grid], one value in a [[point]] (checked in _check_value)
-AXES = (
-    "target",
-    "rows",
-    "cols",
-    "dataflow",
-    "clock_mhz",
-    "bandwidth_gbps",
-    "buffer_split",
-    "bits",
-    "latency_ms",
-    "size_mb",
-    "bops",
-)
-BUDGET_AXES = ("latency_ms", "size_mb", "bops")
-TOP_KEYS = ("models", "grid", "point", "allocate", "sensitivity", "choices", "points_per_part", "name")
-POINT_KEYS = (*AXES, "model")
 
 # evaluate(workload, target configured for the point, point) -> result columns of the point's row
 Evaluate = Callable[[Workload, Target, "DesignPoint"], Mapping[str, Any]]
@@ -188,57 +172,7 @@ class SweepSummary:
 
 
 def _fail(path: Path, key: str, reason: str) -> InputError:
-    return InputError(f"{path}: key {key!r}: {reason}")
-
-
-def _check_int(path: Path, key: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(path, key, f"expected an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise _fail(path, key, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_positive(path: Path, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(path, key, f"expected a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise _fail(path, key, f"must be a finite number > 0, got {value}")
-    return float(value)
-
-
-def _check_pair(path: Path, key: str, value: Any) -> tuple[int, int]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise _fail(path, key, f"expected [wbits, abits], got {value!r}")
-    return (_check_int(path, key, value[0], minimum=1), _check_int(path, key, value[1], minimum=1))
-
-
-def _check_value(path: Path, key: str, axis: str, value: Any) -> Any:
-    """One value of one axis, type- and range-checked."""
-    if axis == "target" or axis == "model":
-        if not isinstance(value, str) or not value:
-            raise _fail(path, key, f"expected a non-empty string, got {value!r}")
-        if axis == "target":
-            _resolve_target(path, key, value)  # a target that does not load fails here, before any work
-        return value
-    if axis in ("rows", "cols"):
-        return _check_int(path, key, value)
-    if axis == "dataflow":
-        if value not in DATAFLOWS:
-            raise _fail(path, key, f"expected one of {', '.join(DATAFLOWS)}, got {value!r}")
-        return value
-    if axis in ("clock_mhz", "bandwidth_gbps", *BUDGET_AXES):
-        return _check_positive(path, key, value)
-    if axis == "buffer_split":
-        if not isinstance(value, list) or len(value) != 3:
-            raise _fail(path, key, f"expected [ifmap, filter, ofmap] fractions, got {value!r}")
-        shares = tuple(_check_positive(path, key, share) for share in value)
-        if abs(sum(shares) - 1.0) > 1e-6:
-            raise _fail(path, key, f"fractions must sum to 1, got {value!r} (sum {sum(shares):g})")
-        return shares
-    if axis == "bits":
-        return _check_pair(path, key, value)
-    raise AssertionError(axis)
+    return InputError(f"{path}: {key}: {reason}")
 
 
 def _resolve_target(path: Path, key: str, name: str) -> Target:
@@ -272,118 +206,63 @@ def _target_ref(path: Path, name: str) -> str:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Parse and validate a sweep file completely (every target loaded, every value checked) before any work.
 
-    Raises ``InputError`` naming the file, the key and the reason on the first problem found.
+    The file's shape is ``allocator.sweep.spec.SweepFile``; this adds what needs other files (targets, the
+    sensitivity table). Raises ``InputError`` ``FILE: dotted.key: reason`` on the first problem found.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML: {exc}") from None
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise _fail(path, key, f"unknown key (expected one of {', '.join(TOP_KEYS)})")
-
-    models_raw = raw.get("models")
-    if not isinstance(models_raw, list) or not models_raw:
-        raise _fail(path, "models", "expected a non-empty list of model names")
-    models = tuple(_check_value(path, f"models[{i}]", "model", m) for i, m in enumerate(models_raw))
-
-    allocate = raw.get("allocate", False)
-    if not isinstance(allocate, bool):
-        raise _fail(path, "allocate", f"expected true or false, got {allocate!r}")
-    sensitivity = raw.get("sensitivity", "proxy" if allocate else "")
-    if not isinstance(sensitivity, str):
-        raise _fail(path, "sensitivity", f"expected a string, got {sensitivity!r}")
-    if not allocate and ("sensitivity" in raw or "choices" in raw):
-        raise _fail(path, "sensitivity" if "sensitivity" in raw else "choices", "only meaningful with allocate = true")
+    spec = validate(SweepFile, read_toml(path, "sweep"), path)
+    allocate = spec.allocate
+    sensitivity = spec.sensitivity or ("proxy" if allocate else "")
     if allocate and sensitivity != "proxy":
-        table = Path(sensitivity)
-        table = table if table.is_absolute() else path.parent / table
-        if not table.is_file():
-            raise _fail(path, "sensitivity", f"expected 'proxy' or a sensitivity table file; {table} does not exist")
-        sensitivity = str(table.resolve())
-        try:
-            columns = set(_sensitivity_table(sensitivity).columns)
-        except Exception as exc:  # any reader error is the file's fault
-            raise _fail(path, "sensitivity", f"cannot read {table}: {exc}") from None
-        missing = {"layer", "wbits", "abits", "sensitivity"} - columns
-        if missing:
-            raise _fail(path, "sensitivity", f"{table} lacks column(s) {', '.join(sorted(missing))}")
-    choices_raw = raw.get("choices", [])
-    if not isinstance(choices_raw, list):
-        raise _fail(path, "choices", f"expected a list of [wbits, abits], got {choices_raw!r}")
-    choices = tuple(_check_pair(path, f"choices[{i}]", c) for i, c in enumerate(choices_raw))
-    if "choices" in raw and not choices:
-        raise _fail(path, "choices", "empty list")
+        sensitivity = _check_sensitivity_table(path, sensitivity)
+    choices = tuple((w, a) for w, a in spec.choices or ())
 
-    points_per_part = raw.get("points_per_part")
-    if points_per_part is not None:
-        points_per_part = _check_int(path, "points_per_part", points_per_part)
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name:
-        raise _fail(path, "name", f"expected a non-empty string, got {name!r}")
-
-    grid = raw.get("grid")
-    tables = raw.get("point", [])
-    if grid is None and not tables:
-        raise _fail(path, "grid", "a sweep needs a [grid] table or [[point]] tables")
     combos: list[dict[str, Any]] = []
-    if grid is not None:
-        if not isinstance(grid, dict):
-            raise _fail(path, "grid", "expected a table")
-        axes: dict[str, list[Any]] = {}
-        for axis, values in grid.items():
-            key = f"grid.{axis}"
-            if axis not in AXES:
-                raise _fail(path, key, f"unknown axis (expected one of {', '.join(AXES)})")
-            if not isinstance(values, list):
-                raise _fail(path, key, f"expected a list of values, got {values!r}")
-            if not values:
-                raise _fail(path, key, "empty axis: give at least one value")
-            axes[axis] = [_check_value(path, f"{key}[{i}]", axis, v) for i, v in enumerate(values)]
-        if "target" not in axes:
-            raise _fail(path, "grid.target", "missing: every point needs a target")
+    if spec.grid is not None:
+        axes = {axis: values for axis, values in spec.grid.model_dump(exclude_none=True).items()}
+        for i, name in enumerate(axes["target"]):
+            _resolve_target(path, f"grid.target[{i}]", name)  # a target that does not load fails here, before any work
         names = list(axes)
         combos += [dict(zip(names, values, strict=True), _key="grid") for values in product(*axes.values())]
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise _fail(path, "point", "expected [[point]] tables")
-    for i, table in enumerate(tables):
-        combo: dict[str, Any] = {"_key": f"point[{i}]"}
-        for axis, value in table.items():
-            key = f"point[{i}].{axis}"
-            if axis not in POINT_KEYS:
-                raise _fail(path, key, f"unknown key (expected one of {', '.join(POINT_KEYS)})")
-            combo[axis] = _check_value(path, key, axis, value)
-        if "target" not in combo:
-            raise _fail(path, f"point[{i}].target", "missing: every point needs a target")
-        combos.append(combo)
+    for i, table in enumerate(spec.point):
+        combos.append({**table.model_dump(exclude_none=True), "_key": f"point[{i}]"})
 
     points: dict[str, DesignPoint] = {}
     for combo in combos:
         where = combo.pop("_key")
-        if allocate and "bits" in combo:
-            raise _fail(path, f"{where}.bits", "with allocate = true the ILP picks bits; use choices and budgets")
-        if not allocate:
-            for budget in BUDGET_AXES:
-                if budget in combo:
-                    raise _fail(path, f"{where}.{budget}", "budgets need allocate = true")
-        point_models = (combo.pop("model"),) if "model" in combo else models
+        point_models = (combo.pop("model"),) if "model" in combo else tuple(spec.models)
         target = _resolve_target(path, f"{where}.target", combo["target"])
         for model in point_models:
             point = _resolve_point(path, where, model, target, combo, allocate, sensitivity, choices)
             points.setdefault(point.point_id, point)
     return SweepSpec(
         path=path,
-        name=name,
-        models=tuple(dict.fromkeys([*models, *(p.model for p in points.values())])),
+        name=spec.name or path.stem,
+        models=tuple(dict.fromkeys([*spec.models, *(p.model for p in points.values())])),
         points=tuple(points.values()),
         targets={p.target: _cached_target(p.target) for p in points.values()},
         allocate=allocate,
         sensitivity=sensitivity,
         choices=choices,
-        points_per_part=points_per_part,
+        points_per_part=spec.points_per_part,
     )
+
+
+def _check_sensitivity_table(path: Path, name: str) -> str:
+    """The absolute path of the sweep's sensitivity table, after checking it reads and has the columns."""
+    table = Path(name)
+    table = table if table.is_absolute() else path.parent / table
+    if not table.is_file():
+        raise _fail(path, "sensitivity", f"expected 'proxy' or a sensitivity table file; {table} does not exist")
+    resolved = str(table.resolve())
+    try:
+        columns = set(_sensitivity_table(resolved).columns)
+    except Exception as exc:  # any reader error is the file's fault
+        raise _fail(path, "sensitivity", f"cannot read {table}: {exc}") from None
+    missing = {"layer", "wbits", "abits", "sensitivity"} - columns
+    if missing:
+        raise _fail(path, "sensitivity", f"{table} lacks column(s) {', '.join(sorted(missing))}")
+    return resolved
 
 
 def _resolve_point(

@@ -106,7 +106,8 @@ def test_bad_bit_plans(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     unknown.write_text(json.dumps({"layers": {"fc1": {"wbits": 4, "abits": 4}, "fc9": {"wbits": 4, "abits": 4}}}))
     missing = tmp_path / "missing.json"
     missing.write_text(json.dumps({"layers": {"fc1": {"wbits": 4, "abits": 4}}}))
-    for plan, message in ((unknown, "'fc9' is not in the model"), (missing, "no bits for layer 'fc2'")):
+    cases = ((unknown, ": layers.fc9: not a GEMM of the model"), (missing, ": layers.fc2: missing, and the plan"))
+    for plan, message in cases:
         assert main(["simulate", "--target", "zcu102", "--topology", str(topo), "--bits", str(plan)]) == 2
         assert message in capsys.readouterr().err
     args = ["simulate", "--target", "zcu102", "--topology", str(topo), "--bits", str(missing), "--wbits", "4"]

@@ -80,7 +80,7 @@ def test_verify_exits_1_on_mismatches(
             },
             "nope",
         ),
-        ({"model": "mixbit_vit_test", "default": {"wbits": 9, "abits": 8}}, "bit width"),
+        ({"model": "mixbit_vit_test", "default": {"wbits": 9, "abits": 8}}, "default.wbits: must be at most 8"),
     ],
 )
 def test_verify_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], plan: dict, message: str) -> None:

@@ -163,7 +163,7 @@ def test_target_files_resolve_against_the_sweep_file(tmp_path: Path) -> None:
     point = spec.points[0]
     assert point.target == str((tmp_path / "boards" / "mine.toml").resolve())
     assert spec.targets[point.target].device == shipped.device
-    with pytest.raises(InputError, match=r"'grid.target\[0\]'"):
+    with pytest.raises(InputError, match=r": grid.target\[0\]: "):
         load_sweep(write(tmp_path, 'models = ["tiny"]\n[grid]\ntarget = ["boards/missing.toml"]\n'))
 
 
@@ -171,19 +171,28 @@ def test_target_files_resolve_against_the_sweep_file(tmp_path: Path) -> None:
     ("text", "key", "reason"),
     [
         ('models = ["tiny"]\ncolour = 3\n[grid]\ntarget = ["zcu102"]\n', "colour", "unknown key"),
-        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrowz = [8]\n', "grid.rowz", "unknown axis"),
-        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = []\n', "grid.rows", "empty axis"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrowz = [8]\n', "grid.rowz", "unknown key; expected one of"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = []\n', "grid.rows", "expected a non-empty list"),
         ('models = ["tiny"]\n[grid]\ntarget = ["zcu102", "no_such_board"]\n', "grid.target[1]", "no_such_board"),
         ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = ["32"]\n', "grid.rows[0]", "expected an integer"),
+        ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = [0]\n', "grid.rows[0]", "must be positive"),
         ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\ndataflow = ["rs"]\n', "grid.dataflow[0]", "expected one"),
         (
             'models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nbuffer_split = [[0.5, 0.5, 0.5]]\n',
             "grid.buffer_split[0]",
             "sum to 1",
         ),
+        (
+            'models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nbandwidth_gbps = [1e-300]\n',
+            "grid.bandwidth_gbps[0]",
+            "must be at least 0.01",
+        ),
         ('models = []\n[grid]\ntarget = ["zcu102"]\n', "models", "non-empty"),
         ('models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nlatency_ms = [5.0]\n', "grid.latency_ms", "allocate = true"),
         ('models = ["tiny"]\n[[point]]\nrows = 8\n', "point[0].target", "missing"),
+        ('models = ["tiny"]\npoints_per_part = -5\n[grid]\ntarget = ["zcu102"]\n', "points_per_part", "positive"),
+        ('\ufeffmodels = ["tiny"]\n[grid]\ntarget = ["zcu102"]\n', "", "byte-order mark (BOM)"),
+        ('models = ["tiny"]\nmodels = ["b"]\n[grid]\ntarget = ["zcu102"]\n', "models", "duplicate key (line 2)"),
     ],
 )
 def test_malformed_files_fail_naming_file_and_key(tmp_path: Path, text: str, key: str, reason: str) -> None:
@@ -191,8 +200,15 @@ def test_malformed_files_fail_naming_file_and_key(tmp_path: Path, text: str, key
     with pytest.raises(InputError) as exc:
         load_sweep(path)
     message = str(exc.value)
-    assert str(path) in message and repr(key) in message and reason in message
+    assert message.startswith(f"{path}: {key}: " if key else f"{path}: ") and reason in message, message
     assert "\n" not in message
+
+
+def test_a_sweep_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.toml"
+    path.write_bytes(b'models = ["t\xe9st"]\n')
+    with pytest.raises(InputError, match=r"sweep.toml: byte 12: not UTF-8 text \(sweep files are UTF-8\)"):
+        load_sweep(path)
 
 
 def test_cli_rejects_a_malformed_file_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +217,7 @@ def test_cli_rejects_a_malformed_file_before_any_work(tmp_path: Path, capsys: py
     assert main(["sweep", str(path), "--out", str(out), "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("error: ") and "'grid.rows'" in captured.err and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: ") and ": grid.rows: " in captured.err and captured.err.count("\n") == 1
     assert not out.exists()  # nothing started: no directory, no cluster
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import InputError, Target, list_targets, load_target
+from sim import InputError, Target, estimate_resources, list_targets, load_target
 from sim.target import BRAM36_BYTES, SUPPORTED_BITS, URAM_BYTES
 
 SHIPPED = [
@@ -135,7 +135,7 @@ def test_every_number_in_a_shipped_file_has_a_source(name: str) -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_accelerator_fits_under_its_caps(name: str) -> None:
-    assert load_target(name).resources().fits
+    assert estimate_resources(load_target(name)).fits
 
 
 def test_load_by_path_equals_load_by_name() -> None:
@@ -188,7 +188,7 @@ def test_with_array_replaces_shape_and_keeps_the_rest() -> None:
 
 def test_with_array_too_large_reports_not_fitting_instead_of_raising() -> None:
     huge = load_target("ultra96v2").with_array(rows=128, cols=128)
-    resources = huge.resources()
+    resources = estimate_resources(huge)
     assert not resources.fits
     assert "dsp" in resources.over_limits()
 
@@ -279,12 +279,49 @@ def test_zero_budget(tmp_path: Path) -> None:
 
 def test_negative_budget(tmp_path: Path) -> None:
     message = load_error(tmp_path, replace_once(GOOD, "bandwidth_gbps = 19.2", "bandwidth_gbps = -1.5"))
-    assert ": memory.bandwidth_gbps: must be positive" in message
+    assert ": memory.bandwidth_gbps: must be at least 0.01, got -1.5" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # issue #15 item 5: a near-zero bandwidth gave zero stalls; item 14: 1e308 broke `targets --json`
+        ("bandwidth_gbps = 19.2", "bandwidth_gbps = 1e-300", "memory.bandwidth_gbps: must be at least 0.01"),
+        ("bandwidth_gbps = 19.2", "bandwidth_gbps = 1e308", "memory.bandwidth_gbps: must be at most 100000.0"),
+        ("bandwidth_gbps = 19.2", "bandwidth_gbps = nan", "memory.bandwidth_gbps: must be a finite number"),
+        ("bandwidth_gbps = 19.2", "bandwidth_gbps = inf", "memory.bandwidth_gbps: must be a finite number"),
+        # issue #15 item 23: kib = 0.0001 was a 0-byte buffer
+        ("kib = 32", "kib = 0.0001", "accelerator.buffers.ofmap.kib: must be at least 1.0, got 0.0001"),
+        ("clock_mhz = 200", "clock_mhz = 1e9", "clock_mhz: must be at most 10000.0"),
+        ("rows = 8", "rows = 100000", "accelerator.rows: must be at most 4096"),
+        ("lut = 70560", "lut = 10000000000000000000", "device.lut: must be at most 200000000"),
+        ("vector_lanes = 4", "vector_lanes = -4", "accelerator.vector_lanes: must be positive, got -4"),
+    ],
+)
+def test_values_outside_physical_ranges(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert f": {expected}" in load_error(tmp_path, replace_once(GOOD, old, new))
+
+
+def test_byte_order_mark_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    with pytest.raises(InputError, match=r"bom.toml: starts with a UTF-8 byte-order mark \(BOM\)"):
+        load_target(path)
+
+
+def test_unknown_device_kind(tmp_path: Path) -> None:
+    message = load_error(tmp_path, replace_once(GOOD, 'part = "XCZU3EG"', 'kind = "gpu"\npart = "XCZU3EG"'))
+    assert ": device: unknown value 'gpu'; expected one of fpga, asic" in message
+
+
+def test_source_for_an_unknown_key(tmp_path: Path) -> None:
+    message = load_error(tmp_path, replace_once(GOOD, 'source = "DS891"', 'source = "DS891"\nsource_luts = "x"'))
+    assert ": device.source_luts: unknown key; expected one of" in message
 
 
 def test_zero_buffer_size(tmp_path: Path) -> None:
     message = load_error(tmp_path, replace_once(GOOD, "kib = 32", "kib = 0"))
-    assert ": accelerator.buffers.ofmap.kib: must be positive" in message
+    assert ": accelerator.buffers.ofmap.kib: must be at least 1.0, got 0" in message
 
 
 def test_cap_above_one(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def target_summary(target: Any, *, detail: bool = False) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
-    from sim.target import list_targets, load_target
+    from sim.target_file import list_targets, load_target
 
     if args.target is not None:
         summaries = [target_summary(load_target(args.target), detail=True)]

@@ -84,16 +84,16 @@ def verify_plan(
     """Quantize, calibrate, verify; the JSON object ``mixbit verify --json`` prints."""
     import torch
 
+    from allocator.bridge.plan import read_bit_plan
     from quant.calibrate import calibrate_
     from quant.errors import InputError
     from quant.integer import exact_codes, to_integer, verify_bit_exact
-    from quant.plan import BitPlan
     from quant.quantize import QuantConfig, quantize_
     from quant.testbed import load_data
 
     if images < 1 or calibration < 1:
         raise InputError(f"--images and --calibration must be at least 1, got {images} and {calibration}")
-    plan = BitPlan.load(plan_path)
+    plan = read_bit_plan(plan_path)
     model, weights = _load_model(model_name, checkpoint, seed)
     img_size = model.patch_embed.img_size[0]
     split = load_data(data, img_size=img_size, channels=model.patch_embed.proj.in_channels, seed=seed)

@@ -1,0 +1,370 @@
+"""Target files: the TOML schema of a board or accelerator, validated once into a frozen ``sim.target.Target``.
+
+File schema (see ``targets/zcu102.toml`` for a commented example)::
+
+    description = "..."            # one line
+    clock_mhz = 300                # accelerator clock, MHz
+    source_clock_mhz = "..."       # where the number comes from, or "assumption: ..."
+
+    [device]                       # kind = "fpga" (default) or "asic" (reference accelerators)
+    kind, part, dsp_kind, lut, ff, dsp, bram36, uram      # fpga
+    kind, part, sram_kib                                   # asic: total on-chip SRAM, KiB
+    [caps]                         # fpga only: fraction of each resource a design may use, 0 < cap <= 1
+    lut, ff, dsp, bram36, uram
+    [memory]
+    kind, bandwidth_gbps | bandwidth_bytes_per_cycle, channels, controller ("hard" | "soft")
+    [accelerator]
+    rows, cols, dataflow (os|ws|is), pe (dsp_packed|lut|bitfusion|int8), weight_bits, act_bits, vector_lanes
+    [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
+
+Every number needs a source: the table's ``source`` covers all its numbers, ``source_<key>`` overrides
+it for one key. A source is a citation (datasheet table, paper, repository file) or a string starting
+with ``assumption:`` that says why the number was chosen.
+
+Each table is one pydantic model below (``sim.schema``: strict types, no unknown keys, bounds). To add a key,
+add a field to its model — annotated with ``SOURCED`` if it is a number that needs a source — and carry it
+into the frozen object in ``_build``. The bounds are physical ranges, wide enough for any real device and
+tight enough to catch a slip of units (``bandwidth_gbps = 1e-300``, ``kib = 0.0001``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import math
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from sim.errors import InputError
+from sim.resources import estimate_resources
+from sim.schema import SOURCED, FileModel, SourcedTable, keyed_error, read_toml, validate
+from sim.target import (
+    BRAM36_BYTES,
+    MAX_ARRAY_SIDE,
+    RESOURCE_NAMES,
+    SUPPORTED_BITS,
+    URAM_BYTES,
+    Accelerator,
+    BufferMemory,
+    Buffers,
+    Caps,
+    Controller,
+    Dataflow,
+    Device,
+    DspKind,
+    Memory,
+    MemoryKind,
+    PeKind,
+    Target,
+)
+
+__all__ = ["TargetFile", "list_targets", "load_target"]
+
+# Bounds of physical quantities. Sources: the largest FPGA in DESIGN's board list (Alveo U250: 1.7 M LUT,
+# 12,288 DSP, 2,688 BRAM36, 1,280 URAM) and today's fastest memories (an HBM3E stack moves about
+# 1.2 TB/s; a chip with 8 stacks about 10 TB/s). assumption: 100x those counts and 10x that bandwidth are
+# beyond any device mixbit is asked about, so larger values are typos or unit slips.
+MAX_COUNT = 200_000_000  # LUT, FF
+MAX_BLOCKS = 1_000_000  # DSP, BRAM36, URAM
+MAX_BANDWIDTH_GBPS = 100_000.0
+#: assumption: below 10 MB/s (a 1990s disk) a ViT's weights take minutes to stream; such a value is a unit slip.
+MIN_BANDWIDTH_GBPS = 0.01
+#: assumption: an accelerator clock between 1 MHz and 10 GHz (FPGA fabrics run 100-800 MHz, ASICs up to ~3 GHz).
+MIN_CLOCK_MHZ, MAX_CLOCK_MHZ = 1.0, 10_000.0
+#: assumption: a buffer smaller than 1 KiB cannot hold one 32x32 tile of 8-bit words; 16 GiB is past any on-chip SRAM.
+MIN_BUFFER_KIB, MAX_SRAM_KIB = 1.0, 16 * 1024 * 1024
+MAX_LANES = 65_536
+MAX_CHANNELS = 64
+
+
+class FpgaDevice(SourcedTable):
+    TAG: ClassVar[str] = "fpga"
+    kind: Literal["fpga"] = "fpga"
+    part: Annotated[str, Field(min_length=1)]
+    dsp_kind: DspKind = "dsp48e2"
+    lut: Annotated[int, SOURCED, Field(gt=0, le=MAX_COUNT)]
+    ff: Annotated[int, SOURCED, Field(gt=0, le=MAX_COUNT)]
+    dsp: Annotated[int, SOURCED, Field(ge=0, le=MAX_BLOCKS)]
+    bram36: Annotated[int, SOURCED, Field(gt=0, le=MAX_BLOCKS)]
+    uram: Annotated[int, SOURCED, Field(ge=0, le=MAX_BLOCKS)]
+
+
+class AsicDevice(SourcedTable):
+    TAG: ClassVar[str] = "asic"
+    kind: Literal["asic"]
+    part: Annotated[str, Field(min_length=1)]
+    sram_kib: Annotated[float, SOURCED, Field(ge=MIN_BUFFER_KIB, le=MAX_SRAM_KIB)]
+
+
+def _device_kind(data: Any) -> Any:
+    return data.get("kind", "fpga") if isinstance(data, dict) else "fpga"
+
+
+class CapsTable(SourcedTable):
+    lut: Annotated[float, SOURCED, Field(gt=0, le=1.0)]
+    ff: Annotated[float, SOURCED, Field(gt=0, le=1.0)]
+    dsp: Annotated[float, SOURCED, Field(gt=0, le=1.0)]
+    bram36: Annotated[float, SOURCED, Field(gt=0, le=1.0)]
+    uram: Annotated[float, SOURCED, Field(gt=0, le=1.0)]
+
+
+class MemoryTable(SourcedTable):
+    kind: MemoryKind
+    bandwidth_gbps: Annotated[float | None, SOURCED, Field(ge=MIN_BANDWIDTH_GBPS, le=MAX_BANDWIDTH_GBPS)] = None
+    # assumption: 1/64 of a byte to 65,536 bytes per cycle (a 512-bit AXI port moves 64)
+    bandwidth_bytes_per_cycle: Annotated[float | None, SOURCED, Field(ge=1 / 64, le=65_536.0)] = None
+    channels: Annotated[int, SOURCED, Field(gt=0, le=MAX_CHANNELS)] = 1
+    controller: Controller = "hard"
+
+    @model_validator(mode="after")
+    def _one_bandwidth(self) -> MemoryTable:
+        has_gbps, has_bpc = self.bandwidth_gbps is not None, self.bandwidth_bytes_per_cycle is not None
+        if not has_gbps and not has_bpc:
+            raise keyed_error("bandwidth_gbps", "missing key")
+        if has_gbps and has_bpc:
+            raise keyed_error("bandwidth_gbps", "give bandwidth_gbps or bandwidth_bytes_per_cycle, not both")
+        return self
+
+
+class BufferSpec(FileModel):
+    memory: BufferMemory
+    kib: Annotated[float | None, Field(ge=MIN_BUFFER_KIB, le=MAX_SRAM_KIB)] = None
+    share: Annotated[float | None, Field(gt=0, le=1.0)] = None
+
+    @model_validator(mode="after")
+    def _size_or_share(self) -> BufferSpec:
+        if (self.kib is None) == (self.share is None):
+            raise keyed_error("kib", "give exactly one of kib (a size) or share (a fraction of the device)")
+        return self
+
+
+class BuffersTable(SourcedTable):
+    ifmap: Annotated[BufferSpec, SOURCED]
+    filter: Annotated[BufferSpec, SOURCED]
+    ofmap: Annotated[BufferSpec, SOURCED]
+
+
+BitList = Annotated[list[int], SOURCED, Field(min_length=1)]
+
+
+class AcceleratorTable(SourcedTable):
+    rows: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
+    cols: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
+    dataflow: Dataflow
+    pe: PeKind
+    weight_bits: BitList
+    act_bits: BitList
+    vector_lanes: Annotated[int, SOURCED, Field(gt=0, le=MAX_LANES)]
+    buffers: BuffersTable
+
+    @model_validator(mode="after")
+    def _supported_bits(self) -> AcceleratorTable:
+        for key in ("weight_bits", "act_bits"):
+            values = getattr(self, key)
+            for value in values:
+                if value not in SUPPORTED_BITS:
+                    supported = ", ".join(map(str, SUPPORTED_BITS))
+                    raise keyed_error(key, f"unsupported bit width {value}; supported: {supported}")
+            if len(set(values)) != len(values):
+                raise keyed_error(key, "bit width listed twice")
+        return self
+
+
+class TargetFile(SourcedTable):
+    """A whole target file (the schema in this module's docstring)."""
+
+    description: Annotated[str, Field(min_length=1)]
+    clock_mhz: Annotated[float, SOURCED, Field(ge=MIN_CLOCK_MHZ, le=MAX_CLOCK_MHZ)]
+    device: Annotated[
+        Annotated[FpgaDevice, Tag("fpga")] | Annotated[AsicDevice, Tag("asic")], Discriminator(_device_kind)
+    ]
+    caps: CapsTable | None = None
+    memory: MemoryTable
+    accelerator: AcceleratorTable
+
+    @model_validator(mode="before")
+    @classmethod
+    def _caps_for_fpga_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("device"), dict):
+            asic = _device_kind(data["device"]) == "asic"
+            if asic and "caps" in data:
+                raise keyed_error("caps", "an asic device has no FPGA caps; remove the table")
+            if not asic and "caps" not in data:
+                raise keyed_error("caps", "missing table")
+        return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def list_targets() -> list[str]:
+    """Names of the shipped targets, sorted."""
+    root = importlib.resources.files("targets")
+    return sorted(p.name.removesuffix(".toml") for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """Load and validate a shipped target by name (``zcu102``) or a TOML file by path."""
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text:
+        return _load_file(Path(name_or_path))
+    if text not in list_targets():
+        raise InputError(f"unknown target {text!r}; known targets: {', '.join(list_targets())}")
+    return _load_shipped(text)
+
+
+@functools.cache
+def _load_shipped(name: str) -> Target:
+    return _load_file(Path(str(importlib.resources.files("targets") / f"{name}.toml")))
+
+
+def _load_file(path: Path) -> Target:
+    raw = read_toml(path, "target")
+    schema = validate(TargetFile, raw, path)
+    target = _build(path, schema)
+    _check_fit(target)
+    return target
+
+
+def _fail(path: Path, key: str, reason: str) -> InputError:
+    return InputError(f"{path}: {key}: {reason}")
+
+
+def _build(path: Path, file: TargetFile) -> Target:
+    """The frozen Target of a validated file; checks that need two tables at once (the device and a buffer)."""
+    sources = dict(file.sources)
+    for prefix, table in (
+        ("device.", file.device),
+        ("caps.", file.caps),
+        ("memory.", file.memory),
+        ("accelerator.", file.accelerator),
+        ("accelerator.buffers.", file.accelerator.buffers),
+    ):
+        if table is not None:
+            sources.update({f"{prefix}{key}": text for key, text in table.sources.items()})
+    device = _device(file)
+    caps = Caps(**{name: 1.0 if file.caps is None else getattr(file.caps, name) for name in RESOURCE_NAMES})
+    memory = file.memory
+    if memory.bandwidth_gbps is not None:
+        bandwidth = memory.bandwidth_gbps
+    else:
+        assert memory.bandwidth_bytes_per_cycle is not None
+        bandwidth = memory.bandwidth_bytes_per_cycle * file.clock_mhz * 1e6 / 1e9
+        sources["memory.bandwidth_gbps"] = sources["memory.bandwidth_bytes_per_cycle"]
+    acc = file.accelerator
+    if acc.pe in ("dsp_packed", "int8") and device.kind == "fpga" and device.dsp == 0:
+        raise _fail(path, "accelerator.pe", f"{acc.pe} PEs need DSP slices and the device has none")
+    if acc.pe == "dsp_packed" and device.dsp_kind == "dsp48e1":
+        # WP486's two-products-per-DSP scheme needs the 27-bit pre-adder of DSP48E2 (DSP48E1 has 25 bits)
+        raise _fail(path, "accelerator.pe", "dsp_packed PEs need DSP48E2 or DSP58 slices (device.dsp_kind = dsp48e1)")
+    return Target(
+        name=path.name.removesuffix(".toml"),
+        description=file.description,
+        path=path,
+        clock_mhz=float(file.clock_mhz),
+        device=device,
+        caps=caps,
+        memory=Memory(
+            kind=memory.kind, bandwidth_gbps=float(bandwidth), channels=memory.channels, controller=memory.controller
+        ),
+        accelerator=Accelerator(
+            rows=acc.rows,
+            cols=acc.cols,
+            dataflow=acc.dataflow,
+            pe=acc.pe,
+            weight_bits=tuple(sorted(acc.weight_bits)),
+            act_bits=tuple(sorted(acc.act_bits)),
+            buffers=_buffers(path, acc.buffers, device),
+            vector_lanes=acc.vector_lanes,
+        ),
+        sources=tuple(sorted(sources.items())),
+    )
+
+
+def _device(file: TargetFile) -> Device:
+    device = file.device
+    if isinstance(device, AsicDevice):
+        sram_bytes = round(device.sram_kib * 1024)
+        return Device(part=device.part, lut=0, ff=0, dsp=0, bram36=0, uram=0, kind="asic", sram_bytes=sram_bytes)
+    return Device(
+        part=device.part,
+        lut=device.lut,
+        ff=device.ff,
+        dsp=device.dsp,
+        bram36=device.bram36,
+        uram=device.uram,
+        kind="fpga",
+        dsp_kind=device.dsp_kind,
+    )
+
+
+def _buffers(path: Path, table: BuffersTable, device: Device) -> Buffers:
+    sizes: dict[str, int] = {}
+    memories: dict[str, BufferMemory] = {}
+    for role in ("ifmap", "filter", "ofmap"):
+        key = f"accelerator.buffers.{role}"
+        spec: BufferSpec = getattr(table, role)
+        choices = ("sram",) if device.kind == "asic" else ("bram36", "uram")
+        if spec.memory not in choices:
+            raise _fail(path, f"{key}.memory", f"unknown value {spec.memory!r}; expected one of {', '.join(choices)}")
+        if spec.memory == "uram" and device.uram == 0:
+            raise _fail(path, f"{key}.memory", f"the device ({device.part}) has no URAM")
+        if spec.kib is not None:
+            sizes[role] = round(spec.kib * 1024)
+        else:
+            assert spec.share is not None
+            if device.kind == "asic":
+                raise _fail(path, f"{key}.share", "an asic device has no BRAM/URAM to share; give kib")
+            count = device.uram if spec.memory == "uram" else device.bram36
+            blocks = math.floor(spec.share * count)
+            if blocks == 0:
+                raise _fail(path, f"{key}.share", f"{spec.share} of {count} {spec.memory} is less than one block")
+            sizes[role] = blocks * (URAM_BYTES if spec.memory == "uram" else BRAM36_BYTES)
+        memories[role] = spec.memory
+    return Buffers(
+        ifmap_bytes=sizes["ifmap"],
+        filter_bytes=sizes["filter"],
+        ofmap_bytes=sizes["ofmap"],
+        ifmap_memory=memories["ifmap"],
+        filter_memory=memories["filter"],
+        ofmap_memory=memories["ofmap"],
+    )
+
+
+#: Which file key a resource overrun is blamed on, by the component that uses most of it.
+_COMPONENT_KEYS = {
+    "array": "accelerator.rows",
+    "accumulators": "accelerator.rows",
+    "buffers": "accelerator.buffers",
+    "vector_unit": "accelerator.vector_lanes",
+    "memory_interface": "memory",
+    "control": "accelerator",
+}
+
+
+def _check_fit(target: Target) -> None:
+    """A file whose accelerator needs more than the whole device (not just its caps) is impossible."""
+    if target.is_asic:
+        buffers = target.accelerator.buffers.total_bytes
+        if buffers > target.device.sram_bytes:
+            raise InputError(
+                f"{target.path}: accelerator.buffers: buffers take {buffers / 1024:g} KiB, "
+                f"more than the chip's {target.device.sram_bytes / 1024:g} KiB of SRAM (device.sram_kib)"
+            )
+        return
+    resources = estimate_resources(target)
+    for name in RESOURCE_NAMES:
+        need = getattr(resources, name)
+        have = getattr(target.device, name)
+        if need > have:
+            worst = max(resources.breakdown, key=lambda part: getattr(part, name))
+            acc = target.accelerator
+            raise InputError(
+                f"{target.path}: {_COMPONENT_KEYS[worst.component]}: the {acc.rows}x{acc.cols} {acc.pe} accelerator "
+                f"needs {need:,} {name.upper()} ({worst.component}: {getattr(worst, name):,}), "
+                f"the device {target.device.part} has {have:,}"
+            )
+
