@@ -31,6 +31,7 @@ __all__ = [
     "SourcedTable",
     "keyed_error",
     "read_json",
+    "read_text",
     "read_toml",
     "type_name",
     "validate",
@@ -132,7 +133,8 @@ Any other key may cite one too (``source_dataflow``); it is kept in ``sources`` 
 # Reading files
 
 
-def _read_text(path: Path, what: str) -> str:
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; a missing file, a BOM or bytes that are not UTF-8 are one-line errors."""
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
     try:
@@ -152,7 +154,7 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
 
     tomllib rejects duplicate keys and tables itself and gives the line; the key is read from that line.
     """
-    text = _read_text(path, what)
+    text = read_text(path, what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -216,7 +218,7 @@ def _no_constant(name: str) -> None:
 
 def read_json(path: Path, what: str) -> Any:
     """The JSON file at ``path``; duplicate keys, NaN/Infinity and nesting past ``MAX_DEPTH`` are errors."""
-    text = _read_text(path, what)
+    text = read_text(path, what)
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:

@@ -17,6 +17,10 @@ import networkx as nx
 
 __all__ = ["Gemm", "VectorOp", "Workload"]
 
+#: Digits a topology file's GEMM dimension may have: 10^12 is far past any layer, and a longer number (a
+#: 5,000-digit one would stop int() with Python's digit limit) is refused before it is parsed.
+MAX_DIM_DIGITS = 12
+
 GemmKind = Literal["patch_embed", "qkv", "attn_qk", "attn_av", "proj", "fc1", "fc2", "head", "patch_merge", "gemm"]
 VectorKind = Literal["softmax", "gelu", "layernorm", "add", "requant"]
 
@@ -123,37 +127,40 @@ class Workload:
         writes for a GEMM with ``count`` = c) fold back into one GEMM ``X`` with ``count`` = c.
         """
         from sim.errors import InputError
+        from sim.schema import read_text
 
         path = Path(path)
         rows: list[tuple[int, str, int, int, int]] = []  # line number, name, m, n, k
         header_seen = False
-        with path.open(encoding="utf-8") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                line = raw.strip()
-                if not line:
-                    continue
-                fields = [field.strip() for field in line.split(",")]
-                if fields[-1] == "" and len(fields) > 1:
-                    fields = fields[:-1]  # SCALE-Sim's trailing comma
-                where = f"{path}:{lineno}"
-                if not header_seen:
-                    header_seen = True
-                    if len(fields) == 4 and all(re.fullmatch(r"[+-]?\d+", f) for f in fields[1:]):
-                        raise InputError(f"{where}: first row looks like data; expected a header row 'Layer, M, N, K,'")
-                    continue
-                if len(fields) != 4:
-                    raise InputError(f"{where}: expected 4 columns 'name, M, N, K,' but found {len(fields)}")
-                name = fields[0]
-                if not name:
-                    raise InputError(f"{where}: empty layer name")
-                dims: list[int] = []
-                for label, text in zip("MNK", fields[1:], strict=True):
-                    if not re.fullmatch(r"[+-]?\d+", text):
-                        raise InputError(f"{where}: {label}={text!r} in layer {name!r} is not an integer")
-                    if int(text) <= 0:
-                        raise InputError(f"{where}: {label}={text} in layer {name!r}; must be > 0")
-                    dims.append(int(text))
-                rows.append((lineno, name, *dims))
+
+        for lineno, raw in enumerate(read_text(path, "topology").splitlines(), start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            fields = [field.strip() for field in line.split(",")]
+            if fields[-1] == "" and len(fields) > 1:
+                fields = fields[:-1]  # SCALE-Sim's trailing comma
+            where = f"{path}:{lineno}"
+            if not header_seen:
+                header_seen = True
+                if len(fields) == 4 and all(re.fullmatch(r"[+-]?\d+", f) for f in fields[1:]):
+                    raise InputError(f"{where}: first row looks like data; expected a header row 'Layer, M, N, K,'")
+                continue
+            if len(fields) != 4:
+                raise InputError(f"{where}: expected 4 columns 'name, M, N, K,' but found {len(fields)}")
+            name = fields[0]
+            if not name:
+                raise InputError(f"{where}: empty layer name")
+            dims: list[int] = []
+            for label, text in zip("MNK", fields[1:], strict=True):
+                if not re.fullmatch(r"[+-]?[0-9]+", text):
+                    raise InputError(f"{where}: {label}={text!r} in layer {name!r} is not an integer")
+                if len(text.lstrip("+-0")) > MAX_DIM_DIGITS:
+                    raise InputError(f"{where}: {label}={text[:24]}... in layer {name!r} is too large")
+                if int(text) <= 0:
+                    raise InputError(f"{where}: {label}={text} in layer {name!r}; must be > 0")
+                dims.append(int(text))
+            rows.append((lineno, name, *dims))
         if not header_seen:
             raise InputError(f"{path}: empty topology file; expected a header row 'Layer, M, N, K,' and GEMM rows")
         if not rows:

@@ -187,6 +187,10 @@ def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, shapes: l
         ("Layer, M, N, K,\n, 3, 4, 5,\n", 2, r"empty layer name"),
         ("fc, 3, 4, 5,\n", 1, r"first row looks like data"),
         ("Layer, M, N, K,\nfc, 3, 4, 5,\n\nfc, 1, 1, 1,\n", 4, r"layer name 'fc' already used on line 2"),
+        # issue #15 item 13: odd numerals and huge numbers
+        ("Layer, M, N, K,\nfc, \u00b2, 4, 5,\n", 2, r"M='\u00b2' in layer 'fc' is not an integer"),
+        ("Layer, M, N, K,\nfc, \u0663, 4, 5,\n", 2, r"M='\u0663' in layer 'fc' is not an integer"),
+        ("Layer, M, N, K,\nfc, 3, " + "9" * 5000 + ", 5,\n", 2, r"N=9{24}\.\.\. in layer 'fc' is too large"),
     ],
 )
 def test_bad_rows_name_file_line_and_reason(tmp_path: Path, text: str, line: int, reason: str) -> None:
@@ -197,6 +201,20 @@ def test_bad_rows_name_file_line_and_reason(tmp_path: Path, text: str, line: int
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"Layer, M, N, K,\nf\xe9, 1, 2, 3,\n", r"byte 17: not UTF-8 text"),
+        (b"\xef\xbb\xbfLayer, M, N, K,\n", r"\(BOM\)"),
+    ],
+)
+def test_topology_that_is_not_utf8_text(tmp_path: Path, data: bytes, reason: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=rf"bad\.csv: .*{reason}"):
+        Workload.from_topology_csv(path)
+
+
 @pytest.mark.parametrize(("text", "reason"), [("", "empty topology file"), ("Layer, M, N, K,\n\n", "no GEMM rows")])
 def test_empty_files(tmp_path: Path, text: str, reason: str) -> None:
     path = tmp_path / "empty.csv"
@@ -205,6 +223,6 @@ def test_empty_files(tmp_path: Path, text: str, reason: str) -> None:
         Workload.from_topology_csv(path)
 
 
-def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.csv: no such topology file"):
         Workload.from_topology_csv(tmp_path / "nope.csv")
