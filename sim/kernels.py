@@ -307,6 +307,27 @@ def _gemm_cycles_many(
 
 
 @njit(cache=True)
+def _gemm_cycles_rows(configs: np.ndarray, bytes_per_cycle: np.ndarray) -> np.ndarray:
+    """``_gemm_cycles`` over rows that each carry their own array and memory (sweeps batch many designs).
+
+    ``configs`` rows are int64 (dataflow, rows, cols, lanes, m, n, k, count, act_bits, weight_bits, out_bits,
+    ifmap_bytes, filter_bytes, ofmap_bytes); ``bytes_per_cycle`` is float64, one per row. Returns int64 rows
+    (compute cycles, total cycles, bytes read, bytes written).
+    """
+    out = np.zeros((configs.shape[0], 4), dtype=np.int64)
+    for row in range(configs.shape[0]):
+        c = configs[row]
+        res = _gemm_cycles(
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], bytes_per_cycle[row]
+        )
+        out[row, 0] = res[0]
+        out[row, 1] = res[1]
+        out[row, 2] = res[2]
+        out[row, 3] = res[3]
+    return out
+
+
+@njit(cache=True)
 def _vector_cycles(elements: np.ndarray, ops_per_element: np.ndarray, lanes: int) -> np.ndarray:
     """Cycles of each vector operator: ⌈elements · lane-ops per element / lanes⌉."""
     out = np.zeros(elements.shape[0], dtype=np.int64)

@@ -50,7 +50,6 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -42,18 +42,21 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import product
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from allocator.sweep.spec import BUDGET_AXES, SweepFile
+from allocator.sweep.dataset import Dataset, read_results
+from allocator.sweep.grid import PointGrid, Points, id_text, point_ids
+from allocator.sweep.spec import BUDGET_AXES, OPERAND_BUFFER_AXES, SweepFile
 from sim.errors import InputError
 from sim.schema import read_toml, validate
 from sim.target import Target
@@ -74,6 +77,10 @@ __all__ = [
     "simulate_point",
 ]
 
+
+# the ceiling on design points a sweep file may declare without --yes (`load_sweep(max_points=None)`): ten million
+# points are about 1 GB of parquet and 20 minutes on a 2-core machine, where a typo in a grid can ask for 10^9
+MAX_POINTS = 10_000_000
 
 # evaluate(workload, target configured for the point, point) -> result columns of the point's row
 Evaluate = Callable[[Workload, Target, "DesignPoint"], Mapping[str, Any]]
@@ -111,8 +118,7 @@ class DesignPoint:
     @property
     def point_id(self) -> str:
         """Stable 16-hex-digit id: a hash of every parameter, so reruns of a file find the same ids."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return point_ids([id_text({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})])[0]
 
     def to_row(self) -> dict[str, Any]:
         """The point's parameters as a parquet-friendly row (absent budgets as NaN, choices as ``"8/8 4/8"``)."""
@@ -135,7 +141,7 @@ class SweepSpec:
     path: Path
     name: str
     models: tuple[str, ...]
-    points: tuple[DesignPoint, ...]
+    points: Sequence[DesignPoint]
     targets: Mapping[str, Target]
     allocate: bool
     sensitivity: str
@@ -203,11 +209,12 @@ def _target_ref(path: Path, name: str) -> str:
     return name
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
+def load_sweep(path: str | Path, *, max_points: int | None = MAX_POINTS) -> SweepSpec:
     """Parse and validate a sweep file completely (every target loaded, every value checked) before any work.
 
     The file's shape is ``allocator.sweep.spec.SweepFile``; this adds what needs other files (targets, the
-    sensitivity table). Raises ``InputError`` ``FILE: dotted.key: reason`` on the first problem found.
+    sensitivity table). The points are counted, not expanded: more than ``max_points`` (None: no ceiling) is
+    refused up front. Raises ``InputError`` ``FILE: dotted.key: reason`` on the first problem found.
     """
     path = Path(path)
     spec = validate(SweepFile, read_toml(path, "sweep"), path)
@@ -216,31 +223,36 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if allocate and sensitivity != "proxy":
         sensitivity = _check_sensitivity_table(path, sensitivity)
     choices = tuple((w, a) for w, a in spec.choices or ())
+    models = tuple(spec.models)
+    context = _Context(path, allocate, sensitivity, choices)
 
-    combos: list[dict[str, Any]] = []
+    point_grid = None
     if spec.grid is not None:
-        axes = {axis: values for axis, values in spec.grid.model_dump(exclude_none=True).items()}
-        for i, name in enumerate(axes["target"]):
-            _resolve_target(path, f"grid.target[{i}]", name)  # a target that does not load fails here, before any work
-        names = list(axes)
-        combos += [dict(zip(names, values, strict=True), _key="grid") for values in product(*axes.values())]
+        axes: dict[str, list[Any]] = {}
+        for axis, values in spec.grid.model_dump(exclude_none=True).items():
+            values = [tuple(v) if isinstance(v, list) else v for v in values]
+            axes[axis] = list(dict.fromkeys(values))  # a value given twice is one design
+        count = len(models) * math.prod(len(values) for values in axes.values())
+        _check_count(path, count, max_points)
+        point_grid = _build_grid(context, models, axes)
+    _check_count(path, len(spec.point), max_points)
+    extra: dict[str, DesignPoint] = {}
     for i, table in enumerate(spec.point):
-        combos.append({**table.model_dump(exclude_none=True), "_key": f"point[{i}]"})
-
-    points: dict[str, DesignPoint] = {}
-    for combo in combos:
-        where = combo.pop("_key")
-        point_models = (combo.pop("model"),) if "model" in combo else tuple(spec.models)
-        target = _resolve_target(path, f"{where}.target", combo["target"])
-        for model in point_models:
-            point = _resolve_point(path, where, model, target, combo, allocate, sensitivity, choices)
-            points.setdefault(point.point_id, point)
+        where = f"point[{i}]"
+        combo = {k: tuple(v) if isinstance(v, list) else v for k, v in table.model_dump(exclude_none=True).items()}
+        for model in (combo.pop("model"),) if "model" in combo else models:
+            point = _resolve_point(context, where, model, combo)
+            if point_grid is None or not _grid_holds(point_grid, point):
+                extra.setdefault(point.point_id, point)
+    points = Points(point_grid, tuple(extra.values()), DesignPoint)
+    _check_count(path, len(points), max_points)
+    refs = point_grid.targets if point_grid is not None else ()
     return SweepSpec(
         path=path,
         name=spec.name or path.stem,
-        models=tuple(dict.fromkeys([*spec.models, *(p.model for p in points.values())])),
-        points=tuple(points.values()),
-        targets={p.target: _cached_target(p.target) for p in points.values()},
+        models=tuple(dict.fromkeys([*models, *(p.model for p in extra.values())])),
+        points=points,
+        targets={ref: _cached_target(ref) for ref in dict.fromkeys([*refs, *(p.target for p in extra.values())])},
         allocate=allocate,
         sensitivity=sensitivity,
         choices=choices,
@@ -262,55 +274,151 @@ def _check_sensitivity_table(path: Path, name: str) -> str:
     missing = {"layer", "wbits", "abits", "sensitivity"} - columns
     if missing:
         raise _fail(path, "sensitivity", f"{table} lacks column(s) {', '.join(sorted(missing))}")
+    problem = _table_problem(_sensitivity_table(resolved))
+    if problem:
+        raise _fail(path, "sensitivity", f"{table}: {problem}")
     return resolved
 
 
-def _resolve_point(
-    path: Path,
-    where: str,
-    model: str,
-    target: Target,
-    combo: Mapping[str, Any],
-    allocate: bool,
-    sensitivity: str,
-    choices: Sequence[tuple[int, int]],
-) -> DesignPoint:
+def _check_count(path: Path, count: int, max_points: int | None) -> None:
+    if max_points is not None and count > max_points:
+        raise InputError(
+            f"{path}: {count:,} design points is above the ceiling of {max_points:,}; "
+            "pass --yes (load_sweep(max_points=None)) to run it anyway"
+        )
+
+
+@dataclass(frozen=True)
+class _Context:
+    path: Path
+    allocate: bool
+    sensitivity: str
+    choices: tuple[tuple[int, int], ...]
+
+
+def _buffer_axes(present: Iterable[str]) -> tuple[str, ...]:
+    """Per-operand buffer axes when any is used, else the split (absent axes take the target's own buffers)."""
+    present = set(present)
+    return OPERAND_BUFFER_AXES if present & set(OPERAND_BUFFER_AXES) else ("buffer_split",)
+
+
+def _axis_fields(context: _Context, where: str, target: Target, axis: str, value: Any) -> tuple[tuple[str, Any], ...]:
+    """The DesignPoint fields one axis value sets on ``target`` (``None``: the target's own setting)."""
     acc = target.accelerator
     buffers = acc.buffers
-    total = buffers.ifmap_bytes + buffers.filter_bytes + buffers.ofmap_bytes
-    if "buffer_split" in combo:
-        ifmap_share, filter_share, _ = combo["buffer_split"]
-        ifmap_bytes = int(total * ifmap_share)
-        filter_bytes = int(total * filter_share)
-        split = (ifmap_bytes, filter_bytes, total - ifmap_bytes - filter_bytes)
-    else:
-        split = (buffers.ifmap_bytes, buffers.filter_bytes, buffers.ofmap_bytes)
-    wbits, abits = combo.get("bits", (0, 0) if allocate else (max(acc.weight_bits), max(acc.act_bits)))
-    for bits, supported, role in ((wbits, acc.weight_bits, "wbits"), (abits, acc.act_bits, "abits")):
-        if not allocate and bits not in supported:
-            raise _fail(path, f"{where}.bits", f"{role}={bits} not supported by target {target.name!r} {supported}")
-    for w, a in choices:
+    if axis in ("rows", "cols", "dataflow"):
+        return ((axis, getattr(acc, axis) if value is None else value),)
+    if axis == "clock_mhz":
+        return (("clock_mhz", float(target.clock_mhz if value is None else value)),)
+    if axis == "bandwidth_gbps":
+        return (("bandwidth_gbps", float(target.memory.bandwidth_gbps if value is None else value)),)
+    if axis == "buffer_split":
+        if value is None:
+            split = (buffers.ifmap_bytes, buffers.filter_bytes, buffers.ofmap_bytes)
+        else:
+            total = buffers.ifmap_bytes + buffers.filter_bytes + buffers.ofmap_bytes
+            ifmap_bytes, filter_bytes = int(total * value[0]), int(total * value[1])
+            split = (ifmap_bytes, filter_bytes, total - ifmap_bytes - filter_bytes)
+        return (("ifmap_bytes", split[0]), ("filter_bytes", split[1]), ("ofmap_bytes", split[2]))
+    if axis in OPERAND_BUFFER_AXES:
+        operand = axis.removesuffix("_kib")
+        nbytes = getattr(buffers, f"{operand}_bytes") if value is None else round(value * 1024)
+        return ((f"{operand}_bytes", nbytes),)
+    if axis == "bits":
+        if value is None:
+            wbits, abits = (0, 0) if context.allocate else (max(acc.weight_bits), max(acc.act_bits))
+        else:
+            wbits, abits = value
+        for bits, supported, role in ((wbits, acc.weight_bits, "wbits"), (abits, acc.act_bits, "abits")):
+            if not context.allocate and bits not in supported:
+                raise _fail(
+                    context.path, f"{where}.bits", f"{role}={bits} not supported by target {target.name!r} {supported}"
+                )
+        return (("abits", abits), ("wbits", wbits))
+    if axis in BUDGET_AXES:
+        return ((f"limit_{axis}", value),)
+    raise AssertionError(axis)
+
+
+def _design_axes(present: Iterable[str]) -> tuple[str, ...]:
+    present = tuple(present)
+    return ("rows", "cols", "dataflow", "clock_mhz", "bandwidth_gbps", *_buffer_axes(present), "bits", *BUDGET_AXES)
+
+
+def _check_choices(context: _Context, target: Target) -> None:
+    acc = target.accelerator
+    for w, a in context.choices:
         if w not in acc.weight_bits or a not in acc.act_bits:
-            raise _fail(path, "choices", f"[{w}, {a}] not supported by target {target.name!r}")
+            raise _fail(context.path, "choices", f"[{w}, {a}] not supported by target {target.name!r}")
+
+
+def _build_grid(context: _Context, models: Sequence[str], axes: Mapping[str, list[Any]]) -> PointGrid:
+    """The lazy grid: per target, what every value of every axis resolves to (checked here, once)."""
+    path = context.path
+    refs = [_target_ref(path, name) for name in axes["target"]]
+    loaded = [_resolve_target(path, f"grid.target[{i}]", name) for i, name in enumerate(axes["target"])]
+    if len(set(refs)) != len(refs):
+        keep = dict.fromkeys(range(len(refs)))
+        seen: set[str] = set()
+        for i, ref in enumerate(refs):
+            if ref in seen:
+                keep.pop(i)
+            seen.add(ref)
+        refs, loaded = [refs[i] for i in keep], [loaded[i] for i in keep]
+    for target in loaded:
+        _check_choices(context, target)
+    file_axes = [(name, tuple(values)) for name, values in axes.items() if name != "target"]
+    resolved = {}
+    for axis in _design_axes(axes):
+        values = axes.get(axis, [None])
+        resolved[axis] = tuple(
+            tuple(_axis_fields(context, f"grid.{axis}", target, axis, value) for value in values) for target in loaded
+        )
+    constants = (("allocate", context.allocate), ("sensitivity", context.sensitivity), ("choices", context.choices))
+    return PointGrid(
+        targets=tuple(refs),
+        models=tuple(models),
+        axes=tuple(file_axes),
+        resolved=resolved,
+        constants=constants,
+    )
+
+
+def _grid_holds(grid: PointGrid, point: DesignPoint) -> bool:
+    """Whether ``point`` is one of the grid's points (so an explicit point repeating it is kept once)."""
+    if point.target not in grid.targets or point.model not in grid.models:
+        return False
+    t = grid.targets.index(point.target)
+    digits = {"target": t, "model": grid.models.index(point.model)}
+    for axis, per_target in grid.resolved.items():
+        if axis not in dict(grid.axes):
+            if any(getattr(point, name) != value for name, value in per_target[t][0]):
+                return False
+            continue
+        matches = [
+            v for v, pairs in enumerate(per_target[t]) if all(getattr(point, name) == value for name, value in pairs)
+        ]
+        if not matches:
+            return False
+        digits[axis] = matches[0]
+    order = [name for name, _ in grid._order()]
+    index = int(np.ravel_multi_index(tuple(digits[name] for name in order), grid.shape))
+    return grid.point(index, DesignPoint).point_id == point.point_id
+
+
+def _resolve_point(context: _Context, where: str, model: str, combo: Mapping[str, Any]) -> DesignPoint:
+    target = _resolve_target(context.path, f"{where}.target", combo["target"])
+    _check_choices(context, target)
+    fields: dict[str, Any] = {}
+    for axis in _design_axes(combo):
+        fields.update(_axis_fields(context, where, target, axis, combo.get(axis)))
     return DesignPoint(
         model=model,
-        target=_target_ref(path, combo["target"]),
-        rows=combo.get("rows", acc.rows),
-        cols=combo.get("cols", acc.cols),
-        dataflow=combo.get("dataflow", acc.dataflow),
-        clock_mhz=float(combo.get("clock_mhz", target.clock_mhz)),
-        bandwidth_gbps=float(combo.get("bandwidth_gbps", target.memory.bandwidth_gbps)),
-        ifmap_bytes=split[0],
-        filter_bytes=split[1],
-        ofmap_bytes=split[2],
-        wbits=wbits,
-        abits=abits,
-        allocate=allocate,
-        limit_latency_ms=combo.get("latency_ms"),
-        limit_size_mb=combo.get("size_mb"),
-        limit_bops=combo.get("bops"),
-        sensitivity=sensitivity,
-        choices=tuple(choices),
+        target=_target_ref(context.path, combo["target"]),
+        allocate=context.allocate,
+        sensitivity=context.sensitivity,
+        choices=tuple(context.choices),
+        **fields,
     )
 
 
@@ -386,6 +494,35 @@ def _read_table(path: str, mtime_ns: int) -> pd.DataFrame:
     return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
 
 
+def _shown(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _table_problem(table: pd.DataFrame) -> str:
+    """What is wrong with a sensitivity table's values ("" if nothing): bits must be integers >= 1, scores finite
+    numbers >= 0, and each (layer, wbits, abits) given once."""
+    if table.empty:
+        return "no rows"
+    for column in ("wbits", "abits"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | (values < 1) | (values % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            return f"row {row + 1}: {column}={_shown(table[column].iloc[row])!r} is not an integer >= 1"
+    scores = pd.to_numeric(table["sensitivity"], errors="coerce")
+    bad = scores.isna() | ~np.isfinite(scores) | (scores < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        return f"row {row + 1}: sensitivity={_shown(table['sensitivity'].iloc[row])!r} is not a finite number >= 0"
+    keys = table[["layer", "wbits", "abits"]].astype(str)
+    duplicated = keys.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        layer, wbits, abits = (_shown(table[c].iloc[row]) for c in ("layer", "wbits", "abits"))
+        return f"row {row + 1}: layer {layer!r} W{wbits}A{abits} appears twice"
+    return ""
+
+
 def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Run the bit-allocation ILP on the point's design and budgets, then simulate the chosen plan.
 
@@ -434,97 +571,128 @@ _RESOURCES = ("dsp", "lut", "ff", "bram36", "uram")
 
 
 def default_evaluate(spec: SweepSpec) -> Evaluate:
-    """Uniform simulation, or ILP allocation when the sweep sets ``allocate = true``."""
+    """Uniform simulation, or ILP allocation when the sweep sets ``allocate = true`` (one point at a time; a
+    sweep run without ``evaluate`` uses the batched equivalents, ``batch.simulate_columns`` and
+    ``codesign.allocate_points``)."""
     if spec.allocate:
         return allocate_point
     return simulate_point
 
 
-def _evaluate_batch(
-    workload: Workload, targets: Mapping[str, Target], points: Sequence[DesignPoint], evaluate_pickle: bytes
-) -> list[dict[str, Any]]:
-    """Evaluate points one by one; a point whose input the simulator rejects gets its error, not a crash.
+# DesignPoint's fields in declaration order: the parameter columns of a result row, after point_id
+_PARAMETERS = tuple(f.name for f in dataclasses.fields(DesignPoint))
+_INT_PARAMETERS = ("rows", "cols", "ifmap_bytes", "filter_bytes", "ofmap_bytes", "wbits", "abits")
 
-    ``evaluate`` arrives cloudpickled: Dask pickles task arguments by reference where plain pickle can, and a
-    worker started apart cannot import a function defined in a notebook, a script or a test module.
+
+def _parameter_frame(columns: Mapping[str, np.ndarray], ids: Sequence[str], indices: np.ndarray) -> pd.DataFrame:
+    """The points' parameters as parquet-friendly columns (``DesignPoint.to_row`` for a slice)."""
+    data: dict[str, Any] = {"point_id": np.asarray(ids, dtype=object), "point_index": np.asarray(indices, np.int64)}
+    for name in _PARAMETERS:
+        values = columns[name]
+        if name in _INT_PARAMETERS:
+            data[name] = np.asarray(values, dtype=np.int64)
+        elif name in ("clock_mhz", "bandwidth_gbps"):
+            data[name] = np.asarray(values, dtype=np.float64)
+        elif name.startswith("limit_"):
+            data[name] = np.array([math.nan if v is None else v for v in values.tolist()], dtype=np.float64)
+        elif name == "allocate":
+            data[name] = np.asarray(values, dtype=bool)
+        elif name == "choices":
+            text = {}
+            data[name] = [text.setdefault(v, " ".join(f"{w}/{a}" for w, a in v)) for v in values.tolist()]
+        else:
+            data[name] = values
+    return pd.DataFrame(data)
+
+
+def _evaluate_chunk(
+    points: Points,
+    indices: np.ndarray,
+    workloads: Mapping[str, Workload],
+    targets: Mapping[str, Target],
+    evaluate_pickle: bytes | None,
+) -> pd.DataFrame:
+    """Rows of the points at ``indices``: parameters, results, ``error`` and ``eval_s`` (s per point).
+
+    Without ``evaluate`` (it arrives cloudpickled, see below) a simulation sweep runs ``batch.simulate_columns``
+    over the whole slice and an allocation sweep ``codesign.allocate_points``; with it, points run one by one.
+    A point whose input the simulator rejects gets its error, not a crash. Dask pickles task arguments by
+    reference where plain pickle can, and a worker started apart cannot import a function defined in a
+    notebook, a script or a test module, hence cloudpickle.
     """
-    import cloudpickle
+    start = time.perf_counter()
+    grid = points.grid
+    if grid is not None and len(indices) and int(indices.max()) < points.grid_size:
+        columns = grid.columns(indices)
+        ids = grid.ids(indices)
+    else:
+        columns = points.columns(indices)
+        ids = points.ids(indices)
+    frame = _parameter_frame(columns, ids, indices)
+    allocate = bool(len(indices)) and bool(columns["allocate"][0])
+    if evaluate_pickle is None and not allocate:
+        from allocator.sweep.batch import simulate_columns
 
-    evaluate = cloudpickle.loads(evaluate_pickle)
-    rows = []
-    for point in points:
-        start = time.perf_counter()
-        row = point.to_row()
-        try:
-            row.update(evaluate(workload, configure_target(targets[point.target], point), point))
-            row["error"] = ""
-        except InputError as exc:
-            row["error"] = str(exc).splitlines()[0]
-        row["eval_s"] = time.perf_counter() - start
-        rows.append(row)
-    return rows
+        results = pd.DataFrame(simulate_columns(workloads, targets, columns))
+    else:
+        chosen = points.slice_points(indices)
+        if evaluate_pickle is None:
+            from allocator.sweep.codesign import allocate_points
+
+            results = pd.DataFrame(allocate_points(workloads, targets, chosen))
+        else:
+            import cloudpickle
+
+            evaluate = cloudpickle.loads(evaluate_pickle)
+            rows = []
+            for point in chosen:
+                row: dict[str, Any] = {}
+                try:
+                    row.update(evaluate(workloads[point.model], configure_target(targets[point.target], point), point))
+                    row["error"] = ""
+                except InputError as exc:
+                    row["error"] = str(exc).splitlines()[0]
+                rows.append(row)
+            results = pd.DataFrame(rows)
+    frame = pd.concat([frame, results.reset_index(drop=True)], axis=1)
+    frame["eval_s"] = (time.perf_counter() - start) / max(1, len(indices))
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The parquet dataset
 
 
-def _parts(out: Path) -> list[Path]:
-    return sorted(out.glob("part-*.parquet"))
-
-
 def finished_ids(out: str | Path) -> set[str]:
     """Ids of the points already stored under ``out`` (an absent directory has none)."""
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    ids: set[str] = set()
-    for part in _parts(out):
-        ids.update(pq.read_table(part, columns=["point_id"]).column("point_id").to_pylist())
-    return ids
+    return Dataset(out).ids()
 
 
-def read_results(out: str | Path) -> pd.DataFrame:
-    """All stored rows of a sweep, one per point, sorted by point id (parts may differ in result columns)."""
-    out = Path(out)
-    parts = _parts(out)
-    if not parts:
-        return pd.DataFrame(columns=["point_id"])
-    frames = [pd.read_parquet(part) for part in parts]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return frame.sort_values("point_id", kind="stable").reset_index(drop=True)
-
-
-def _write_part(out: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write rows as one part: a temporary file first, then ``os.replace`` (atomic on one file system)."""
-    ids = sorted(row["point_id"] for row in rows)
-    digest = hashlib.sha256("".join(ids).encode()).hexdigest()[:16]
-    final = out / f"part-{digest}.parquet"
-    temporary = out / f".part-{digest}.{os.getpid()}.tmp"
-    pd.DataFrame(rows).to_parquet(temporary, index=False)
-    os.replace(temporary, final)
-    return final
-
-
-def _clean_temporaries(out: Path) -> None:
-    for stale in out.glob(".part-*.tmp"):
-        stale.unlink(missing_ok=True)
+def _fingerprint(spec: SweepSpec) -> str:
+    """What makes two runs the same sweep: its points (grid axes, models, explicit points) and evaluation."""
+    points = spec.points
+    grid = points.grid if isinstance(points, Points) else None
+    described = {
+        "grid": None if grid is None else [list(grid.targets), list(grid.models), [list(a) for a in grid.axes]],
+        "extra": [p.point_id for p in points.extra] if isinstance(points, Points) else [p.point_id for p in points],
+        "allocate": spec.allocate,
+        "sensitivity": spec.sensitivity,
+        "choices": [list(c) for c in spec.choices],
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Running on Dask
 
 
-def _batches(points: Sequence[DesignPoint], size: int) -> Iterable[list[DesignPoint]]:
-    for start in range(0, len(points), size):
-        yield list(points[start : start + size])
-
-
-def _batch_size(spec: SweepSpec, todo: int, workers: int) -> int:
+def _chunk_size(spec: SweepSpec, todo: int, workers: int) -> int:
     if spec.points_per_part:
         return spec.points_per_part
-    # a few tasks per worker balances load; more tasks mean more part files and more scheduler overhead
-    return max(1, min(250, math.ceil(todo / (4 * max(workers, 1)))))
+    # a few tasks per worker balances load; each task is one part file (one row group), so not too small either
+    ceiling = 2_000 if spec.allocate else 50_000
+    return max(1, min(ceiling, math.ceil(todo / (4 * max(workers, 1)))))
 
 
 def build_workloads(models: Iterable[str]) -> dict[str, Workload]:
@@ -532,6 +700,12 @@ def build_workloads(models: Iterable[str]) -> dict[str, Workload]:
     from allocator import workload_from_model
 
     return {model: workload_from_model(model) for model in models}
+
+
+def _as_points(spec: SweepSpec) -> Points:
+    if isinstance(spec.points, Points):
+        return spec.points
+    return Points(None, tuple(spec.points), DesignPoint)
 
 
 def run_sweep(
@@ -546,53 +720,71 @@ def run_sweep(
     progress: bool = True,
     connect_timeout_s: float = 10.0,
 ) -> SweepSummary:
-    """Evaluate every point of ``spec`` not already stored under ``out``, on Dask, one part file per batch.
+    """Evaluate every point of ``spec`` not already stored under ``out``, on Dask, one part file per chunk.
 
     The cluster is, in order of preference: ``client`` (an existing ``distributed.Client``), the scheduler
     at ``scheduler`` (``tcp://host:port``), or a new ``LocalCluster`` of ``workers`` single-threaded
     processes (default: the CPU count); none is started when every point is already stored. Workloads are
-    built once here and scattered to every worker. If a batch fails, the other batches still finish and are
-    stored, then the first error is raised.
+    built once here and scattered to every worker. ``out`` is locked for the run (a second sweep on it fails),
+    must hold this sweep's results or none, and keeps no ``_sweep.json`` if nothing was stored. If a chunk
+    fails, the other chunks still finish and are stored, then the first error is raised.
     """
     start = time.perf_counter()
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    _clean_temporaries(out)
-    done_before = finished_ids(out)
-    todo = [p for p in spec.points if p.point_id not in done_before]
-    skipped = len(spec.points) - len(todo)
-    _write_manifest(out, spec)
-
+    dataset = Dataset(out)
+    points = _as_points(spec)
+    fingerprint = _fingerprint(spec)
+    sweep_file = str(spec.path.resolve())
     where = str(client.scheduler.address) if client is not None else (scheduler or "local")
     n_workers = done = errors = parts = 0
     cluster_s = workload_s = 0.0
-    if todo:
-        if workloads is None:
-            _check_models(spec)  # a misspelt model fails here, before a cluster starts
-        checked = time.perf_counter()
-        with _cluster(client, scheduler, workers, connect_timeout_s) as connected:
-            worker_addresses = list(connected.scheduler_info().get("workers", {}))
-            n_workers = len(worker_addresses) or 1
-            cluster_s = time.perf_counter() - checked
-            warm_ups = []
-            if evaluate is None:
-                # workers load the simulator and its compiled kernels while this process builds the workloads
-                target = spec.targets[todo[0].target]
-                warm_ups = [  # held: Dask forgets a task whose futures are all dropped
-                    connected.submit(_warm_up, target, workers=[address], allow_other_workers=False, pure=False)
-                    for address in worker_addresses
-                ]
-            if workloads is None:
-                workloads = build_workloads(dict.fromkeys(p.model for p in todo))
-            workload_s = time.perf_counter() - start - cluster_s  # model check and build
-            for rows in _evaluate_on(connected, spec, todo, workloads, evaluate or default_evaluate(spec), progress):
-                _write_part(out, rows)
-                parts += 1
-                done += len(rows)
-                errors += sum(1 for row in rows if row.get("error"))
-            del warm_ups
+    try:
+        with dataset.lock():
+            dataset.check_manifest(spec.name, fingerprint, sweep_file)
+            dataset.clean_temporaries()
+            stored = dataset.done_mask(len(points), points.ids)
+            todo = np.flatnonzero(~stored)
+            skipped = len(points) - len(todo)
+            if len(todo):
+                if workloads is None:
+                    _check_models(spec)  # a misspelt model fails here, before a cluster starts
+                checked = time.perf_counter()
+                with _cluster(client, scheduler, workers, connect_timeout_s) as connected:
+                    worker_addresses = list(connected.scheduler_info().get("workers", {}))
+                    n_workers = len(worker_addresses) or 1
+                    cluster_s = time.perf_counter() - checked
+                    warm_ups = []
+                    if evaluate is None:
+                        # workers load the simulator and compile or load its kernels while the workloads build
+                        target = next(iter(spec.targets.values()))
+                        warm_ups = [  # held: Dask forgets a task whose futures are all dropped
+                            connected.submit(_warm_up, target, workers=[address], allow_other_workers=False, pure=False)
+                            for address in worker_addresses
+                        ]
+                    if workloads is None:
+                        models = dict.fromkeys(points.columns(todo[:1])["model"].tolist() + list(spec.models))
+                        workloads = build_workloads(models)
+                    _check_sensitivity(spec, workloads)
+                    workload_s = time.perf_counter() - start - cluster_s  # model check and build
+                    evaluate_pickle = None if evaluate is None else _pickle(evaluate)
+                    size = _chunk_size(spec, len(todo), n_workers)
+                    for frame in _evaluate_on(connected, spec.name, points, todo, size, workloads, spec.targets,
+                                              evaluate_pickle, progress):  # fmt: skip
+                        if parts == 0 and dataset.manifest() is None:
+                            dataset.write_manifest(spec.name, fingerprint, sweep_file, len(points))
+                        dataset.write_part(frame)
+                        parts += 1
+                        done += len(frame)
+                        errors += int((frame["error"].astype(str) != "").sum()) if "error" in frame else 0
+                    del warm_ups
+    except BaseException:
+        if created and not dataset.parts():
+            shutil.rmtree(out, ignore_errors=True)  # nothing stored: leave no directory, manifest or lock behind
+        raise
     return SweepSummary(
-        points=len(spec.points),
+        points=len(points),
         done=done,
         skipped=skipped,
         errors=errors,
@@ -604,6 +796,12 @@ def run_sweep(
         scheduler=where,
         workers=n_workers,
     )
+
+
+def _pickle(evaluate: Evaluate) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(evaluate)
 
 
 def _check_models(spec: SweepSpec) -> None:
@@ -619,6 +817,22 @@ def _check_models(spec: SweepSpec) -> None:
         )
 
 
+def _check_sensitivity(spec: SweepSpec, workloads: Mapping[str, Workload]) -> None:
+    """A sensitivity table must name GEMMs of the swept models (checked here, not in a worker)."""
+    if not spec.allocate or spec.sensitivity in ("", "proxy"):
+        return
+    table = _sensitivity_table(spec.sensitivity)
+    names = set(table["layer"].astype(str))
+    for model, workload in workloads.items():
+        gemms = {g.name for g in workload.gemms}
+        unknown = sorted(names - gemms)
+        if unknown:
+            raise _fail(spec.path, "sensitivity", f"layer {unknown[0]!r} is not a GEMM of {model!r}")
+        unscored = [name for name in gemms if name not in names]
+        if unscored:
+            raise _fail(spec.path, "sensitivity", f"no score for layer {unscored[0]!r} of {model!r}")
+
+
 def _warm_up(target: Target) -> None:
     """Import the simulator and run its jitted kernels once on a one-GEMM workload (a warm-up, so no result)."""
     from sim.simulate import simulate
@@ -626,6 +840,10 @@ def _warm_up(target: Target) -> None:
 
     with contextlib.suppress(Exception):
         simulate(Workload.from_ops("warm_up", [Gemm("warm_up", "gemm", 8, 8, 8, weight_params=64)]), target)
+    with contextlib.suppress(Exception):
+        import allocator.sweep.batch as batch
+
+        batch.gemm_costs(np.ones((1, 14), dtype=np.int64), np.ones(1))
 
 
 @contextlib.contextmanager
@@ -644,62 +862,72 @@ def _cluster(client: Any, scheduler: str | None, workers: int | None, timeout_s:
         with connected:
             yield connected
         return
-    local = LocalCluster(
-        n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
-        silence_logs=logging.ERROR,
-    )
+    # worker processes inherit an ignored SIGINT: Ctrl-C in a terminal (sent to the whole process group) then
+    # interrupts this process only, which closes the cluster, instead of printing a traceback from every worker
+    with _sigint_ignored():
+        local = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
+            silence_logs=logging.CRITICAL,
+        )
     with local, Client(local) as connected:
         yield connected
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _evaluate_on(
     client: Any,
-    spec: SweepSpec,
-    todo: Sequence[DesignPoint],
+    name: str,
+    points: Points,
+    todo: np.ndarray,
+    size: int,
     workloads: Mapping[str, Workload],
-    evaluate: Evaluate,
+    targets: Mapping[str, Target],
+    evaluate_pickle: bytes | None,
     progress: bool,
-) -> Iterator[list[dict[str, Any]]]:
-    """Submit batches (each model's workload scattered once) and yield each batch's rows as it finishes.
+) -> Iterator[pd.DataFrame]:
+    """Submit chunks (the workloads scattered once) and yield each chunk's rows as it finishes.
 
-    A failed batch does not stop the others: they are yielded (and stored) first, then its error is raised.
+    A failed chunk does not stop the others: they are yielded (and stored) first, then its error is raised.
     """
-    import cloudpickle
     from distributed import as_completed
     from tqdm import tqdm
 
-    n_workers = len(client.scheduler_info().get("workers", {})) or 1
-    size = _batch_size(spec, len(todo), n_workers)
-    by_model: dict[str, list[DesignPoint]] = {}
-    for point in todo:
-        by_model.setdefault(point.model, []).append(point)
-    evaluate_pickle = cloudpickle.dumps(evaluate)
-    futures = []
-    for model, points in by_model.items():
-        shipped = client.scatter(workloads[model], broadcast=True, hash=False)
-        for batch in _batches(points, size):
-            targets = {p.target: spec.targets[p.target] for p in batch}
-            futures.append(client.submit(_evaluate_batch, shipped, targets, batch, evaluate_pickle, pure=False))
+    shipped = client.scatter(dict(workloads), broadcast=True, hash=False)
+    shipped_points = client.scatter(points, broadcast=True, hash=False)
+    shipped_targets = client.scatter(dict(targets), broadcast=True, hash=False)
+    futures = [
+        client.submit(
+            _evaluate_chunk, shipped_points, todo[i : i + size], shipped, shipped_targets, evaluate_pickle, pure=False
+        )
+        for i in range(0, len(todo), size)
+    ]
     first_error: BaseException | None = None
-    with tqdm(total=len(todo), unit="pt", desc=spec.name, file=sys.stderr, disable=not progress) as bar:
+    with tqdm(total=len(todo), unit="pt", desc=name, file=sys.stderr, disable=not progress) as bar:
         for future in as_completed(futures):
             try:
-                rows = future.result()
+                frame = future.result()
             except Exception as exc:
                 first_error = first_error or exc
                 continue
-            yield rows
-            bar.update(len(rows))
+            future.release()
+            yield frame
+            bar.update(len(frame))
     if first_error is not None:
         raise first_error
-
-
-def _write_manifest(out: Path, spec: SweepSpec) -> None:
-    """Record which sweep file filled this directory (``_``-prefixed files are ignored by parquet readers)."""
-    manifest = {"name": spec.name, "sweep_file": str(spec.path.resolve()), "points": len(spec.points)}
-    temporary = out / f"._sweep.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(temporary, out / "_sweep.json")

@@ -16,15 +16,23 @@ from pydantic import AfterValidator, Field, model_validator
 from sim.plan import Bits
 from sim.schema import FileModel, keyed_error
 from sim.target import MAX_ARRAY_SIDE, Dataflow
-from sim.target_file import MAX_BANDWIDTH_GBPS, MAX_CLOCK_MHZ, MIN_BANDWIDTH_GBPS, MIN_CLOCK_MHZ
+from sim.target_file import (
+    MAX_BANDWIDTH_GBPS,
+    MAX_CLOCK_MHZ,
+    MAX_SRAM_KIB,
+    MIN_BANDWIDTH_GBPS,
+    MIN_BUFFER_KIB,
+    MIN_CLOCK_MHZ,
+)
 
-__all__ = ["AXES", "BUDGET_AXES", "GridTable", "PointTable", "SweepFile"]
+__all__ = ["AXES", "BUDGET_AXES", "OPERAND_BUFFER_AXES", "GridTable", "PointTable", "SweepFile"]
 
 Name = Annotated[str, Field(min_length=1)]
 Side = Annotated[int, Field(gt=0, le=MAX_ARRAY_SIDE)]
 ClockMhz = Annotated[float, Field(ge=MIN_CLOCK_MHZ, le=MAX_CLOCK_MHZ)]
 BandwidthGbps = Annotated[float, Field(ge=MIN_BANDWIDTH_GBPS, le=MAX_BANDWIDTH_GBPS)]
 Budget = Annotated[float, Field(gt=0)]
+Kib = Annotated[float, Field(ge=MIN_BUFFER_KIB, le=MAX_SRAM_KIB)]  # one operand's buffer, KiB (as in a target file)
 Pair = Annotated[list[Bits], Field(min_length=2, max_length=2)]
 
 
@@ -56,6 +64,9 @@ class GridTable(FileModel):
     latency_ms: _axis(Budget) | None = None
     size_mb: _axis(Budget) | None = None
     bops: _axis(Budget) | None = None
+    ifmap_kib: _axis(Kib) | None = None
+    filter_kib: _axis(Kib) | None = None
+    ofmap_kib: _axis(Kib) | None = None
 
 
 class PointTable(FileModel):
@@ -73,11 +84,16 @@ class PointTable(FileModel):
     latency_ms: Budget | None = None
     size_mb: Budget | None = None
     bops: Budget | None = None
+    ifmap_kib: Kib | None = None
+    filter_kib: Kib | None = None
+    ofmap_kib: Kib | None = None
 
 
 #: Design axes (keys of ``[grid]``), in file order; budgets only with ``allocate = true``.
 AXES: tuple[str, ...] = tuple(GridTable.model_fields)
 BUDGET_AXES: tuple[str, ...] = ("latency_ms", "size_mb", "bops")
+#: Per-operand buffer sizes (KiB); instead of ``buffer_split``, not with it.
+OPERAND_BUFFER_AXES: tuple[str, ...] = ("ifmap_kib", "filter_kib", "ofmap_kib")
 
 
 class SweepFile(FileModel):
@@ -108,4 +124,7 @@ class SweepFile(FileModel):
             for budget in BUDGET_AXES:
                 if not self.allocate and getattr(table, budget) is not None:
                     raise keyed_error(f"{where}.{budget}", "budgets need allocate = true")
+            operands = [axis for axis in OPERAND_BUFFER_AXES if getattr(table, axis) is not None]
+            if operands and table.buffer_split is not None:
+                raise keyed_error(f"{where}.{operands[0]}", "give buffer_split or per-operand buffer sizes, not both")
         return self

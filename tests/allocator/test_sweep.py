@@ -476,3 +476,159 @@ def test_spec_is_a_plain_value() -> None:
     assert spec.points[0].point_id == DesignPoint("tiny", "board", 8, 8, "os", 200.0, 10.0, 1, 1, 1).point_id
     assert spec.points[0].point_id != DesignPoint("tiny", "board", 8, 8, "ws", 200.0, 10.0, 1, 1, 1).point_id
     assert point.to_row()["limit_latency_ms"] != point.to_row()["limit_latency_ms"]  # an absent budget is NaN
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hardening (issue 15 items 2, 8, 18, 19, 21)
+
+
+def test_a_second_sweep_on_a_locked_out_fails_at_once(
+    tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from allocator.sweep.dataset import Dataset
+
+    spec = load_sweep(write(tmp_path, GRID))
+    out = tmp_path / "out"
+    out.mkdir()
+    with Dataset(out).lock():
+        with pytest.raises(InputError, match="in use by another mixbit sweep"):
+            run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads={"tiny": tiny_workload()})
+        assert main(["sweep", str(spec.path), "--out", str(out), "--json"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --out: ") and "in use by another mixbit sweep" in err and err.count("\n") == 1
+    assert not list(out.glob("part-*")) and not (out / "_sweep.json").exists()
+    summary = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads={"tiny": tiny_workload()})
+    assert summary.done == 16  # the lock went with its holder
+
+
+def test_read_results_keeps_one_row_per_point_id(tmp_path: Path, client: Any) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    out = tmp_path / "out"
+    run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads={"tiny": tiny_workload()}, progress=False)
+    part = sorted(out.glob("part-*.parquet"))[0]
+    (out / "part-copy.parquet").write_bytes(part.read_bytes())  # as two unlocked runs once stored every point twice
+    frame = read_results(out)
+    assert len(frame) == 16 and frame["point_id"].is_unique
+
+
+def test_a_different_sweep_into_an_existing_out_is_refused(tmp_path: Path, client: Any) -> None:
+    out = tmp_path / "out"
+    workloads = {"tiny": tiny_workload()}
+    run_sweep(load_sweep(write(tmp_path, GRID)), out, client=client, evaluate=fake_evaluate, workloads=workloads)
+    other = load_sweep(write(tmp_path, GRID.replace("rows = [16, 32]", "rows = [16, 64]"), "other.toml"))
+    with pytest.raises(InputError, match=r"holds the results of a different sweep \(.*sweep\.toml, 16 points\)"):
+        run_sweep(other, out, client=client, evaluate=fake_evaluate, workloads=workloads)
+    same = load_sweep(write(tmp_path, GRID, "copy.toml"))  # the same points from another file: a rerun
+    assert run_sweep(same, out, client=client, evaluate=fake_evaluate, workloads=workloads).skipped == 16
+
+
+def test_cli_refuses_a_grid_above_the_ceiling_without_yes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = ", ".join(str(v) for v in range(1, 1001))
+    path = write(tmp_path, f'models = ["tiny"]\n[grid]\ntarget = ["zcu102"]\nrows = [{values}]\ncols = [{values}]\n'
+                           f'clock_mhz = [{", ".join(f"{v}.0" for v in range(100, 1100))}]\n')  # fmt: skip
+    started = time.perf_counter()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1,000,000,000 design points" in err and "--yes" in err
+    assert time.perf_counter() - started < 5 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("csv", "reason"),
+    [
+        ("layer,wbits,abits,sensitivity\nfc1,8,8,lots\n", "sensitivity='lots' is not a finite number"),
+        ("layer,wbits,abits,sensitivity\nfc1,8,8,nan\n", "is not a finite number >= 0"),
+        ("layer,wbits,abits,sensitivity\nfc1,8,8,-1\n", "sensitivity=-1"),
+        ("layer,wbits,abits,sensitivity\nfc1,eight,8,1\n", "wbits='eight' is not an integer"),
+        ("layer,wbits,abits,sensitivity\nfc1,8,8,1\nfc1,8,8,2\n", "appears twice"),
+        ("layer,wbits,abits,sensitivity\n", "no rows"),
+    ],
+)
+def test_garbage_sensitivity_tables_fail_validation_up_front(tmp_path: Path, csv: str, reason: str) -> None:
+    (tmp_path / "scores.csv").write_text(csv)
+    text = 'models = ["tiny"]\nallocate = true\nsensitivity = "scores.csv"\n[grid]\ntarget = ["zcu102"]\n'
+    with pytest.raises(InputError, match=": sensitivity: ") as raised:
+        load_sweep(write(tmp_path, text))
+    assert reason in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_binary_sensitivity_table_fails_up_front(tmp_path: Path) -> None:
+    (tmp_path / "scores.csv").write_bytes(bytes(range(256)) * 8)
+    text = 'models = ["tiny"]\nallocate = true\nsensitivity = "scores.csv"\n[grid]\ntarget = ["zcu102"]\n'
+    with pytest.raises(InputError, match=": sensitivity: "):
+        load_sweep(write(tmp_path, text))
+
+
+def test_sensitivity_for_other_layers_fails_before_any_worker_runs(tmp_path: Path, client: Any) -> None:
+    (tmp_path / "scores.csv").write_text("layer,wbits,abits,sensitivity\nfc1,8,8,1\nfc9,8,8,1\n")
+    text = 'models = ["tiny"]\nallocate = true\nsensitivity = "scores.csv"\nchoices = [[8, 8]]\n'
+    text += '[grid]\ntarget = ["zcu102"]\n'
+    spec = load_sweep(write(tmp_path, text))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="layer 'fc9' is not a GEMM of 'tiny'"):
+        run_sweep(spec, out, client=client, workloads={"tiny": tiny_workload()}, progress=False)
+    assert not out.exists()  # nothing stored: no directory, no _sweep.json
+
+
+def test_a_truncated_part_is_set_aside_and_its_points_recomputed(
+    tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = load_sweep(write(tmp_path, GRID))
+    out = tmp_path / "out"
+    workloads = {"tiny": tiny_workload()}
+    run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
+    part = sorted(out.glob("part-*.parquet"))[0]
+    lost = len(read_results(out)) - 16 + len(pytest.importorskip("pyarrow.parquet").read_table(part))
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    capsys.readouterr()
+    summary = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
+    err = capsys.readouterr().err
+    assert f"warning: {part}: unreadable parquet part" in err and "recomputed" in err
+    assert (summary.done, summary.skipped) == (lost, 16 - lost)
+    frame = read_results(out)
+    assert len(frame) == 16 and frame["point_id"].is_unique
+    assert (out / f"_bad-{part.name}").exists()
+
+
+def test_a_failed_sweep_leaves_no_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GRID.replace('models = ["tiny"]', 'models = ["no_such_model_anywhere"]'))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    assert "no_such_model_anywhere" in capsys.readouterr().err
+    assert not out.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    spec = load_sweep(write(tmp_path, GRID))
+    with pytest.raises(InputError, match="--scheduler"):
+        run_sweep(spec, existing, scheduler="tcp://127.0.0.1:9", evaluate=fake_evaluate,
+                  workloads={"tiny": tiny_workload()}, progress=False, connect_timeout_s=1.0)  # fmt: skip
+    assert existing.is_dir() and list(existing.iterdir()) == []  # the user's directory stays, and stays empty
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path) -> None:
+    rows = ", ".join(str(v) for v in range(1, 101))
+    path = write(tmp_path, f'models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102", "kv260"]\n'
+                           f'rows = [{rows}]\ncols = [{rows}]\nclock_mhz = [100.0, 200.0, 300.0, 400.0]\n'
+                           'dataflow = ["os", "ws", "is"]\n')  # fmt: skip
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "allocator.cli.main", "sweep", str(path), "--out", str(out), "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "_sweep.lock").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(6.0)  # the cluster is up and the workers are simulating
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert stdout == ""
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.rstrip("\n").splitlines()[-1] == "error: interrupted"
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == ["error: interrupted"]

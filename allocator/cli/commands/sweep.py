@@ -11,23 +11,35 @@ __all__ = ["register", "run"]
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("sweep", help="design-space sweep on Dask")
     parser.add_argument("sweep_file", metavar="SWEEP.toml", help="models and a grid or list of design points")
-    parser.add_argument("--scheduler", metavar="ADDR", help="an existing Dask scheduler (tcp://host:port)")
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="an existing Dask scheduler (tcp://host:port); start one with `dask scheduler` and workers on each "
+        "machine with `dask worker tcp://host:port --nthreads 1 --nworkers N` (mixbit installed there too; "
+        "--out must be on this machine)",
+    )
     parser.add_argument("--out", metavar="DIR", help="parquet dataset directory (default: ./<sweep file stem>.parquet)")
     parser.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: CPUs)")
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="run a sweep above the ceiling on design points (10 million, allocator.sweep.run.MAX_POINTS; points are "
+        "counted before anything is expanded)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
-    from allocator.sweep.run import load_sweep, run_sweep
+    from allocator.sweep.run import MAX_POINTS, load_sweep, run_sweep
     from sim.errors import InputError
 
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers: must be >= 1, got {args.workers}")
     if args.workers is not None and args.scheduler:
         raise InputError("--workers: applies to the LocalCluster only, not with --scheduler")
-    spec = load_sweep(args.sweep_file)
+    spec = load_sweep(args.sweep_file, max_points=None if args.yes else MAX_POINTS)
     out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.sweep_file).stem}.parquet"
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a directory")
