@@ -11,7 +11,10 @@ Hessian-vector products restricted to that layer, the same draws cap and stoppin
 ViT; the HVP engines (autograd double backward, batched or not, and torch.func's vmap(jvp(grad))); DeiT-S at
 224 with random weights (CPU wall time for all layers, weights and activations).
 
-    .venv/bin/python bench/sensitivity.py [--quick] [--only quality|speed|deit] [--threads N]
+Memory: peak resident memory of the pipeline's sensitivity stage on DeiT-T and DeiT-S at 224 (child processes)
+as bit pairs and random-sign draws grow.
+
+    .venv/bin/python bench/sensitivity.py [--quick] [--only quality|speed|deit|memory] [--threads N]
 
 Prints the figures and writes bench/results/sensitivity.json.
 """
@@ -182,6 +185,7 @@ def quality(quick: bool) -> dict[str, Any]:
             all_pred += pred
             all_meas += meas
         result[method] = {"spearman_pooled": float(spearmanr(all_pred, all_meas).statistic), **per_setting}
+
     def agreement(a: str, b: str) -> float:
         return float(spearmanr(
             [predicted(tables[a], n, op, bits) for n in layers for op, bits in SETTINGS],
@@ -199,7 +203,10 @@ def quality(quick: bool) -> dict[str, Any]:
         result[f"{name}_seconds"] = seconds
     pooled = [result[m]["spearman_pooled"] for m in tables if m.startswith("hessian_quadratic") and "sign" not in m]
     result["hessian_quadratic_pooled_over_image_samples"] = {
-        "samples": len(pooled), "min": min(pooled), "mean": float(np.mean(pooled)), "max": max(pooled)
+        "samples": len(pooled),
+        "min": min(pooled),
+        "mean": float(np.mean(pooled)),
+        "max": max(pooled),
     }
     result["hessian_trace_draws"] = hessian.draws
     result["hessian_trace_tol"] = TOL
@@ -373,10 +380,85 @@ def deit(quick: bool) -> dict[str, Any]:
     }
 
 
+def _memory_child(model_name: str, images: int, pairs: list[list[int]], draws: int | None) -> None:
+    """Child process: the pipeline's sensitivity stage (``score_options``, default settings unless ``draws``) on
+    a timm model with random weights and random images; prints its seconds and estimator as JSON."""
+    from allocator.pipeline.run import score_options
+
+    torch.set_num_threads(1)
+    net = create_model(model_name).eval()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(images, 3, 224, 224, generator=generator)
+    y = torch.randint(0, 1000, (images,), generator=generator)
+    start = time.perf_counter()
+    table = score_options(net, (x, y), [tuple(p) for p in pairs], quadratic_draws=draws)
+    print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(table),
+                      "estimator": table.attrs.get("estimator")}))  # fmt: skip
+
+
+def _peak_rss(args: list[str], cap_mb: float) -> dict[str, Any]:
+    """Run this file as a child with ``args``; poll its resident memory every 0.1 s (psutil) for the peak."""
+    import subprocess
+
+    import psutil
+
+    child = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    process = psutil.Process(child.pid)
+    peak = 0
+    killed = False
+    while child.poll() is None:
+        try:
+            peak = max(peak, process.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        if peak > cap_mb * 2**20:
+            child.kill()
+            killed = True
+            break
+        time.sleep(0.1)
+    out, _ = child.communicate()
+    row: dict[str, Any] = {"peak_rss_mb": round(peak / 2**20), "killed_at_cap_mb": cap_mb if killed else None}
+    if child.returncode == 0 and out.strip():
+        row.update(json.loads(out.strip().splitlines()[-1]))
+    else:
+        row["returncode"] = child.returncode
+    return row
+
+
+def memory(quick: bool) -> dict[str, Any]:
+    """Peak resident memory of the pipeline's sensitivity stage (child processes, psutil) on DeiT-T and DeiT-S
+    as the number of bit pairs and random-sign draws grows: with errors and products streamed and one
+    autograd graph of ``batch_size="auto"`` images at a time it should not grow with either."""
+    few = [[8, 8]]
+    bits = (2, 3, 4, 5, 6, 8)
+    many = [[w, a] for w in bits for a in bits]
+    images = 4 if quick else 16
+    runs = []
+    for model_name in ("deit_tiny_patch16_224", "deit_small_patch16_224"):
+        for pairs, draws in ((few, 1), (many, 1), (many, 4)):
+            if quick and (draws > 1 or model_name.startswith("deit_small")):
+                continue
+            _log(f"memory: {model_name}, {len(pairs)} bit pairs, {draws} draws, {images} images")
+            row = _peak_rss(["--memory-child", model_name, str(images), json.dumps(pairs), str(draws)], cap_mb=12_000)
+            runs.append({"model": model_name, "images": images, "bit_pairs": len(pairs), "draws": draws, **row})
+            _log(f"  peak {row['peak_rss_mb']} MB, {row.get('seconds', float('nan')):.0f} s")
+    return {
+        "runs": runs,
+        "torch_threads": 1,
+        "before": "issue #13 as filed: allocate --model deit_tiny_patch16_224 --quadratic-draws 4 "
+        "--sensitivity-images 16 grew to 19.2 GB resident in the sensitivity stage within 4 minutes; "
+        "deit_small was killed for memory at 23.8 GB (every GEMM input of every image held, zero vectors for "
+        "every operand in every product, all images in one autograd graph)",
+    }
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
+        _memory_child(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer draws and epochs (a smoke run)")
-    parser.add_argument("--only", choices=["quality", "speed", "deit"], action="append")
+    parser.add_argument("--only", choices=["quality", "speed", "deit", "memory"], action="append")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster when others load the cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -392,7 +474,7 @@ def main() -> None:
     }
     for part in parts:
         start = time.perf_counter()
-        results[part] = {"quality": quality, "speed": speed, "deit": deit}[part](args.quick)
+        results[part] = {"quality": quality, "speed": speed, "deit": deit, "memory": memory}[part](args.quick)
         results[part]["load_average_at_end"] = os.getloadavg()
         shown = {k: v for k, v in results[part].items() if k != "per_layer"}
         print(f"[{part}] {time.perf_counter() - start:.0f} s", json.dumps(shown, indent=1, default=float))

@@ -27,6 +27,8 @@ import sim
 from allocator.bridge.workload import workload_from_model
 from allocator.ilp.model import Allocation, Limits, ParetoFront, allocate, pareto_front
 from allocator.ilp.problem import Problem, build_problem
+from allocator.ilp.robust import Flip, unresolved_layers
+from allocator.sensitivity.configs import FisherConfig, HessianQuadraticConfig, HessianTraceConfig, ScorerConfig
 from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
 from allocator.serialize import json_default
 from quant.calibrate import calibrate_
@@ -46,6 +48,8 @@ __all__ = [
 ]
 
 DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
+# standard errors a score may move (against the chosen option) before a layer counts as unresolved (≈ 95 %)
+UNRESOLVED_Z = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ class PipelineResult:
     seconds: dict[str, float] = field(default_factory=dict)
     test_loss_fp32: float | None = None
     test_loss: float | None = None
+    # how the scores were estimated (``score_options``' frame.attrs["estimator"]), each option's standard error
+    # {(layer, wbits, abits): se} and the layers whose bits flip within 2 standard errors (allocator.ilp.robust)
+    sensitivity: dict[str, Any] = field(default_factory=dict)
+    sensitivity_se: dict[tuple[str, int, int], float] = field(default_factory=dict, repr=False)
+    unresolved: tuple[Flip, ...] = ()
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -110,6 +119,13 @@ class PipelineResult:
         )
         if self.verify is not None:
             obj["verify"] = self.verify.to_json()
+        for row in obj.get("options", []):
+            row["sensitivity_se"] = self.sensitivity_se.get((row["layer"], row["wbits"], row["abits"]), 0.0)
+        obj["sensitivity"] = {
+            **self.sensitivity,
+            "unresolved_z": UNRESOLVED_Z,
+            "unresolved": [flip.to_json() for flip in self.unresolved],
+        }
         return obj
 
 
@@ -172,41 +188,46 @@ def score_options(
     act_kind: str = "uniform",
     max_draws: int = 50,
     quadratic_draws: int | None = None,
+    estimator: str = "auto",
+    batch_size: int | str | None = "auto",
     seed: int = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Ω for every GEMM and bit pair: columns layer, wbits, abits, sensitivity.
+    """Ω for every GEMM and bit pair: columns layer, wbits, abits, sensitivity, sensitivity_se (its standard
+    error; 0 where exact). ``frame.attrs["estimator"]`` says which estimator ran (the size-chosen one by default).
 
     Scores are taken on an 8-bit fake-quant copy: its QuantMatMul modules expose the attention matmul operands
     (q, kᵀ, softmax output, v) to the activation-trace hooks; at 8 bits it is close to the float model.
     ``form``: the Hessian score's form (``sensitivity.sensitivity_table``); ``max_draws``: Hutchinson draws of
-    the trace form; ``quadratic_draws``: random-sign products per bit width for the quadratic form (None:
-    exact, one product per operand and bit width — for big models a few draws cost less). ``act_method``: how
-    activation quantizers are fitted for the errors — the calibration method the plan will be calibrated with;
-    ``act_kind``: their kind, as the plan will quantize GEMM inputs (``auto`` chooses kinds only at calibration,
-    so its errors are priced as uniform).
+    the trace form; ``estimator``: the quadratic form's (``auto``: exact for small models, random-sign products
+    for big ones; ``exact``; ``random_sign``), ``quadratic_draws``: its random-sign products per bit width
+    (given alone, it asks for random signs). ``batch_size``: images per autograd graph (``auto``: by the
+    model's size), which bounds memory. ``act_method``: how activation quantizers are fitted for the errors —
+    the calibration method the plan will be calibrated with; ``act_kind``: their kind, as the plan will quantize
+    GEMM inputs (``auto`` chooses kinds only at calibration, so its errors are priced as uniform).
     """
     probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
     calibrate_(probe, batch[0])
     kinds = None if act_kind in ("uniform", "auto") else dict.fromkeys(quantizable_layers(probe), act_kind)
-    options: dict[str, Any] = {}
-    if method == "hessian" and form == "trace":
-        options = {"seed": seed, "max_draws": max_draws}
-    elif method == "hessian":
-        options = {"seed": seed, "draws": quadratic_draws}
-    scores = sensitivity_table(
-        probe,
-        F.cross_entropy,
-        batch,
-        bit_pairs,
-        method=method,
-        form=form,
-        act_method=act_method,
-        act_kinds=kinds,
-        progress=progress,
-        **options,
-    )
-    return scores[["layer", "wbits", "abits", "sensitivity"]]
+    common: dict[str, Any] = {
+        "act_method": act_method,
+        "act_kinds": kinds,
+        "batch_size": batch_size,
+        "seed": seed,
+        "progress": progress,
+    }
+    config: ScorerConfig
+    if method == "fisher":
+        config = FisherConfig(**common)
+    elif form == "trace":
+        config = HessianTraceConfig(max_draws=max_draws, **common)
+    else:
+        if quadratic_draws is not None and estimator == "auto":
+            estimator = "random_sign"
+        draws = {} if quadratic_draws is None else {"draws": quadratic_draws}
+        config = HessianQuadraticConfig(estimator=estimator, **draws, **common)  # type: ignore[arg-type]
+    scores = sensitivity_table(probe, F.cross_entropy, batch, bit_pairs, config=config)
+    return scores[["layer", "wbits", "abits", "sensitivity", "sensitivity_se"]]
 
 
 def run_pipeline(
@@ -225,6 +246,7 @@ def run_pipeline(
     sensitivity_images: int = 128,
     max_draws: int = 50,
     quadratic_draws: int | None = None,
+    quadratic_estimator: str = "auto",
     verify_images: int = 200,
     baselines: Sequence[tuple[int, int]] = DEFAULT_BASELINES,
     pareto_points: int = 12,
@@ -237,8 +259,10 @@ def run_pipeline(
     ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan (a common
     question: "what is the best plan as fast as uniform W4A4?"). ``data``: ``digits`` or an image folder.
     ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ, exact) or trace (HAWQ-V2, Hutchinson
-    with at most ``max_draws`` draws; the quadratic form is exact unless ``quadratic_draws`` asks for that
-    many random-sign products per bit width), see ``allocator.sensitivity.sensitivity_table``.
+    with at most ``max_draws`` draws); the quadratic form's ``quadratic_estimator`` is ``auto`` (exact for small
+    models, random-sign products for big ones; the JSON's ``sensitivity`` says which ran), ``exact`` or
+    ``random_sign`` (``quadratic_draws`` products per bit width; given alone it asks for random signs), see
+    ``allocator.sensitivity.HessianQuadraticConfig``.
     Raises ``InputError`` (CLI exit status 2) for bad input and for budgets no plan can meet; nothing is
     written to ``out`` unless the whole run succeeds.
     """
@@ -304,6 +328,7 @@ def run_pipeline(
         act_kind=act_kind,
         max_draws=max_draws,
         quadratic_draws=quadratic_draws,
+        estimator=quadratic_estimator,
         seed=seed,
         progress=progress,
     )
@@ -312,6 +337,12 @@ def run_pipeline(
 
     say("solving the ILP")
     allocation = allocate(problem, limits).check()
+    unresolved = unresolved_layers(allocation, scores, z=UNRESOLVED_Z)
+    for flip in unresolved:
+        say(
+            f"unresolved within {UNRESOLVED_Z:g} standard errors: {flip.layer} W{flip.chosen[0]}A{flip.chosen[1]}"
+            f" could be W{flip.flipped[0]}A{flip.flipped[1]}"
+        )
     front = pareto_front(problem, points=pareto_points, limits=limits) if pareto_points >= 2 else None
     lap("ilp")
 
@@ -364,6 +395,11 @@ def run_pipeline(
         calibration=kinds,
         verify=report,
         seconds=seconds,
+        sensitivity=dict(scores.attrs.get("estimator", {})),
+        sensitivity_se={
+            (str(r.layer), int(r.wbits), int(r.abits)): float(r.sensitivity_se) for r in scores.itertuples(index=False)
+        },
+        unresolved=unresolved,
     )
     if out is not None:
         result = _write_outputs(result, Path(out), plan, target)
@@ -391,7 +427,13 @@ def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim
         outputs = {key: str(out / name) for key, name in files.items()}
         result = replace(result, outputs=outputs)
         plan.save(staging / files["plan"])
-        result.allocation.problem.to_frame().to_csv(staging / files["problem"], index=False)
+        table = result.allocation.problem.to_frame()
+        table.insert(
+            table.columns.get_loc("sensitivity") + 1,
+            "sensitivity_se",
+            [result.sensitivity_se.get((r.layer, r.wbits, r.abits), 0.0) for r in table.itertuples(index=False)],
+        )
+        table.to_csv(staging / files["problem"], index=False)
         plots.bits_heatmap(result.allocation.plan(), staging / files["bits_plot"])
         baselines = pd.DataFrame(
             [{"latency_ms": b.latency_ms, "score": b.score, "label": b.label} for b in result.baselines]
@@ -455,8 +497,30 @@ def _report(result: PipelineResult, target: sim.Target) -> str:
     if result.verify is not None:
         v = result.verify.to_json()
         lines += [f"Integer-only model vs fake-quant model: {v['checked']} checked, {v['mismatches']} mismatches.", ""]
-    lines += ["## Bits per layer", "", "| layer | wbits | abits | Ω | latency (cycles) |", "|---|---:|---:|---:|---:|"]
+    estimator = result.sensitivity
+    if estimator:
+        lines += [
+            f"Sensitivity: {estimator.get('form', '?')} form, estimator {estimator.get('estimator', '?')}"
+            + (f" ({estimator['draws']} draws)" if estimator.get("draws") else "")
+            + ". Ω ± its standard error below.",
+            "",
+        ]
+    if result.unresolved:
+        lines += [f"Layers whose bits flip within {UNRESOLVED_Z:g} standard errors of their scores:", ""]
+        lines += [
+            f"- {f.layer}: W{f.chosen[0]}A{f.chosen[1]} could be W{f.flipped[0]}A{f.flipped[1]}"
+            for f in result.unresolved
+        ]
+        lines.append("")
+    lines += [
+        "## Bits per layer",
+        "",
+        "| layer | wbits | abits | Ω | ± | latency (cycles) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for row in a.to_frame().itertuples(index=False):
-        lines.append(f"| {row.layer} | {row.wbits} | {row.abits} | {row.sensitivity:.4g} | {row.latency_cycles:,.0f} |")
+        se = result.sensitivity_se.get((row.layer, row.wbits, row.abits), 0.0)
+        cells = [row.layer, row.wbits, row.abits, f"{row.sensitivity:.4g}", f"{se:.2g}", f"{row.latency_cycles:,.0f}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "Files: plan.json (bit plan), problem.csv (the ILP's whole input), bits.png, pareto.png.", ""]
     return "\n".join(lines)

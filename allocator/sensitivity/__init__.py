@@ -1,11 +1,25 @@
-"""How much each layer's quantization hurts: Hessian quadratic form and trace, Fisher, quantization errors."""
+"""How much each layer's quantization hurts: Hessian quadratic form and trace, Fisher, quantization errors.
 
+Scorers are described by typed, frozen configs (``HessianQuadraticConfig``, ``HessianTraceConfig``,
+``FisherConfig``) and run through one registry: ``score(model, loss_fn, data, bit_pairs, config)``.
+"""
+
+from allocator.sensitivity.configs import (
+    FisherConfig,
+    HessianQuadraticConfig,
+    HessianTraceConfig,
+    ScorerConfig,
+    register_scorer,
+    registered_scorers,
+    score,
+)
 from allocator.sensitivity.scores import (
     Traces,
     component_type,
     fisher_scores,
     hessian_scores,
     hessian_traces,
+    make_config,
     quantizable_layers,
     quantization_errors,
     scores_from_traces,
@@ -13,13 +27,21 @@ from allocator.sensitivity.scores import (
 )
 
 __all__ = [
+    "FisherConfig",
+    "HessianQuadraticConfig",
+    "HessianTraceConfig",
+    "ScorerConfig",
     "Traces",
     "component_type",
     "fisher_scores",
     "hessian_scores",
     "hessian_traces",
+    "make_config",
     "quantizable_layers",
     "quantization_errors",
+    "register_scorer",
+    "registered_scorers",
+    "score",
     "scores_from_traces",
     "sensitivity_table",
 ]

@@ -43,6 +43,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from allocator.sensitivity.configs import (
+    FisherConfig,
+    HessianQuadraticConfig,
+    HessianTraceConfig,
+    ScorerConfig,
+    config_fields,
+    register_scorer,
+    score,
+)
 from sim.errors import InputError
 
 __all__ = [
@@ -67,6 +76,24 @@ MATMUL_SUFFIXES = ("matmul_qk", "matmul_av")
 # double backward is the engine and batching pays a little here; on a GPU it should fill the device (not
 # measured: no GPU was lent).
 DEFAULT_BATCH_DRAWS = 8
+
+# Elements of each GEMM input kept to fit its activation quantizers: the same cap as quant's calibration
+# observers (quant.modules._MAX_OBSERVED), so the scores price the quantizers the plan will be calibrated with.
+# Holding every input instead cost 50 MB per DeiT-S image (12 blocks x ~1M floats).
+MAX_FIT_ELEMENTS = 1 << 18
+
+# batch_size="auto": samples per autograd graph chosen so that GRAPH_BYTES_PER_INPUT_BYTE x (one sample's GEMM
+# input bytes) x samples stays within GRAPH_BUDGET_BYTES. The factor was measured on DeiT-T/S at 224 (peak RSS
+# over the model and data): DeiT-T, 4 images, peak RSS 1,031 MB at 1 image per graph and 1,806 MB at 4, so
+# ≈ 258 MB per image against 24 MB of GEMM inputs per image — a factor of 10.7 (the 8-bit fake-quant copy the
+# pipeline scores keeps its quantizers' intermediates in the graph too).
+GRAPH_BUDGET_BYTES = 1 << 30
+GRAPH_BYTES_PER_INPUT_BYTE = 11
+MAX_AUTO_BATCH = 32
+
+# Most bytes of probe vectors stacked for one batched second backward of the random-sign quadratic form (every
+# operand's error, once per product): fewer products share a pass when a micro-batch's operands are large.
+VECTOR_BUDGET_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -100,21 +127,38 @@ class Traces:
     draws: int
     samples: int
     seconds: float
+    weight_se: tuple[float, ...] = ()
+    act_se: tuple[float, ...] = ()
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per layer: layer, component, weight_trace, weight_numel, act_trace, act_numel, draws."""
+        """One row per layer: layer, component, weight_trace, weight_se, weight_numel, act_trace, act_se,
+        act_numel, weight_draws, act_draws (standard errors NaN where not estimated, 0 for Fisher)."""
         return pd.DataFrame(
             {
                 "layer": list(self.layers),
                 "component": [component_type(name) for name in self.layers],
                 "weight_trace": list(self.weight_trace),
+                "weight_se": list(self.weight_se or [math.nan] * len(self.layers)),
                 "weight_numel": list(self.weight_numel),
                 "act_trace": list(self.act_trace),
+                "act_se": list(self.act_se or [math.nan] * len(self.layers)),
                 "act_numel": list(self.act_numel),
                 "weight_draws": list(self.weight_draws),
                 "act_draws": list(self.act_draws),
             }
         )
+
+    def per_element_se(self) -> dict[str, tuple[float, float]]:
+        """``{layer: (SE(Tr(H_w))/n_w, SE(Tr(H_a))/n_a)}``: standard errors of ``per_element``'s factors (0 when
+        not estimated)."""
+        weight_se = self.weight_se or (0.0,) * len(self.layers)
+        act_se = self.act_se or (0.0,) * len(self.layers)
+        return {
+            name: (w / max(nw, 1), 0.0 if math.isnan(a) else a / max(na, 1))
+            for name, w, nw, a, na in zip(
+                self.layers, weight_se, self.weight_numel, act_se, self.act_numel, strict=True
+            )
+        }
 
     def per_element(self) -> dict[str, tuple[float, float]]:
         """``{layer: (Tr(H_w)/n_w, Tr(H_a)/n_a)}``, the factors the quantization errors are weighted by."""
@@ -175,8 +219,11 @@ def _find_layers(model: nn.Module, names: Sequence[str] | None) -> list[_Layer]:
 # ---------------------------------------------------------------------------------------------- data
 
 
-def _batches(data: Batch | Iterable[Batch], device: torch.device) -> list[Batch]:
-    """``data`` as a list of (inputs, targets) batches on ``device``."""
+def _batches(data: Batch | Iterable[Batch], device: torch.device, batch_size: int | None = None) -> list[Batch]:
+    """``data`` as a list of (inputs, targets) batches on ``device``, each cut into pieces of at most
+    ``batch_size`` samples (None: as given). The pieces are what one autograd graph holds, so they bound memory."""
+    if batch_size == "auto":
+        raise InputError("batch_size 'auto' must be resolved against the model first (_resolve_batch_size)")
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
         items: list[Any] = [data]
     else:
@@ -185,6 +232,8 @@ def _batches(data: Batch | Iterable[Batch], device: torch.device) -> list[Batch]
         except TypeError:
             kind = type(data).__name__
             raise InputError(f"data must be an (inputs, targets) pair or an iterable of them, not {kind}") from None
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"batch_size must be at least 1 (or None for the batches as given), got {batch_size}")
     batches: list[Batch] = []
     for index, item in enumerate(items):
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Tensor)):
@@ -192,10 +241,46 @@ def _batches(data: Batch | Iterable[Batch], device: torch.device) -> list[Batch]
         x, y = item
         if x.shape[0] == 0:
             raise InputError(f"data batch {index} is empty")
-        batches.append((x.to(device), y.to(device) if isinstance(y, Tensor) else y))
+        step = x.shape[0] if batch_size is None else batch_size
+        for first in range(0, x.shape[0], step):
+            xs = x[first : first + step]
+            ys = y[first : first + step] if isinstance(y, Tensor) and y.dim() > 0 else y
+            batches.append((xs.to(device), ys.to(device) if isinstance(ys, Tensor) else ys))
     if not batches:
         raise InputError("data holds no batches")
     return batches
+
+
+def _resolve_batch_size(
+    model: nn.Module,
+    chosen: Sequence[_Layer],
+    data: Batch | Iterable[Batch],
+    batch_size: int | str | None,
+    device: torch.device,
+) -> int | None:
+    """``batch_size``, with ``"auto"`` resolved to the samples whose autograd graph fits ``GRAPH_BUDGET_BYTES``:
+    one sample's GEMM inputs (both matmul operands) are measured by a forward pass and taken
+    ``GRAPH_BYTES_PER_INPUT_BYTE`` times (forward activations plus the double-backward graph)."""
+    if batch_size != "auto":
+        return batch_size  # type: ignore[return-value]
+    first = _batches(data, device)[0][0][:1]
+    total = 0
+
+    def count(module: nn.Module, args: tuple[Any, ...]) -> None:
+        nonlocal total
+        total += sum(a.numel() * a.element_size() for a in args[:2] if isinstance(a, Tensor))
+
+    handles = [layer.module.register_forward_pre_hook(count) for layer in chosen]
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(first)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(training)
+    return max(1, min(MAX_AUTO_BATCH, GRAPH_BUDGET_BYTES // max(GRAPH_BYTES_PER_INPUT_BYTE * total, 1)))
 
 
 def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -281,12 +366,30 @@ class _ActivationTaps:
 
 
 class _Recorder:
-    """Forward pre-hooks that keep every GEMM input (both matmul operands), detached, across batches."""
+    """Forward pre-hooks that keep a bounded, strided subsample of every GEMM input (both matmul operands),
+    detached, across batches: rows of the last axis, at most ``MAX_FIT_ELEMENTS`` elements per operand, as
+    ``quant``'s calibration observers keep them. Non-finite inputs are noted whole (``bad``), not sampled."""
 
     def __init__(self, layers: Sequence[_Layer]):
         self.layers = layers
         self.inputs: dict[tuple[str, int], list[Tensor]] = {}
+        self.kept: dict[tuple[str, int], int] = {}
+        self.bad: list[tuple[str, int]] = []
         self._handles: list[Any] = []
+
+    def keep(self, key: tuple[str, int], x: Tensor) -> None:
+        x = x.detach()
+        if key not in self.bad and not torch.isfinite(x).all():
+            self.bad.append(key)
+        rows = x.reshape(-1, x.shape[-1]) if x.dim() > 1 else x.reshape(-1, 1)
+        room = MAX_FIT_ELEMENTS - self.kept.get(key, 0)
+        if room <= 0:
+            return
+        allowed = max(room // rows.shape[1], 1)  # whole rows: at most one row over the cap
+        if rows.shape[0] > allowed:
+            rows = rows[:: -(-rows.shape[0] // allowed)]
+        self.inputs.setdefault(key, []).append(rows.clone())
+        self.kept[key] = self.kept.get(key, 0) + rows.numel()
 
     def __enter__(self) -> _Recorder:
         for layer in self.layers:
@@ -294,7 +397,7 @@ class _Recorder:
 
             def hook(module: nn.Module, args: tuple[Any, ...], name: str = layer.name, n: int = operands) -> None:
                 for index in range(n):
-                    self.inputs.setdefault((name, index), []).append(args[index].detach())
+                    self.keep((name, index), args[index])
 
             self._handles.append(layer.module.register_forward_pre_hook(hook))
         return self
@@ -381,6 +484,26 @@ class _HvpGraph:
         self.grads = [grads[i] for i in self.live]
         self.weight = x.shape[0]
 
+    def block_vhv(self, i: int, vectors: Tensor) -> Tensor:
+        """(draws,) of vᵢᵀHᵢᵢvᵢ for tensor ``i`` alone; ``vectors`` has a leading draws dimension. Only tensor
+        ``i``'s gradient is differentiated again; the graph is kept for further products."""
+        result = torch.zeros(vectors.shape[0], dtype=torch.float64)
+        if i not in self.live:
+            return result
+        batched = vectors.shape[0] > 1
+        (h,) = torch.autograd.grad(
+            self.grads[self.live.index(i)],
+            self.tensors[i],
+            grad_outputs=vectors if batched else vectors[0],
+            retain_graph=True,
+            is_grads_batched=batched,
+            allow_unused=True,
+        )
+        if h is None:
+            return result
+        h = h if batched else h.unsqueeze(0)
+        return (vectors * h).flatten(1).sum(1).double().cpu()
+
     def vhv(self, vectors: Sequence[Tensor], batched: bool, keep: bool) -> Tensor:
         """(draws, tensors) of vᵢᵀ(Hv)ᵢ for each draw; ``vectors[i]`` has a leading draws dimension."""
         draws = vectors[0].shape[0]
@@ -414,6 +537,7 @@ def _setup(
     activations: bool,
     data: Batch | Iterable[Batch],
     device: str | torch.device | None,
+    batch_size: int | Literal["auto"] | None = None,
 ) -> tuple[nn.Module, torch.device, list[_Layer], list[tuple[str, str]], list[Batch], int]:
     """What every trace estimator starts from: the model on its device, the chosen layers, the traced tensors'
     keys, the batches on that device and their sample count."""
@@ -425,7 +549,7 @@ def _setup(
         if not chosen:
             raise InputError("only attention matmuls were chosen; they have no weights, so pass activations=True")
     keys = _tensor_keys(chosen, activations)
-    batches = _batches(data, dev)
+    batches = _batches(data, dev, _resolve_batch_size(model, chosen, data, batch_size, dev))
     return model, dev, chosen, keys, batches, sum(x.shape[0] for x, _ in batches)
 
 
@@ -438,10 +562,13 @@ def hessian_traces(
     activations: bool = True,
     max_draws: int = 200,
     tol: float = 1e-3,
+    rel_se: float | None = None,
+    min_draws: int = 8,
     batch_draws: int = DEFAULT_BATCH_DRAWS,
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device | None = None,
+    batch_size: int | Literal["auto"] | None = None,
 ) -> Traces:
     """Hutchinson estimates of the loss-Hessian trace of every quantizable layer's operands.
 
@@ -460,11 +587,16 @@ def hessian_traces(
         raise InputError(f"batch_draws must be at least 1, got {batch_draws}")
     if not tol >= 0:
         raise InputError(f"tol must be >= 0, got {tol}")
+    if rel_se is not None and not (rel_se >= 0 and math.isfinite(rel_se)):
+        raise InputError(f"rel_se must be a finite number >= 0, got {rel_se}")
+    if min_draws < 2:
+        raise InputError(f"min_draws must be at least 2 (a standard error needs two draws), got {min_draws}")
     start = time.perf_counter()
-    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device)
+    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device, batch_size)
     weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
 
     sums = np.zeros(len(keys))
+    squares = np.zeros(len(keys))  # Σ draw², for each estimate's standard error
     counts = np.zeros(len(keys), dtype=np.int64)
     previous = np.full(len(keys), np.nan)
     active = np.ones(len(keys), dtype=bool)
@@ -502,12 +634,21 @@ def hessian_traces(
                     for i, t in enumerate(graph.tensors)
                 ]
                 estimates += graph.vhv(vectors, batched=chunk > 1, keep=single) * (graph.weight / samples)
+                del graph, vectors  # one autograd graph alive at a time (a single batch's stays cached)
             for row in estimates.numpy():
                 draws_run += 1
                 sums[active] += row[active]
+                squares[active] += row[active] ** 2
                 counts[active] += 1
                 means = sums / np.maximum(counts, 1)
-                if draws_run > 1 and tol > 0:
+                if rel_se is not None:
+                    # every estimate keeps averaging (one product serves all of them); stop when each one's
+                    # standard error is within rel_se of its magnitude
+                    if rel_se > 0 and draws_run >= min_draws:
+                        errors = _standard_errors(sums, squares, counts)
+                        if np.all(errors <= rel_se * np.abs(means)):
+                            active[:] = False
+                elif draws_run > 1 and tol > 0:
                     settled = np.abs(means - previous) <= tol * np.abs(previous)
                     active &= ~settled
                 previous = means
@@ -516,7 +657,18 @@ def hessian_traces(
                     break
             bar.set_postfix(unsettled=int(active.sum()))
     means = sums / np.maximum(counts, 1)
-    return _traces("hessian", chosen, keys, means, counts, numel, draws_run, samples, time.perf_counter() - start)
+    errors = _standard_errors(sums, squares, counts)
+    return _traces(
+        "hessian", chosen, keys, means, counts, numel, draws_run, samples, time.perf_counter() - start, errors
+    )
+
+
+def _standard_errors(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Standard error of each running mean from its sum and sum of squares (NaN below two draws)."""
+    n = counts.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = np.maximum(squares - sums**2 / n, 0.0) / (n - 1)
+        return np.where(n > 1, np.sqrt(variance / n), np.nan)
 
 
 def _traces(
@@ -529,8 +681,10 @@ def _traces(
     draws: int,
     samples: int,
     seconds: float,
+    errors: np.ndarray | None = None,
 ) -> Traces:
     value = dict(zip(keys, values.tolist(), strict=True))
+    se = dict(zip(keys, (np.zeros(len(keys)) if errors is None else errors).tolist(), strict=True))
     count = dict(zip(keys, counts.tolist(), strict=True))
     names = tuple(layer.name for layer in layers)
     return Traces(
@@ -545,6 +699,8 @@ def _traces(
         draws=draws,
         samples=samples,
         seconds=seconds,
+        weight_se=tuple(float(se[(n, "weight")]) for n in names),
+        act_se=tuple(float(se.get((n, "act"), math.nan)) for n in names),
     )
 
 
@@ -561,6 +717,7 @@ def fisher_scores(
     normalize: bool = True,
     progress: bool = True,
     device: str | torch.device | None = None,
+    batch_size: int | Literal["auto"] | None = None,
 ) -> Traces:
     """Empirical-Fisher traces: Σ over a tensor's elements of the mean over samples of the squared per-sample
     gradient, for every quantizable layer's operands (same layout and scale conventions as ``hessian_traces``).
@@ -574,7 +731,7 @@ def fisher_scores(
     from torch.func import functional_call, grad, vmap
 
     start = time.perf_counter()
-    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device)
+    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device, batch_size)
     by_name = {layer.name: layer for layer in chosen}
     names = dict(model.named_parameters())
     param_of = {id(p): n for n, p in names.items()}
@@ -642,16 +799,16 @@ def _normalize_by_type(
 
 def _fit_operands(
     chosen: Sequence[_Layer],
-    inputs: Mapping[tuple[str, int], Tensor],
+    recorded: _Recorded,
     weight_bits: Sequence[int],
     act_bits: Sequence[int],
     kinds: Mapping[str, str],
     act_method: str,
 ) -> dict[tuple[str, str, int], Any]:
     """``quant``'s quantizer for every (layer, operand, bits): weights symmetric per output channel fitted as
-    ``quantize_`` fits them; activations per tensor over ``inputs`` (recorded calibration inputs) by
-    ``act_method``, of kind ``kinds[layer]`` (default uniform) for the first operand and uniform for a matmul's
-    second operand (kᵀ, v)."""
+    ``quantize_`` fits them; activations per tensor over the recorded calibration inputs by ``act_method``, of
+    kind ``kinds[layer]`` (default uniform) for the first operand and uniform for a matmul's second operand
+    (kᵀ, v)."""
     from quant import primitives as P
 
     if act_method not in P.METHODS:
@@ -660,9 +817,9 @@ def _fit_operands(
     for layer in chosen:
         if not layer.is_matmul and not torch.isfinite(layer.module.weight).all():
             raise InputError(f"layer {layer.name}: weight has NaN or infinite values")
-    for (name, index), value in inputs.items():
-        if not torch.isfinite(value).all():
-            raise InputError(f"layer {name}: input {index} has NaN or infinite values on the calibration data")
+    for name, index in recorded.bad:
+        raise InputError(f"layer {name}: input {index} has NaN or infinite values on the calibration data")
+    inputs = recorded.inputs
     fitted: dict[tuple[str, str, int], Any] = {}
     for layer in chosen:
         for bits in weight_bits:
@@ -679,10 +836,16 @@ def _fit_operands(
     return fitted
 
 
-def _recorded_inputs(
-    model: nn.Module, chosen: Sequence[_Layer], batches: Sequence[Batch]
-) -> dict[tuple[str, int], Tensor]:
-    """Every GEMM input (both matmul operands) over ``batches``, concatenated along the sample axis."""
+@dataclass(frozen=True)
+class _Recorded:
+    """Subsampled GEMM inputs for fitting (``_Recorder``) and the operands that had non-finite values."""
+
+    inputs: dict[tuple[str, int], Tensor]
+    bad: tuple[tuple[str, int], ...]
+
+
+def _recorded_inputs(model: nn.Module, chosen: Sequence[_Layer], batches: Sequence[Batch]) -> _Recorded:
+    """A bounded subsample of every GEMM input (both matmul operands) over ``batches``, as (rows, last axis)."""
     training = model.training
     model.eval()
     try:
@@ -691,7 +854,46 @@ def _recorded_inputs(
                 model(x)
     finally:
         model.train(training)
-    return {key: torch.cat(parts) for key, parts in recorder.inputs.items()}
+    return _Recorded({key: torch.cat(parts) for key, parts in recorder.inputs.items()}, tuple(recorder.bad))
+
+
+def _activation_errors(
+    model: nn.Module,
+    chosen: Sequence[_Layer],
+    batches: Sequence[Batch],
+    fitted: Mapping[tuple[str, str, int], Any],
+    bits_of: Mapping[str, Sequence[int]],
+) -> dict[tuple[str, str, int], float]:
+    """Σ over ``batches`` of ‖Q(A) − A‖² for every activation operand and bit width, one batch at a time."""
+    from quant import primitives as P
+
+    totals: dict[tuple[str, str, int], float] = {}
+    handles = []
+
+    def add(layer: _Layer, operand: str, value: Tensor) -> None:
+        for bits in bits_of[operand]:
+            key = (layer.name, operand, bits)
+            totals[key] = totals.get(key, 0.0) + P.squared_error(value.detach(), fitted[key])
+
+    for layer in chosen:
+
+        def hook(module: nn.Module, args: tuple[Any, ...], layer: _Layer = layer) -> None:
+            add(layer, "act", args[0])
+            if layer.is_matmul:
+                add(layer, "weight", args[1])
+
+        handles.append(layer.module.register_forward_pre_hook(hook))
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for x, _ in batches:
+                model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(training)
+    return totals
 
 
 def _checked_kinds(act_kinds: Mapping[str, str] | None, chosen: Sequence[_Layer]) -> dict[str, str]:
@@ -712,6 +914,7 @@ def quantization_errors(
     act_kinds: Mapping[str, str] | None = None,
     act_method: str = "minmax",
     device: str | torch.device | None = None,
+    batch_size: int | Literal["auto"] | None = None,
 ) -> pd.DataFrame:
     """‖Q(x) − x‖² of each layer's operands at each bit width, with ``quant``'s quantizers.
 
@@ -720,28 +923,29 @@ def quantization_errors(
     recorded by hooks on ``data``) with calibration method ``act_method`` (as ``quant.calibrate_``'s
     ``method``), and their error is reported per sample (sum over samples / samples). ``act_kinds``:
     non-uniform activation quantizers per layer (log2, twin_uniform, ...; default uniform) for the first
-    operand; a matmul's second operand (kᵀ, v) is quantized uniform.
+    operand; a matmul's second operand (kᵀ, v) is quantized uniform. Activation quantizers are fitted on a
+    bounded subsample of each input (``MAX_FIT_ELEMENTS``) and the errors summed batch by batch (``batch_size``
+    samples at a time), so memory does not grow with the data.
     """
     from quant import primitives as P
 
     dev = _resolve_device(model, device)
     model = _on_device(model, dev)
     chosen = _find_layers(model, layers)
-    batches = _batches(data, dev)
+    batches = _batches(data, dev, _resolve_batch_size(model, chosen, data, batch_size, dev))
     samples = sum(x.shape[0] for x, _ in batches)
     kinds = _checked_kinds(act_kinds, chosen)
-    inputs = _recorded_inputs(model, chosen, batches)
     wbits, abits = sorted(set(weight_bits)), sorted(set(act_bits))
-    fitted = _fit_operands(chosen, inputs, wbits, abits, kinds, act_method)
+    fitted = _fit_operands(chosen, _recorded_inputs(model, chosen, batches), wbits, abits, kinds, act_method)
+    act_errors = _activation_errors(model, chosen, batches, fitted, {"weight": wbits, "act": abits})
     rows: list[dict[str, Any]] = []
     for layer in chosen:
         for operand, bit_set in (("weight", wbits), ("act", abits)):
-            if operand == "weight" and not layer.is_matmul:
-                value, per = layer.module.weight.detach(), 1
-            else:
-                value, per = inputs[_tap_key(layer, operand)], samples
             for bits in bit_set:
-                error = P.squared_error(value, fitted[(layer.name, operand, bits)]) / per
+                if operand == "weight" and not layer.is_matmul:
+                    error = P.squared_error(layer.module.weight.detach(), fitted[(layer.name, operand, bits)])
+                else:
+                    error = act_errors[(layer.name, operand, bits)] / samples
                 rows.append({"layer": layer.name, "operand": operand, "bits": bits, "error": error})
     return pd.DataFrame(rows, columns=["layer", "operand", "bits", "error"])
 
@@ -762,6 +966,7 @@ def hessian_scores(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device | None = None,
+    batch_size: int | Literal["auto"] | None = None,
 ) -> pd.DataFrame:
     """Ω_i(w, a) = ΔWᵢᵀ H_w,i ΔWᵢ + ΔAᵢᵀ H_a,i ΔAᵢ with Δ the actual quantization error at each bit width.
 
@@ -781,19 +986,54 @@ def hessian_scores(
     operand's error times a random sign (the cross terms between operands have zero mean, as in Hutchinson's
     estimator). A negative estimate counts by its magnitude, as in ``scores_from_traces``.
     """
-    from quant import primitives as P
-
-    pairs = _check_bit_pairs(bit_pairs)
     if draws is not None and draws < 1:
         raise InputError(f"draws must be at least 1 (or None for the exact form), got {draws}")
-    if batch_draws < 1:
-        raise InputError(f"batch_draws must be at least 1, got {batch_draws}")
-    model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device)
-    calib = batches if calibration is None else _batches(calibration, dev)
-    kinds = _checked_kinds(act_kinds, chosen)
+    config = HessianQuadraticConfig(
+        layers=None if layers is None else tuple(layers),
+        activations=activations,
+        act_method=act_method,
+        act_kinds=act_kinds,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        device=None if device is None else str(device),
+        estimator="exact" if draws is None else "random_sign",
+        draws=draws or 1,
+        batch_draws=batch_draws,
+    )
+    return _quadratic_scores(model, loss_fn, data, _check_bit_pairs(bit_pairs), config, calibration)
+
+
+@register_scorer(HessianQuadraticConfig)
+def _quadratic_scores(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    pairs: Sequence[tuple[int, int]],
+    config: HessianQuadraticConfig,
+    calibration: Batch | Iterable[Batch] | None,
+) -> pd.DataFrame:
+    """``hessian_scores`` for a config (the registry's entry); the estimator follows ``config.chosen``."""
+    from quant import primitives as P
+
+    pairs = _check_bit_pairs(pairs)
+    activations, batch_draws, seed, progress = config.activations, config.batch_draws, config.seed, config.progress
+    model, dev, chosen, keys, batches, samples = _setup(
+        model, config.layers, activations, data, config.device, config.batch_size
+    )
+    calib = (
+        batches
+        if calibration is None
+        else _batches(calibration, dev, _resolve_batch_size(model, chosen, calibration, config.batch_size, dev))
+    )
+    kinds = _checked_kinds(config.act_kinds, chosen)
+    act_method = config.act_method
     wbits, abits = sorted({w for w, _ in pairs}), sorted({a for _, a in pairs})
     fitted = _fit_operands(chosen, _recorded_inputs(model, chosen, calib), wbits, abits, kinds, act_method)
     bits_of = {"weight": wbits, "act": abits}
+    exact_products = sum(len(bits_of[key[1]]) for key in keys)
+    estimator = config.chosen(exact_products)
+    draws = None if estimator == "exact" else config.draws
     # jobs: one (operand key, bits) per exact product, or one slot per bit width with every operand in it
     if draws is None:
         jobs = [[(i, bits)] for i, key in enumerate(keys) for bits in bits_of[key[1]]]
@@ -814,37 +1054,72 @@ def hessian_scores(
         value = graph.values[i]
         return (P.fake_quantize(value, fitted[(keys[i][0], keys[i][1], bits)]) - value).to(value.dtype)
 
-    totals: dict[tuple[int, int], float] = {}
     weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
+    # per product and operand: Σ over batches of the batch-weighted vᵢᵀ(Hv)ᵢ; small (products × operands)
+    totals = np.zeros((len(jobs), len(keys)))
     bar = tqdm(total=len(jobs) * len(batches), desc="hessian scores", unit="hvp", disable=not progress, file=sys.stderr)
     with _prepared(model, dev, weights), bar:
         for index, batch in enumerate(batches):
             graph = _HvpGraph(model, loss_fn, batch, chosen, keys, activations, f"data batch {index}")
-            for first in range(0, len(jobs), batch_draws):
-                chunk = range(first, min(first + batch_draws, len(jobs)))
-                # vectors[i][d]: operand i's part of product d — its signed error if product d holds it, else 0
-                parts: list[list[Tensor | None]] = [[None] * len(chunk) for _ in keys]
-                for d, j in enumerate(chunk):
-                    for (i, bits), sign in zip(jobs[j], signs[j], strict=True):
-                        parts[i][d] = error(graph, i, bits) * sign
-                vectors = [
-                    torch.stack([p if p is not None else torch.zeros_like(tensor) for p in parts[i]])
-                    for i, tensor in enumerate(graph.tensors)
-                ]
-                last = index == len(batches) - 1 and chunk[-1] == len(jobs) - 1
-                products = graph.vhv(vectors, batched=len(chunk) > 1, keep=not last)
-                for row, j in zip(products.numpy(), chunk, strict=True):
-                    for i, bits in jobs[j]:
-                        totals[(i, bits)] = totals.get((i, bits), 0.0) + float(row[i]) * graph.weight / samples
-                bar.update(len(chunk))
-    per = 1 if draws is None else draws
-    value = {(keys[i][0], keys[i][1], bits): abs(total) / per for (i, bits), total in totals.items()}
-    return _score_frame(
+            share = graph.weight / samples
+            if draws is None:
+                # exact: each product is supported on one operand, so only that operand's gradient is
+                # differentiated again (vᵢᵀHᵢᵢvᵢ) — no zero vectors for the others, and a shorter second backward
+                by_operand: dict[int, list[int]] = {}
+                for j, job in enumerate(jobs):
+                    by_operand.setdefault(job[0][0], []).append(j)
+                for i, members in by_operand.items():
+                    for first in range(0, len(members), batch_draws):
+                        chunk = members[first : first + batch_draws]
+                        vectors = torch.stack([error(graph, i, jobs[j][0][1]) for j in chunk])
+                        totals[chunk, i] += graph.block_vhv(i, vectors).numpy() * share
+                        bar.update(len(chunk))
+            else:
+                per_product = sum(v.numel() * v.element_size() for v in graph.values)
+                step = max(1, min(batch_draws, VECTOR_BUDGET_BYTES // max(per_product, 1)))
+                for first in range(0, len(jobs), step):
+                    chunk = range(first, min(first + step, len(jobs)))
+                    vectors = [
+                        torch.stack([error(graph, i, jobs[j][i][1]) * signs[j][i] for j in chunk])
+                        for i in range(len(keys))
+                    ]
+                    products = graph.vhv(vectors, batched=len(chunk) > 1, keep=chunk[-1] != len(jobs) - 1)
+                    totals[list(chunk)] += products.numpy() * share
+                    del vectors
+                    bar.update(len(chunk))
+            del graph  # before the next batch builds its own: one autograd graph alive at a time
+    value: dict[tuple[str, str, int], float] = {}
+    stderr: dict[tuple[str, str, int], float] = {}
+    rows_of: dict[tuple[int, int], list[int]] = {}
+    for j, job in enumerate(jobs):
+        for item in job:
+            rows_of.setdefault(item, []).append(j)
+    for i, key in enumerate(keys):
+        for bits in bits_of[key[1]]:
+            rows = rows_of[(i, bits)]
+            samples_ij = totals[rows, i]
+            value[(key[0], key[1], bits)] = abs(float(samples_ij.mean()))
+            spread = float(samples_ij.std(ddof=1)) / math.sqrt(len(rows)) if len(rows) > 1 else 0.0
+            stderr[(key[0], key[1], bits)] = spread
+    frame = _score_frame(
         [layer.name for layer in chosen],
         pairs,
         lambda name, w: value[(name, "weight", w)],
         lambda name, a: value.get((name, "act", a), 0.0),
     )
+    frame["sensitivity_se"] = [
+        math.hypot(stderr[(r.layer, "weight", r.wbits)], stderr.get((r.layer, "act", r.abits), 0.0))
+        for r in frame.itertuples(index=False)
+    ]
+    frame.attrs["estimator"] = {
+        "form": "quadratic",
+        "estimator": estimator,
+        "requested": config.estimator,
+        "products": len(jobs),
+        "exact_products": exact_products,
+        "draws": 0 if draws is None else draws,
+    }
+    return frame
 
 
 def _score_frame(
@@ -900,7 +1175,16 @@ def scores_from_traces(traces: Traces, errors: pd.DataFrame, bit_pairs: Iterable
         factor = factors[name][1]
         return 0.0 if math.isnan(factor) else factor * error[(name, "act", a)]
 
-    return _score_frame(traces.layers, pairs, lambda name, w: factors[name][0] * error[(name, "weight", w)], act_term)
+    frame = _score_frame(traces.layers, pairs, lambda name, w: factors[name][0] * error[(name, "weight", w)], act_term)
+    se = traces.per_element_se()
+    frame["sensitivity_se"] = [
+        math.hypot(
+            se[r.layer][0] * error[(r.layer, "weight", r.wbits)],
+            se[r.layer][1] * error.get((r.layer, "act", r.abits), 0.0),
+        )
+        for r in frame.itertuples(index=False)
+    ]
+    return frame
 
 
 def sensitivity_table(
@@ -915,42 +1199,145 @@ def sensitivity_table(
     calibration: Batch | Iterable[Batch] | None = None,
     act_kinds: Mapping[str, str] | None = None,
     act_method: str = "minmax",
+    config: ScorerConfig | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """The ILP's sensitivity input: one row per layer and (wbits, abits) pair with columns layer, wbits,
-    abits, sensitivity (plus its weight and activation terms).
+    abits, sensitivity, sensitivity_se (its standard error; 0 where exact), weight_sensitivity,
+    act_sensitivity. ``frame.attrs["estimator"]`` says which estimator ran.
 
-    ``method="hessian"``, ``form="quadratic"``: ``hessian_scores`` (ΔᵀHΔ with the actual errors);
-    ``form="trace"``: HAWQ-V2's Tr(H)/n·‖Δ‖² from ``hessian_traces``. ``method="fisher"``: ``fisher_scores``
-    traces times ‖Δ‖² (the form is always "trace"). ``traces``: reuse traces computed before (trace form).
-    ``calibration``: data whose activations set the quantizers (default ``data``); ``act_method``: how they
-    are fitted (as ``quant.calibrate_``'s ``method``). ``options`` go to the score or trace function."""
+    ``config``: a typed scorer config (``HessianQuadraticConfig``, ``HessianTraceConfig``, ``FisherConfig``)
+    dispatched through the registry (``allocator.sensitivity.configs.score``); the preferred form. Without it,
+    the older keywords build one: ``method="hessian"``, ``form="quadratic"``: ``hessian_scores`` (ΔᵀHΔ with the
+    actual errors; ``options`` ``draws=None``: exact, ``draws=k``: k random-sign products per bit width);
+    ``form="trace"``: HAWQ-V2's Tr(H)/n·‖Δ‖² from ``hessian_traces``; ``method="fisher"``: ``fisher_scores``
+    traces times ‖Δ‖². ``traces``: reuse traces computed before (trace form). ``calibration``: data whose
+    activations set the quantizers (default ``data``); ``act_method``: how they are fitted."""
     pairs = _check_bit_pairs(bit_pairs)
+    if traces is not None:
+        device = options.get("device") if config is None else config.device
+        batch_size = options.get("batch_size") if config is None else config.batch_size
+        errors = quantization_errors(
+            model,
+            data if calibration is None else calibration,
+            {w for w, _ in pairs},
+            {a for _, a in pairs},
+            layers=traces.layers,
+            act_kinds=act_kinds,
+            act_method=act_method,
+            device=device,
+            batch_size=batch_size,
+        )
+        frame = scores_from_traces(traces, errors, pairs)
+        frame.attrs["estimator"] = {"form": "trace", "estimator": f"{traces.method} traces (given)"}
+        return frame
+    if config is None:
+        config = make_config(method, form, act_kinds=act_kinds, act_method=act_method, **options)
+    return score(model, loss_fn, data, pairs, config, calibration=calibration)
+
+
+def make_config(
+    method: Literal["hessian", "fisher"] = "hessian", form: Literal["quadratic", "trace"] = "quadratic", **options: Any
+) -> ScorerConfig:
+    """The typed config for the older (method, form, **options) keywords: quadratic form ``draws`` None → exact,
+    k → random signs, ``"auto"`` → chosen by size; trace form ``max_draws``, ``tol`` (ignored: the stopping rule
+    is ``rel_se``), ``rel_se``; Fisher ``normalize``; all: the ``ScorerConfig`` fields. Unknown names exit 2."""
     if method not in ("hessian", "fisher"):
         raise InputError(f"unknown sensitivity method {method!r}; choose hessian or fisher")
     if form not in ("quadratic", "trace"):
         raise InputError(f"unknown Hessian score form {form!r}; choose quadratic or trace")
-    if method == "hessian" and form == "quadratic" and traces is None:
-        return hessian_scores(
-            model,
-            loss_fn,
-            data,
-            pairs,
-            calibration=calibration,
-            act_kinds=act_kinds,
-            act_method=act_method,
-            **options,
+    options = dict(options)
+    if options.get("device") is not None:
+        options["device"] = str(options["device"])
+    if options.get("layers") is not None:
+        options["layers"] = tuple(options["layers"])
+    kind: type[ScorerConfig]
+    if method == "fisher":
+        kind = FisherConfig
+    elif form == "trace":
+        kind = HessianTraceConfig
+        options.pop("tol", None)
+    else:
+        kind = HessianQuadraticConfig
+        if "draws" in options:
+            draws = options.pop("draws")
+            if draws is None:
+                options["estimator"] = "exact"
+            elif draws == "auto":
+                options.setdefault("estimator", "auto")
+            else:
+                if int(draws) < 1:
+                    raise InputError(f"draws must be at least 1 (or None for the exact form), got {draws}")
+                options["estimator"], options["draws"] = "random_sign", int(draws)
+    known = set(config_fields(kind))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(
+            f"{kind.__name__} takes no option(s) {', '.join(unknown)}; it takes {', '.join(sorted(known))}"
         )
-    if traces is None:
-        traces = (hessian_traces if method == "hessian" else fisher_scores)(model, loss_fn, data, **options)
+    return kind(**options)
+
+
+@register_scorer(HessianTraceConfig)
+def _trace_scores(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    pairs: Sequence[tuple[int, int]],
+    config: HessianTraceConfig,
+    calibration: Batch | Iterable[Batch] | None,
+) -> pd.DataFrame:
+    traces = hessian_traces(
+        model,
+        loss_fn,
+        data,
+        max_draws=config.max_draws,
+        min_draws=config.min_draws,
+        rel_se=config.rel_se,
+        batch_draws=config.batch_draws,
+        seed=config.seed,
+        **config.common(),
+    )
+    return _scores_for(model, data, pairs, traces, config, calibration)
+
+
+@register_scorer(FisherConfig)
+def _fisher_scores(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    pairs: Sequence[tuple[int, int]],
+    config: FisherConfig,
+    calibration: Batch | Iterable[Batch] | None,
+) -> pd.DataFrame:
+    traces = fisher_scores(model, loss_fn, data, normalize=config.normalize, **config.common())
+    return _scores_for(model, data, pairs, traces, config, calibration)
+
+
+def _scores_for(
+    model: nn.Module,
+    data: Batch | Iterable[Batch],
+    pairs: Sequence[tuple[int, int]],
+    traces: Traces,
+    config: ScorerConfig,
+    calibration: Batch | Iterable[Batch] | None,
+) -> pd.DataFrame:
+    """Trace-form scores for traces just computed, with their standard errors and the estimator named."""
     errors = quantization_errors(
         model,
         data if calibration is None else calibration,
         {w for w, _ in pairs},
         {a for _, a in pairs},
         layers=traces.layers,
-        act_kinds=act_kinds,
-        act_method=act_method,
-        device=options.get("device"),
+        act_kinds=config.act_kinds,
+        act_method=config.act_method,
+        device=config.device,
+        batch_size=config.batch_size,
     )
-    return scores_from_traces(traces, errors, pairs)
+    frame = scores_from_traces(traces, errors, pairs)
+    frame.attrs["estimator"] = {
+        "form": "trace",
+        "estimator": f"{traces.method} traces",
+        "draws": traces.draws,
+    }
+    return frame

@@ -125,7 +125,11 @@ def test_scores_take_the_form_and_the_calibration_method_asked_for() -> None:
     signs = score_options(net, batch, pairs, quadratic_draws=2)
     log2 = score_options(net, batch, pairs, act_kind="log2")
     auto = score_options(net, batch, pairs, act_kind="auto")
-    assert list(quadratic.columns) == ["layer", "wbits", "abits", "sensitivity"]
+    assert list(quadratic.columns) == ["layer", "wbits", "abits", "sensitivity", "sensitivity_se"]
+    # the size-chosen default is exact on a model this small; random signs carry a standard error
+    assert quadratic.attrs["estimator"]["estimator"] == "exact" and (quadratic.sensitivity_se == 0).all()
+    assert signs.attrs["estimator"]["estimator"] == "random_sign" and (signs.sensitivity_se > 0).any()
+    assert trace.attrs["estimator"]["form"] == "trace" and (trace.sensitivity_se > 0).any()
     assert quadratic.shape == trace.shape == minmax.shape == signs.shape
     assert not quadratic.sensitivity.equals(trace.sensitivity)
     assert not quadratic.sensitivity.equals(minmax.sensitivity)

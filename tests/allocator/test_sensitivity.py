@@ -6,6 +6,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas.testing as pd_testing
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -577,3 +578,130 @@ def test_model_state_is_restored(tiny_vit: nn.Module, exact: dict) -> None:
         assert all(p.grad is None for p in tiny_vit.parameters())
     finally:
         tiny_vit.eval()
+
+
+# ---------------------------------------------------------------------------------------------- configs, memory
+
+
+def test_stopping_rule_reaches_its_stated_standard_error(mlp: nn.Module, mlp_exact: dict) -> None:
+    """rel_se: stop when every estimate's standard error is within rel_se of it; the reported errors are honest
+    (every layer within 4 of them of the exact trace), and the run stops well before the cap."""
+    target = 0.05
+    traces = hessian_traces(
+        mlp,
+        LOSS,
+        (mlp_exact["x"], mlp_exact["y"]),
+        activations=False,
+        max_draws=20_000,
+        rel_se=target,
+        batch_draws=50,
+        progress=False,
+    )
+    assert traces.draws < 20_000
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, mlp_exact["traces"], strict=True
+    ):
+        assert 0 < se <= target * abs(estimate), name
+        assert abs(estimate - truth) <= 4 * se, name
+    # one fewer batch of draws would not have met the target for some layer (the rule does not overshoot far)
+    shorter = hessian_traces(
+        mlp,
+        LOSS,
+        (mlp_exact["x"], mlp_exact["y"]),
+        activations=False,
+        max_draws=max(traces.draws - 50, 2),
+        rel_se=0,
+        batch_draws=50,
+        progress=False,
+    )
+    ratios = [se / abs(t) for se, t in zip(shorter.weight_se, shorter.weight_trace, strict=True)]
+    assert max(ratios) > target * 0.9
+
+
+def test_micro_batches_give_the_same_exact_scores() -> None:
+    """batch_size cuts the data into graphs of that many samples; the batch-weighted sum is the same form."""
+    model, (x, y) = _trained_tiny_attention()
+    pairs = [(2, 3), (8, 8)]
+    columns = ["weight_sensitivity", "act_sensitivity"]
+    whole = hessian_scores(model, LOSS, (x, y), pairs, progress=False)
+    pieces = hessian_scores(model, LOSS, (x, y), pairs, batch_size=1, progress=False)
+    np.testing.assert_allclose(pieces[columns].to_numpy(), whole[columns].to_numpy(), rtol=1e-4, atol=1e-10)
+    errors = quantization_errors(model, (x, y), [2, 8], [3, 8])
+    again = quantization_errors(model, (x, y), [2, 8], [3, 8], batch_size=1)
+    np.testing.assert_allclose(again.error.to_numpy(), errors.error.to_numpy(), rtol=1e-4)  # float32 sums
+    with pytest.raises(InputError, match="batch_size"):
+        hessian_scores(model, LOSS, (x, y), pairs, batch_size=0, progress=False)
+
+
+def test_activation_quantizers_are_fitted_on_a_bounded_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_FIT_ELEMENTS (or one row) of each GEMM input is kept for fitting, however much data goes
+    through."""
+    from allocator.sensitivity import scores as S
+
+    model, (x, y) = _trained_tiny_attention()
+    monkeypatch.setattr(S, "MAX_FIT_ELEMENTS", 10)
+    chosen = S._find_layers(model, None)
+    recorded = S._recorded_inputs(model, chosen, [(x, y), (x, y)])
+    assert recorded.inputs and all(v.numel() <= 10 + v.shape[1] for v in recorded.inputs.values())
+    assert recorded.bad == ()
+
+
+def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Module, exact: dict) -> None:
+    from allocator.sensitivity import (
+        FisherConfig,
+        HessianQuadraticConfig,
+        HessianTraceConfig,
+        ScorerConfig,
+        registered_scorers,
+        score,
+    )
+
+    data = (exact["x"][:8], exact["y"][:8])
+    pairs = [(2, 4), (8, 8)]
+    columns = ["layer", "wbits", "abits", "sensitivity"]
+    assert set(registered_scorers()) == {HessianQuadraticConfig, HessianTraceConfig, FisherConfig}
+    quadratic = score(tiny_vit, LOSS, data, pairs, HessianQuadraticConfig(estimator="exact", progress=False))
+    direct = hessian_scores(tiny_vit, LOSS, data, pairs, progress=False)
+    pd_testing.assert_frame_equal(quadratic[columns], direct[columns])
+    trace_config = HessianTraceConfig(max_draws=6, rel_se=0, seed=2, progress=False)
+    traced = score(tiny_vit, LOSS, data, pairs, trace_config)
+    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, seed=2, progress=False)
+    errors = quantization_errors(tiny_vit, data, [2, 8], [4, 8])
+    pd_testing.assert_frame_equal(traced[columns], scores_from_traces(traces, errors, pairs)[columns])
+    fisher = score(tiny_vit, LOSS, data, pairs, FisherConfig(progress=False))
+    expected = scores_from_traces(fisher_scores(tiny_vit, LOSS, data, progress=False), errors, pairs)
+    pd_testing.assert_frame_equal(fisher[columns], expected[columns])
+    assert fisher.attrs["estimator"]["estimator"] == "fisher traces"
+
+    class Unknown(ScorerConfig):
+        pass
+
+    with pytest.raises(InputError, match="no scorer is registered for Unknown"):
+        score(tiny_vit, LOSS, data, pairs, Unknown())
+
+
+def test_auto_estimator_is_exact_for_small_models_and_random_signs_for_big_ones() -> None:
+    from allocator.sensitivity import HessianQuadraticConfig, score
+
+    model, data = _trained_tiny_attention()
+    pairs = [(2, 3), (8, 8)]
+    small = score(model, LOSS, data, pairs, HessianQuadraticConfig(progress=False))
+    assert small.attrs["estimator"]["estimator"] == "exact" and small.attrs["estimator"]["requested"] == "auto"
+    products = small.attrs["estimator"]["exact_products"]
+    assert products == small.attrs["estimator"]["products"] > 0
+    big = score(model, LOSS, data, pairs, HessianQuadraticConfig(exact_max_products=products - 1, progress=False))
+    assert big.attrs["estimator"]["estimator"] == "random_sign" and big.attrs["estimator"]["draws"] == 16
+    assert (big.sensitivity_se > 0).any() and (small.sensitivity_se == 0).all()
+    with pytest.raises(InputError, match="estimator"):
+        HessianQuadraticConfig(estimator="nope")  # type: ignore[arg-type]
+
+
+def test_old_keywords_build_typed_configs() -> None:
+    from allocator.sensitivity import FisherConfig, HessianQuadraticConfig, HessianTraceConfig, make_config
+
+    assert make_config("hessian", "quadratic", draws=None).estimator == "exact"
+    assert make_config("hessian", "quadratic", draws=4) == HessianQuadraticConfig(estimator="random_sign", draws=4)
+    assert isinstance(make_config("hessian", "trace", max_draws=5, tol=1e-3), HessianTraceConfig)
+    assert make_config("fisher", normalize=False) == FisherConfig(normalize=False)
+    with pytest.raises(InputError, match="takes no option"):
+        make_config("fisher", max_draws=3)

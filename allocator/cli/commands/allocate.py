@@ -47,10 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--draws", type=int, default=50, help="most Hutchinson draws, trace form (default 50)")
     parser.add_argument(
+        "--estimator",
+        choices=("auto", "exact", "random_sign"),
+        default="auto",
+        help="quadratic form: exact (one product per operand and bit width), random_sign, or auto (default:"
+        " exact for small models, random signs for big ones; the output says which ran)",
+    )
+    parser.add_argument(
         "--quadratic-draws",
         type=int,
-        help="quadratic form: random-sign products per bit width (default: exact, one per operand and bit width;"
-        " a few draws cost less on big models)",
+        help="quadratic form: random-sign products per bit width (default 16; given alone, asks for random signs)",
     )
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
     parser.add_argument("--pareto-points", type=int, default=12, help="points on the latency–Ω front (0: none)")
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         sensitivity_images=args.sensitivity_images,
         max_draws=args.draws,
         quadratic_draws=args.quadratic_draws,
+        quadratic_estimator=args.estimator,
         seed=args.seed,
         progress=not args.json and sys.stderr.isatty(),
         log=log,

@@ -1,0 +1,191 @@
+"""Typed sensitivity configs and the registry that dispatches them (as torchao dispatches quantization configs).
+
+Each scorer is described by a frozen config class; ``score(model, loss_fn, data, bit_pairs, config)`` looks up
+the function registered for the config's type and returns the ILP's sensitivity table. New scorers register
+with ``@register_scorer(TheirConfig)``; the pipeline and the CLI build configs, never option dictionaries.
+
+- ``HessianQuadraticConfig``: ΔᵀHΔ with the actual quantization errors (``hessian_scores``), exact or with
+  random-sign products, the estimator chosen by the model's size unless asked for.
+- ``HessianTraceConfig``: HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces (``hessian_traces``).
+- ``FisherConfig``: empirical-Fisher traces times ‖Δ‖² (``fisher_scores``), LampQ's type-aware scaling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+import pandas as pd
+from torch import nn
+
+from sim.errors import InputError
+
+__all__ = [
+    "AUTO_EXACT_MAX_PRODUCTS",
+    "FisherConfig",
+    "HessianQuadraticConfig",
+    "HessianTraceConfig",
+    "ScorerConfig",
+    "register_scorer",
+    "registered_scorers",
+    "score",
+]
+
+# Size rule of the quadratic form's "auto" estimator: exact (one Hessian-vector product per operand and bit
+# width) when that needs at most this many products, else random-sign products. The digits testbed needs
+# 2 blocks x 7 GEMMs x (weight + activation bit widths) ≈ 140 and is scored exactly; DeiT-T/S need ≈ 740 and
+# use random signs (measured on this 2-core CPU: bench/sensitivity.py, part "defaults").
+AUTO_EXACT_MAX_PRODUCTS = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScorerConfig:
+    """What every scorer shares.
+
+    ``layers``: GEMM names to score (None: every quantizable one); ``activations``: score the GEMM inputs too;
+    ``act_method``/``act_kinds``: how activation quantizers are fitted for the errors (as ``quant.calibrate_``'s
+    method) and their kind per layer (default uniform); ``batch_size``: samples per autograd graph (None: the
+    data's own batches; ``"auto"``: as many as keep one graph near 1 GiB) — what bounds memory; ``seed``;
+    ``progress``: a tqdm bar on stderr; ``device``: where to compute (default: the model's).
+    """
+
+    layers: tuple[str, ...] | None = None
+    activations: bool = True
+    act_method: str = "minmax"
+    act_kinds: Mapping[str, str] | None = field(default=None, hash=False, compare=False)
+    batch_size: int | Literal["auto"] | None = "auto"
+    seed: int = 0
+    progress: bool = True
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size not in (None, "auto") and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise InputError(
+                f"batch_size must be at least 1 (or None for the data's own batches), got {self.batch_size}"
+            )
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(self.layers))
+
+    def common(self) -> dict[str, Any]:
+        """The shared fields the scorer functions take as keywords (not act_method/act_kinds: errors take those)."""
+        return {
+            "layers": None if self.layers is None else list(self.layers),
+            "activations": self.activations,
+            "batch_size": self.batch_size,
+            "progress": self.progress,
+            "device": self.device,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class HessianQuadraticConfig(ScorerConfig):
+    """ΔᵀHΔ with the actual quantization errors.
+
+    ``estimator``: ``exact`` (one product per operand and bit width), ``random_sign`` (``draws`` products per bit
+    width over all operands at once, each operand's error times a random sign) or ``auto`` (exact when it needs
+    at most ``exact_max_products`` products, else random signs). ``batch_draws``: products per batched second
+    backward.
+    """
+
+    estimator: Literal["auto", "exact", "random_sign"] = "auto"
+    draws: int = 16
+    exact_max_products: int = AUTO_EXACT_MAX_PRODUCTS
+    batch_draws: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.estimator not in ("auto", "exact", "random_sign"):
+            raise InputError(f"unknown quadratic-form estimator {self.estimator!r}; choose auto, exact or random_sign")
+        if self.draws < 1:
+            raise InputError(f"draws must be at least 1, got {self.draws}")
+        if self.batch_draws < 1:
+            raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
+
+    def chosen(self, exact_products: int) -> Literal["exact", "random_sign"]:
+        """The estimator run for a model whose exact form needs ``exact_products`` products."""
+        if self.estimator != "auto":
+            return self.estimator
+        return "exact" if exact_products <= self.exact_max_products else "random_sign"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HessianTraceConfig(ScorerConfig):
+    """HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces: at most ``max_draws`` draws, ``batch_draws`` per batched
+    second backward; stops when every estimate's relative standard error is at most ``rel_se`` (0: always
+    ``max_draws``) after at least ``min_draws`` draws."""
+
+    max_draws: int = 200
+    min_draws: int = 8
+    rel_se: float = 0.05
+    batch_draws: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_draws < 1:
+            raise InputError(f"max_draws must be at least 1, got {self.max_draws}")
+        if self.min_draws < 2:
+            raise InputError(f"min_draws must be at least 2 (a standard error needs two draws), got {self.min_draws}")
+        if not (self.rel_se >= 0 and math.isfinite(self.rel_se)):
+            raise InputError(f"rel_se must be a finite number >= 0, got {self.rel_se}")
+        if self.batch_draws < 1:
+            raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FisherConfig(ScorerConfig):
+    """Empirical-Fisher traces times ‖Δ‖²; ``normalize``: LampQ's type-aware scaling (``fisher_scores``)."""
+
+    normalize: bool = True
+
+
+Scorer = Callable[..., pd.DataFrame]
+_SCORERS: dict[type[ScorerConfig], Scorer] = {}
+C = TypeVar("C", bound=type[ScorerConfig])
+
+
+def register_scorer(config_type: type[ScorerConfig]) -> Callable[[Scorer], Scorer]:
+    """Decorator: ``fn(model, loss_fn, data, bit_pairs, config, calibration)`` scores configs of ``config_type``."""
+
+    def decorate(fn: Scorer) -> Scorer:
+        _SCORERS[config_type] = fn
+        return fn
+
+    return decorate
+
+
+def registered_scorers() -> dict[type[ScorerConfig], Scorer]:
+    """Config type → scorer function, for every registered scorer."""
+    _load_builtin()
+    return dict(_SCORERS)
+
+
+def score(
+    model: nn.Module,
+    loss_fn: Callable[..., Any],
+    data: Any,
+    bit_pairs: Iterable[tuple[int, int]],
+    config: ScorerConfig,
+    *,
+    calibration: Any = None,
+) -> pd.DataFrame:
+    """The ILP's sensitivity table for ``config``: one row per layer and (wbits, abits) pair with columns layer,
+    wbits, abits, sensitivity, sensitivity_se (its standard error; 0 where exact), weight_sensitivity,
+    act_sensitivity. ``frame.attrs["estimator"]`` names what was run (e.g. the size-chosen quadratic form)."""
+    _load_builtin()
+    for kind in type(config).__mro__:
+        if kind in _SCORERS:
+            return _SCORERS[kind](model, loss_fn, data, list(bit_pairs), config, calibration)
+    known = ", ".join(sorted(k.__name__ for k in _SCORERS))
+    raise InputError(f"no scorer is registered for {type(config).__name__}; registered: {known}")
+
+
+def config_fields(config_type: type[ScorerConfig]) -> tuple[str, ...]:
+    """The option names a config class takes."""
+    return tuple(f.name for f in fields(config_type))
+
+
+def _load_builtin() -> None:
+    """The built-in scorers register when their module is imported."""
+    import allocator.sensitivity.scores  # noqa: F401
