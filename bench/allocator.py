@@ -236,9 +236,9 @@ def accuracy_part() -> dict[str, Any]:
         quantized_accuracy,
         score_options,
     )
-    from quant.integer import verify_bit_exact
     from quant.plan import BitPlan
     from quant.testbed import evaluate, load_data
+    from quant.verify import verify_bit_exact
 
     torch.set_num_threads(2)
     began = time.perf_counter()

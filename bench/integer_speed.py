@@ -37,11 +37,12 @@ import torch  # noqa: E402
 torch.set_num_threads(2)
 
 from quant.calibrate import calibrate_  # noqa: E402
-from quant.integer import exact_codes, to_integer, verify_bit_exact  # noqa: E402
+from quant.integer import to_integer  # noqa: E402
 from quant.models import create_model  # noqa: E402
 from quant.plan import BitPlan, LayerBits  # noqa: E402
 from quant.quantize import QuantConfig, quantize_  # noqa: E402
 from quant.testbed import evaluate, load_digits_split, train  # noqa: E402
+from quant.verify import exact_codes, verify_bit_exact  # noqa: E402
 
 L = LayerBits
 

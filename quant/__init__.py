@@ -44,7 +44,7 @@ _LAZY = {
     "quantize_": "quant.quantize",
     "gemm_layers": "quant.quantize",
     "gemm_names": "quant.quantize",
-    "set_exact_": "quant.modules",
+    "set_exact_": "quant.exact",
     "calibrate_": "quant.calibrate",
     "CalibrationReport": "quant.calibrate",
     "load_digits_split": "quant.testbed",
@@ -53,7 +53,7 @@ _LAZY = {
     "evaluate": "quant.testbed",
     "IntegerModel": "quant.integer",
     "to_integer": "quant.integer",
-    "verify_bit_exact": "quant.integer",
+    "verify_bit_exact": "quant.verify",
 }
 
 

@@ -1,8 +1,8 @@
 """The fake-quant model's exact mode: the integer model's arithmetic, carried in float64 tensors.
 
-``quant.set_exact_(model, True)`` makes every quantized module's forward call the function of this module
-named after its op (``quantize``, ``linear``, ``conv2d``, ``matmul``, ``softmax``, ``gelu``,
-``layernorm``, ``add``). Each one reads its float64 input as integers, runs the very kernels of
+``quant.set_exact_(model, True)`` (defined here) replaces every quantized module's forward with the function
+of this module named after its op (``EXACT_OPS``: ``quantize``, ``linear``, ``conv2d``, ``matmul``,
+``softmax``, ``gelu``, ``layernorm``, ``add``). Each one reads its float64 input as integers, runs the very kernels of
 ``quant.integer`` (same primitives, rounding and dyadic factors), and hands back float64 values again, so
 the model's own (timm) forward strings them together. The values are exact in float64:
 
@@ -18,13 +18,17 @@ when a quantizer is refitted or a weight changes.
 
 from __future__ import annotations
 
+import types
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from quant import intops
 from quant import primitives as P
 from quant.integer import (
     ACT_FRAC_BITS,
@@ -37,11 +41,90 @@ from quant.integer import (
     decode,
     gelu_fixed,
     quantizer_params,
-    record,
     softmax_fixed,
 )
+from quant.modules import (
+    QuantAdd,
+    QuantConv2d,
+    QuantGELU,
+    Quantizer,
+    QuantLayerNorm,
+    QuantLinear,
+    QuantMatMul,
+    QuantSoftmax,
+)
 
-__all__ = ["add", "conv2d", "gelu", "layernorm", "linear", "matmul", "quantize", "softmax"]
+__all__ = [
+    "EXACT_OPS",
+    "add",
+    "conv2d",
+    "gelu",
+    "layernorm",
+    "linear",
+    "matmul",
+    "quantize",
+    "recording",
+    "set_exact_",
+    "softmax",
+]
+
+#: The function of this module that runs each quantized module in exact mode (looked up by name at call time).
+EXACT_OPS: dict[type[nn.Module], str] = {
+    Quantizer: "quantize",
+    QuantLinear: "linear",
+    QuantConv2d: "conv2d",
+    QuantMatMul: "matmul",
+    QuantSoftmax: "softmax",
+    QuantGELU: "gelu",
+    QuantLayerNorm: "layernorm",
+    QuantAdd: "add",
+}
+
+
+def _exact_forward(op: str) -> Callable[..., Tensor]:
+    def forward(module: nn.Module, *args: Tensor) -> Tensor:
+        return globals()[op](module, *args)
+
+    forward.__name__ = f"exact_{op}"
+    return forward
+
+
+def set_exact_(model: nn.Module, exact: bool = True, *, recurse: bool = True) -> nn.Module:
+    """Switch every quantized module of ``model`` (only ``model`` itself with ``recurse=False``) to or from
+    this module's bit-exact arithmetic: its forward is replaced by ``EXACT_OPS``'s function, and ``exact`` set."""
+    for module in model.modules() if recurse else [model]:
+        op = next((name for cls, name in EXACT_OPS.items() if isinstance(module, cls)), None)
+        if op is None:
+            continue
+        if exact:
+            module.forward = types.MethodType(_exact_forward(op), module)
+        else:
+            module.__dict__.pop("forward", None)
+        module.exact = exact
+    return model
+
+
+# ------------------------------------------------------------------------------------------ code recording
+
+Recorder = Callable[[Any, Tensor], None]
+_recorder: ContextVar[Recorder | None] = ContextVar("mixbit_exact_recorder", default=None)
+
+
+@contextmanager
+def recording(recorder: Recorder) -> Iterator[None]:
+    """Within the block, every quantization point computed in exact mode calls ``recorder(quantizer, codes)``."""
+    token = _recorder.set(recorder)
+    try:
+        yield
+    finally:
+        _recorder.reset(token)
+
+
+def record(quantizer: Any, codes: Tensor) -> None:
+    """Report ``codes`` of ``quantizer`` to the active recorder, if any."""
+    recorder = _recorder.get()
+    if recorder is not None:
+        recorder(quantizer, codes)
 
 STREAM_ATTR = "_mixbit_quantizer"
 _MAX_EXTRA_FRAC_BITS = 24  # finer grids tried when reading a float64 operand exactly (q·2^-e)
@@ -174,8 +257,6 @@ def matmul(module: Any, a: Tensor, b: Tensor) -> Tensor:
     b_codes = _encoder(module.b_quant, b_frac)(b_int)
     record(module.a_quant, a_codes)
     record(module.b_quant, b_codes)
-    from quant import intops
-
     return _from_fixed(intops.requantize(kernel.accumulate(a_codes, b_codes), kernel.mantissa, kernel.shift))
 
 

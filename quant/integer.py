@@ -1,4 +1,4 @@
-"""Integer-only inference of a quantized timm ViT, and its element-by-element check against the exact mode.
+"""Integer-only inference of a quantized timm ViT (its check against the exact mode is ``quant.verify``).
 
 Number formats inside the integer model (every tensor is ``int64``; no float after the input boundary):
 
@@ -18,9 +18,8 @@ input quantizer, stated once in :meth:`IntegerModel.forward`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from quant import intops
 from quant import primitives as P
 from quant.errors import InputError
+from quant.modules import QuantAdd, QuantConv2d, QuantGELU, QuantLayerNorm, QuantLinear
 from quant.primitives import QParams, log2_zero_code
 
 __all__ = [
@@ -39,11 +39,8 @@ __all__ = [
     "IntLayerNorm",
     "IntMatMul",
     "IntegerModel",
-    "Mismatch",
-    "VerifyReport",
     "to_fixed",
     "to_integer",
-    "verify_bit_exact",
 ]
 
 ACT_FRAC_BITS = 16
@@ -135,28 +132,6 @@ class IntEncoder:
         use_fine = fine <= half - 1
         field = torch.where(use_fine, fine, torch.clamp(coarse, 0, half - 1))
         return field + torch.where(use_fine, 0, half)
-
-
-# ---------------------------------------------------------------------------------------- code recording
-
-Recorder = Callable[[Any, Tensor], None]
-_recorders: list[Recorder] = []
-
-
-@contextmanager
-def recording(recorder: Recorder) -> Iterator[None]:
-    """Within the block, every quantization point computed by the exact mode calls ``recorder(quantizer, codes)``."""
-    _recorders.append(recorder)
-    try:
-        yield
-    finally:
-        _recorders.remove(recorder)
-
-
-def record(quantizer: Any, codes: Tensor) -> None:
-    """Report ``codes`` of ``quantizer`` (a ``quant.modules.Quantizer``, or a name) to the active recorders."""
-    for recorder in _recorders:
-        recorder(quantizer, codes)
 
 
 # ------------------------------------------------------------------------------------------- conversion
@@ -479,8 +454,6 @@ class IntegerModel:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        from quant.modules import QuantAdd, QuantConv2d, QuantLinear
-
         name = type(model).__name__
         _require(
             hasattr(model, "blocks")
@@ -518,8 +491,6 @@ class IntegerModel:
 
     @staticmethod
     def _block(name: str, block: nn.Module, stream: QParams, tokens: int) -> IntBlock:
-        from quant.modules import QuantGELU, QuantLayerNorm
-
         attn, mlp = block.attn, block.mlp
         for part in ("ls1", "ls2", "drop_path1", "drop_path2"):
             _require(
@@ -655,115 +626,3 @@ class IntegerModel:
 def to_integer(model: nn.Module) -> IntegerModel:
     """The integer-only twin of a quantized, calibrated timm ViT (see :class:`IntegerModel`)."""
     return IntegerModel(model)
-
-
-# ------------------------------------------------------------------------------------------ verification
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """The first element where the integer model and the exact mode differ."""
-
-    tensor: str
-    index: tuple[int, ...]
-    integer: int | None
-    exact: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tensor": self.tensor, "index": list(self.index), "integer": self.integer, "exact": self.exact}
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Integer model vs the fake-quant model's exact mode, every quantization point element by element.
-
-    ``points``: quantization points compared (each quantizer's codes, plus the logits); ``checked``:
-    elements compared; ``mismatches``: elements that differ (a point one side lacks counts all its
-    elements); ``first``: the first mismatch in forward order; ``per_point``: (name, elements, mismatches).
-    """
-
-    images: int
-    points: int
-    checked: int
-    mismatches: int
-    first: Mismatch | None
-    per_point: tuple[tuple[str, int, int], ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return self.mismatches == 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The contract's verify object {"checked", "mismatches"} plus details."""
-        return {
-            "checked": self.checked,
-            "mismatches": self.mismatches,
-            "points": self.points,
-            "images": self.images,
-            "first_mismatch": self.first.to_json() if self.first else None,
-            "mismatched_points": [name for name, _, bad in self.per_point if bad],
-        }
-
-    def to_frame(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(list(self.per_point), columns=["point", "elements", "mismatches"])
-
-
-def exact_codes(model: nn.Module, images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-    """Run ``model`` in exact mode on ``images``; (codes by quantizer name, logits as float64)."""
-    from quant.modules import set_exact_
-
-    names = {id(module): name for name, module in model.named_modules()}
-    codes: dict[str, Tensor] = {}
-
-    def keep(quantizer: Any, value: Tensor) -> None:
-        codes[names.get(id(quantizer), repr(quantizer))] = value
-
-    flags = {module: module.exact for module in model.modules() if hasattr(type(module), "exact")}
-    set_exact_(model, True)
-    try:
-        with recording(keep), torch.no_grad():
-            logits = model(images)
-    finally:
-        for module, flag in flags.items():
-            module.exact = flag
-    return codes, logits
-
-
-def verify_bit_exact(model: nn.Module, inputs: Tensor, integer_model: IntegerModel | None = None) -> VerifyReport:
-    """Compare the integer model with ``model``'s exact mode on ``inputs`` (float images, N×C×H×W).
-
-    Every quantizer's codes and the logits (exact logits·2^16 vs the integer logits) are compared element
-    by element; the model is left in the mode it was in.
-    """
-    if not isinstance(inputs, Tensor) or inputs.dim() != 4 or inputs.shape[0] == 0:
-        raise InputError(
-            f"verify inputs: expected a non-empty image batch (N, C, H, W), got {getattr(inputs, 'shape', inputs)}"
-        )
-    integer_model = integer_model or to_integer(model)
-    integer_run = integer_model.run(inputs)
-    exact, logits = exact_codes(model, inputs)
-    exact["logits"] = torch.floor(logits.to(torch.float64) * 2.0**ACT_FRAC_BITS + 0.5).to(torch.int64)
-    names = list(integer_run.codes) + [name for name in exact if name not in integer_run.codes]
-    per_point = []
-    checked = mismatches = 0
-    first: Mismatch | None = None
-    for name in names:
-        ours, theirs = integer_run.codes.get(name), exact.get(name)
-        if ours is None or theirs is None or ours.shape != theirs.shape:
-            present = ours if ours is not None else theirs
-            size = int(present.numel()) if present is not None else 0
-            per_point.append((name, size, size))
-            checked, mismatches = checked + size, mismatches + size
-            if first is None:
-                first = Mismatch(name, (), None if ours is None else -1, None if theirs is None else -1)
-            continue
-        differ = ours != theirs
-        bad = int(differ.sum())
-        per_point.append((name, int(ours.numel()), bad))
-        checked, mismatches = checked + int(ours.numel()), mismatches + bad
-        if bad and first is None:
-            index = tuple(int(i) for i in differ.nonzero()[0])
-            first = Mismatch(name, index, int(ours[index]), int(theirs[index]))
-    return VerifyReport(int(inputs.shape[0]), len(per_point), checked, mismatches, first, tuple(per_point))

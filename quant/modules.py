@@ -13,9 +13,9 @@ So the LayerNorm output is quantized by its consumer's ``input_quant`` (qkv, fc1
 ``reduction``), the post-GELU by ``fc2.input_quant``, the post-Softmax by ``matmul_av.a_quant``; the
 residual stream by each ``QuantAdd.output_quant`` (ViT: also ``pos_add`` after the position embedding).
 
-Every module here has ``exact: bool = False``; when set (``set_exact_``) its forward returns
-``quant.exact.<op>(self, ...)`` with ``op`` one of ``quantize``, ``linear``, ``conv2d``, ``matmul``,
-``softmax``, ``gelu``, ``layernorm``, ``add`` — the integer engineer's bit-exact reference.
+Every module here has ``exact: bool = False``, a flag ``quant.exact.set_exact_`` sets when it replaces the
+module's forward with ``quant.exact.<op>`` (the integer model's arithmetic in float64). The forwards below are
+the fake-quant ones only: exact mode registers its own, and this module does not import it.
 """
 
 from __future__ import annotations
@@ -37,16 +37,9 @@ __all__ = [
     "QuantMatMul",
     "QuantSoftmax",
     "Quantizer",
-    "set_exact_",
 ]
 
 _MAX_OBSERVED = 1 << 18  # elements a quantizer keeps from calibration batches (rows of its last axis)
-
-
-def _exact() -> Any:
-    from quant import exact  # written by the integer engineer; imported only when exact mode is on
-
-    return exact
 
 
 class Quantizer(nn.Module):
@@ -168,8 +161,6 @@ class Quantizer(nn.Module):
 
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().quantize(self, x)
         if self.observing:
             self.observe(x)
             return x
@@ -231,8 +222,6 @@ class QuantLinear(_WeightQuantMixin, nn.Linear):
     exact: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().linear(self, x)
         return F.linear(self.input_quant(x), self.quantized_weight(), self.bias)
 
 
@@ -242,8 +231,6 @@ class QuantConv2d(_WeightQuantMixin, nn.Conv2d):
     exact: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().conv2d(self, x)
         return self._conv_forward(self.input_quant(x), self.quantized_weight(), self.bias)
 
 
@@ -268,8 +255,6 @@ class QuantMatMul(nn.Module):
         return f"transpose_b={self.transpose_b}"
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().matmul(self, a, b)
         b = self.b_quant(b)
         return self.a_quant(a) @ (b.transpose(-2, -1) if self.transpose_b else b)
 
@@ -285,8 +270,6 @@ class QuantSoftmax(nn.Module):
         self.exact = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().softmax(self, x)
         return x.softmax(dim=self.dim)
 
 
@@ -296,8 +279,6 @@ class QuantGELU(nn.GELU):
     exact: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().gelu(self, x)
         return F.gelu(x, approximate=self.approximate)
 
 
@@ -307,8 +288,6 @@ class QuantLayerNorm(nn.LayerNorm):
     exact: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().layernorm(self, x)
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
@@ -323,14 +302,4 @@ class QuantAdd(nn.Module):
         self.exact = False
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        if self.exact:
-            return _exact().add(self, a, b)
         return self.output_quant(a + b)
-
-
-def set_exact_(model: nn.Module, exact: bool = True) -> nn.Module:
-    """Switch every quantized module of ``model`` to (or from) ``quant.exact``'s bit-exact arithmetic."""
-    for module in model.modules():
-        if hasattr(type(module), "exact"):
-            module.exact = exact
-    return model

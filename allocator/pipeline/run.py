@@ -376,7 +376,7 @@ def run_pipeline(
 
     report = None
     if verify:
-        from quant.integer import verify_bit_exact
+        from quant.verify import verify_bit_exact
 
         say(f"verifying the integer-only model on {min(verify_images, len(split.x_test))} images")
         report = verify_bit_exact(qmodel, split.x_test[:verify_images])

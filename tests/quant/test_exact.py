@@ -9,10 +9,12 @@ import torch
 from quant import exact
 from quant import primitives as P
 from quant.calibrate import calibrate_
-from quant.integer import ACT_FRAC_BITS, exact_codes, quantizer_params, recording, to_integer
+from quant.exact import recording, set_exact_
+from quant.integer import ACT_FRAC_BITS, quantizer_params, to_integer
 from quant.models import create_model
-from quant.modules import QuantAdd, QuantMatMul, set_exact_
+from quant.modules import QuantAdd, QuantMatMul
 from quant.quantize import QuantConfig, quantize_
+from quant.verify import exact_codes
 
 
 @cache

@@ -17,11 +17,11 @@ from quant.integer import (
     IntGemm,
     to_fixed,
     to_integer,
-    verify_bit_exact,
 )
 from quant.models import create_model
 from quant.plan import BitPlan, LayerBits
 from quant.quantize import QuantConfig, quantize_
+from quant.verify import verify_bit_exact
 
 L = LayerBits
 MIXED = {  # 2/3/4/6/8-bit layers

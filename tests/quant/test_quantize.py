@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from quant.errors import InputError
+from quant.exact import set_exact_
 from quant.models import create_model
-from quant.modules import QuantAdd, QuantConv2d, QuantGELU, QuantLayerNorm, QuantLinear, QuantMatMul, set_exact_
+from quant.modules import QuantAdd, QuantConv2d, QuantGELU, QuantLayerNorm, QuantLinear, QuantMatMul
 from quant.plan import BitPlan, LayerBits
 from quant.quantize import QuantConfig, activation_quantizers, gemm_layers, gemm_names, quantize_
 

@@ -87,9 +87,10 @@ def verify_plan(
     from allocator.bridge.plan import read_bit_plan
     from quant.calibrate import calibrate_
     from quant.errors import InputError
-    from quant.integer import exact_codes, to_integer, verify_bit_exact
+    from quant.integer import to_integer
     from quant.quantize import QuantConfig, quantize_
     from quant.testbed import load_data
+    from quant.verify import exact_codes, verify_bit_exact
 
     if images < 1 or calibration < 1:
         raise InputError(f"--images and --calibration must be at least 1, got {images} and {calibration}")
