@@ -77,6 +77,14 @@ def _estimate(target: Target, rows: int, cols: int, dataflow: str, buffers: tupl
     return (*(float(getattr(result, name)) for name in RESOURCES), bool(result.fits))
 
 
+def _proxy_omega(workload: Workload, wbits: int, abits: int) -> float:
+    """Σ Ω of the uniform plan under the size-based proxy (``run.proxy_sensitivity``): the accuracy axis of a
+    simulation sweep's Pareto front."""
+    from allocator.sweep.run import proxy_sensitivity
+
+    return float(proxy_sensitivity(workload, [(wbits, abits)])["sensitivity"].sum())
+
+
 def unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of the first row of each distinct row, which distinct row each row is) of an int64 matrix.
 
@@ -110,7 +118,8 @@ def simulate_columns(
     """Uniform-bit simulation of every point in ``columns`` (DesignPoint fields as arrays).
 
     Returns result columns: cycles, compute_cycles, stall_cycles (cycles), latency_ms (ms), fits, macs, the
-    resources, and ``error`` (the simulator's one-line message for a point it rejects, else "").
+    resources, ``omega`` (Σ proxy Ω of the uniform bits, see ``_proxy_omega``) and ``error`` (the simulator's
+    one-line message for a point it rejects, else "").
     """
     n = len(columns["model"])
     models = columns["model"].tolist()
@@ -134,6 +143,7 @@ def simulate_columns(
         "latency_ms": np.full(n, np.nan),
         "fits": np.zeros(n, dtype=bool),
         "macs": np.zeros(n, dtype=np.int64),
+        "omega": np.full(n, np.nan),
         **{name: np.full(n, np.nan) for name in RESOURCES},
     }
     errors = np.full(n, "", dtype=object)
@@ -199,6 +209,10 @@ def simulate_columns(
         out["stall_cycles"][idx] = total - compute
         out["latency_ms"][idx] = cycles / (clock[idx] * 1e3)
         out["macs"][idx] = int(workload.macs)
+        pairs = np.stack([wbits[idx], abits[idx]], 1)
+        first, inverse = unique_rows(pairs)
+        omega = np.array([_proxy_omega(workload, int(w), int(a)) for w, a in pairs[first].tolist()])
+        out["omega"][idx] = omega[inverse]
         stamps = {ref: repr(targets[ref]) for ref in per_target}
         design = np.concatenate(
             [np.stack([ref_index[idx], rows[idx], cols[idx], codes[idx], wbits[idx], abits[idx]], 1), buffers[idx]], 1

@@ -95,9 +95,11 @@ def allocate_points(
         began = time.perf_counter()
         limits = Limits(latency_ms=point.limit_latency_ms, size_mb=point.limit_size_mb, bops=point.limit_bops)
         allocation, solver = solve_point(problem, limits, fronts)
+        objective = math.nan if allocation.objective is None else float(allocation.objective)
         row: dict[str, Any] = {
             "status": allocation.status,
-            "objective": math.nan if allocation.objective is None else float(allocation.objective),
+            "objective": objective,
+            "omega": objective,
             "message": allocation.message,
             "solver": solver,
         }

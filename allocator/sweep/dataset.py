@@ -32,6 +32,7 @@ from sim.errors import InputError
 __all__ = ["Dataset", "read_results"]
 
 MANIFEST = "_sweep.json"
+PARETO = "_pareto.parquet"
 LOCK = "_sweep.lock"
 
 
@@ -111,7 +112,7 @@ class Dataset:
     def clean_temporaries(self) -> None:
         for stale in self.out.glob(".part-*.tmp"):
             stale.unlink(missing_ok=True)
-        for stale in self.out.glob("._sweep.*.tmp"):
+        for stale in [*self.out.glob("._sweep.*.tmp"), *self.out.glob("._pareto.*.tmp")]:
             stale.unlink(missing_ok=True)
 
     def _readable(self, columns: list[str]) -> Iterator[tuple[Path, Any]]:
@@ -169,6 +170,26 @@ class Dataset:
                 ids.update(table.column("point_id").to_pylist())
         return ids
 
+    def write_pareto(self) -> int:
+        """Mark the Pareto front of every stored row (``pareto.pareto_mask``) in ``_pareto.parquet``; returns its
+        size. Written when the sweep is complete; ``read_results`` adds it as the ``pareto`` column."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from allocator.sweep.pareto import OBJECTIVES, pareto_mask
+
+        tables = [table for _, table in self._readable(["point_id", "error", *OBJECTIVES])]
+        if not tables:
+            return 0
+        frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        frame = frame.drop_duplicates("point_id", keep="first")
+        mask = pareto_mask(frame)
+        result = pa.table({"point_id": frame["point_id"].to_numpy(), "pareto": mask})
+        temporary = self.out / f"._pareto.{os.getpid()}.tmp"
+        pq.write_table(result, temporary)
+        os.replace(temporary, self.out / PARETO)
+        return int(mask.sum())
+
     def write_part(self, frame: pd.DataFrame) -> Path:
         """Write one part (one row group) under a temporary name, then move it into place."""
         ids = frame["point_id"].astype(str)
@@ -185,9 +206,19 @@ def read_results(out: str | Path) -> pd.DataFrame:
 
     Parts may differ in result columns; an unreadable part is set aside with a warning.
     """
-    frames = [table.to_pandas() for _, table in Dataset(out)._readable_all()]
+    dataset = Dataset(out)
+    frames = [table.to_pandas() for _, table in dataset._readable_all()]
     if not frames:
         return pd.DataFrame(columns=["point_id"])
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame = frame.drop_duplicates("point_id", keep="first")
+    pareto = dataset.out / PARETO
+    if pareto.exists():
+        try:
+            members = pd.read_parquet(pareto)
+        except Exception as exc:  # a damaged file: the rows are still good
+            _warn(f"{pareto}: unreadable ({str(exc).splitlines()[0]}); rows returned without 'pareto'")
+        else:
+            on_front = set(members.loc[members["pareto"], "point_id"])
+            frame["pareto"] = frame["point_id"].isin(on_front)
     return frame.sort_values("point_id", kind="stable").reset_index(drop=True)

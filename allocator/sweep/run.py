@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator.sweep.dataset import Dataset, read_results
+from allocator.sweep.dataset import PARETO, Dataset, read_results
 from allocator.sweep.grid import PointGrid, Points, id_text, point_ids
 from allocator.sweep.spec import BUDGET_AXES, OPERAND_BUFFER_AXES, SweepFile
 from sim.errors import InputError
@@ -153,6 +153,7 @@ class SweepSpec:
 class SweepSummary:
     """What one run of a sweep did. ``done`` points were evaluated now, ``skipped`` were already on disk.
 
+    ``pareto`` points of the stored rows are on the Pareto front (``pareto.OBJECTIVES``), found in ``pareto_s`` (s).
     ``wall_s`` (s) is the whole run; of it, ``cluster_s`` started or reached the Dask cluster and
     ``workload_s`` checked the model names and built their workloads (the workers warm up meanwhile).
     """
@@ -168,6 +169,8 @@ class SweepSummary:
     cluster_s: float
     scheduler: str
     workers: int
+    pareto: int = 0
+    pareto_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -738,8 +741,8 @@ def run_sweep(
     fingerprint = _fingerprint(spec)
     sweep_file = str(spec.path.resolve())
     where = str(client.scheduler.address) if client is not None else (scheduler or "local")
-    n_workers = done = errors = parts = 0
-    cluster_s = workload_s = 0.0
+    n_workers = done = errors = parts = pareto_points = 0
+    cluster_s = workload_s = pareto_s = 0.0
     try:
         with dataset.lock():
             dataset.check_manifest(spec.name, fingerprint, sweep_file)
@@ -779,6 +782,10 @@ def run_sweep(
                         done += len(frame)
                         errors += int((frame["error"].astype(str) != "").sum()) if "error" in frame else 0
                     del warm_ups
+            if done or not (out / PARETO).exists():
+                began = time.perf_counter()
+                pareto_points = dataset.write_pareto()
+                pareto_s = time.perf_counter() - began
     except BaseException:
         if created and not dataset.parts():
             shutil.rmtree(out, ignore_errors=True)  # nothing stored: leave no directory, manifest or lock behind
@@ -795,6 +802,8 @@ def run_sweep(
         cluster_s=round(cluster_s, 3),
         scheduler=where,
         workers=n_workers,
+        pareto=pareto_points,
+        pareto_s=round(pareto_s, 3),
     )
 
 

@@ -252,6 +252,10 @@ def test_sweep_writes_one_row_per_point_and_rerun_skips_them(tmp_path: Path, cli
     }
     assert dict(zip(frame["point_id"], frame["cycles"], strict=True)) == expected
     assert not list(out.glob(".*tmp"))
+    from allocator.sweep.pareto import pareto_mask
+
+    assert frame["pareto"].tolist() == pareto_mask(frame.drop(columns="pareto")).tolist()
+    assert summary.pareto == int(frame["pareto"].sum()) > 0
 
     again = run_sweep(spec, out, client=client, evaluate=fake_evaluate, workloads=workloads, progress=False)
     assert (again.done, again.skipped, again.parts) == (0, 16, 0)
