@@ -38,6 +38,19 @@ Memory, by exact events (tests/naive.py steps the same rules cycle by cycle and 
 - With ideal memory (infinite bandwidth, operands on chip) only the fold cycles count, all lanes used.
 
 ``compute_cycles`` is the sum of fold cycles; ``cycles`` runs from the first load to the last write-back.
+
+Fold pipelining (``pipelined``; the target's ``fold_pipelining``): RTL arrays start the next fold's operands
+right behind the current fold's (double-buffered stationary registers and output shadow registers), so the
+skew fill and the drain are paid once per GEMM call, not once per fold. A fold then takes its steady-state
+cycles, OS max(K, R), WS max(M, R), IS max(N, R) (the R-cycle load or drain of the next/previous tile hides
+behind a stream of at least R), and each call adds once: OS R + C − 2, WS/IS 2R + C − 2 (the first
+stationary load, fill and drain). The SCALE-Sim mode (``pipelined`` False) stays for the parity tests.
+
+Fused nonlinear operators (sim/nonlinear.py): ``_output_chunks`` says in how many chunks a GEMM hands its
+outputs on (whole output tiles, or whole-row blocks for row-wise operators) and ``_fused_pipeline_end`` runs
+those chunks through the fused operators' pipeline stages; chunk j becomes ready at ⌈T·(j+1)/n⌉ of the GEMM's
+T cycles (outputs drain evenly; an assumption), stage s starts it when both it and the stage are free, keeps
+the stage busy ``service[s]`` cycles and hands it on ``depth[s]`` cycles later.
 """
 
 from __future__ import annotations
@@ -81,6 +94,24 @@ def _fold_cycles(dataflow: int, rows: int, cols: int, m: int, n: int, k: int) ->
 
 
 @njit(cache=True)
+def _fold_steady(dataflow: int, rows: int, m: int, n: int, k: int) -> int:
+    """Cycles of one fold in steady state with fold pipelining (fill and drain overlapped)."""
+    if dataflow == OS:
+        return max(k, rows)
+    if dataflow == WS:
+        return max(m, rows)
+    return max(n, rows)
+
+
+@njit(cache=True)
+def _fold_once(dataflow: int, rows: int, cols: int) -> int:
+    """Cycles a pipelined GEMM call pays once: first stationary load (WS/IS), skew fill and drain."""
+    if dataflow == OS:
+        return rows + cols - 2
+    return 2 * rows + cols - 2
+
+
+@njit(cache=True)
 def _fold_grid(dataflow: int, rows: int, cols: int, lanes: int, m: int, n: int, k: int) -> tuple:
     """(outer total, outer tile, inner total, inner tile) of the fold loops."""
     wide = cols * lanes
@@ -92,10 +123,14 @@ def _fold_grid(dataflow: int, rows: int, cols: int, lanes: int, m: int, n: int, 
 
 
 @njit(cache=True)
-def _compute_cycles(dataflow: int, rows: int, cols: int, lanes: int, m: int, n: int, k: int, count: int) -> int:
-    """Cycles with ideal memory: folds × fold cycles × count."""
+def _compute_cycles(
+    dataflow: int, rows: int, cols: int, lanes: int, m: int, n: int, k: int, count: int, pipelined: bool = False
+) -> int:
+    """Cycles with ideal memory: folds × fold cycles × count (pipelined: steady folds plus the one-off fill)."""
     outer, outer_tile, inner, inner_tile = _fold_grid(dataflow, rows, cols, lanes, m, n, k)
     folds = _ceil_div(outer, outer_tile) * _ceil_div(inner, inner_tile)
+    if pipelined:
+        return folds * _fold_steady(dataflow, rows, m, n, k) * count + _fold_once(dataflow, rows, cols)
     return folds * _fold_cycles(dataflow, rows, cols, m, n, k) * count
 
 
@@ -126,14 +161,20 @@ def _gemm_cycles(
     filter_bytes: int,
     ofmap_bytes: int,
     bytes_per_cycle: float,
+    pipelined: bool = False,
 ) -> tuple:
     """(compute cycles, total cycles, bytes read, bytes written) of ``count`` back-to-back M×K·K×N GEMMs."""
     lanes = _usable_lanes(dataflow, rows, cols, lanes, m, n, k, ofmap_bytes)
     outer, outer_tile, inner, inner_tile = _fold_grid(dataflow, rows, cols, lanes, m, n, k)
     n_outer = _ceil_div(outer, outer_tile)
     n_inner = _ceil_div(inner, inner_tile)
-    fold = _fold_cycles(dataflow, rows, cols, m, n, k)
-    compute = n_outer * n_inner * fold * count
+    once = 0
+    if pipelined:
+        fold = _fold_steady(dataflow, rows, m, n, k)
+        once = _fold_once(dataflow, rows, cols)
+    else:
+        fold = _fold_cycles(dataflow, rows, cols, m, n, k)
+    compute = n_outer * n_inner * fold * count + once
 
     # operand dependence on the loops: 0 = outer only, 1 = inner only, 2 = both
     if dataflow == OS:
@@ -210,6 +251,7 @@ def _gemm_cycles(
                 write2, write1 = write1, out_bytes
                 tile2, tile1 = tile1, out_tile
                 f += 1
+    end1 += once  # the pipelined call's one-off fill and drain
     if spill:
         if write1 > 0:
             chan = max(chan, end1) + _transfer_cycles(write1, bytes_per_cycle)
@@ -261,6 +303,7 @@ def _gemm_cycles_many(
     ofmap_bytes: int,
     bytes_per_cycle: float,
     ideal: bool,
+    pipelined: bool = False,
 ) -> np.ndarray:
     """``_gemm_cycles`` over rows of ``shapes`` (lanes, m, n, k, count, act_bits, weight_bits, out_bits).
 
@@ -278,7 +321,7 @@ def _gemm_cycles_many(
         weight_bits = shapes[row, 6]
         out_bits = shapes[row, 7]
         if ideal:
-            compute = _compute_cycles(dataflow, rows, cols, lanes, m, n, k, count)
+            compute = _compute_cycles(dataflow, rows, cols, lanes, m, n, k, count, pipelined)
             out[row, 0] = compute
             out[row, 1] = compute
         else:
@@ -298,6 +341,7 @@ def _gemm_cycles_many(
                 filter_bytes,
                 ofmap_bytes,
                 bytes_per_cycle,
+                pipelined,
             )
             out[row, 0] = res[0]
             out[row, 1] = res[1]
@@ -333,6 +377,90 @@ def _vector_cycles(elements: np.ndarray, ops_per_element: np.ndarray, lanes: int
     out = np.zeros(elements.shape[0], dtype=np.int64)
     for i in range(elements.shape[0]):
         out[i] = _ceil_div(elements[i] * ops_per_element[i], lanes)
+    return out
+
+
+@njit(cache=True)
+def _output_chunks(
+    dataflow: int,
+    rows: int,
+    cols: int,
+    lanes: int,
+    m: int,
+    n: int,
+    k: int,
+    count: int,
+    ofmap_bytes: int,
+    row_wise: bool,
+) -> int:
+    """Chunks in which a GEMM hands its outputs to fused operators: finished output tiles, or (``row_wise``)
+    blocks of whole rows of the M×N output (OS/IS: one per outer tile; WS finishes rows only with its last fold)."""
+    usable = _usable_lanes(dataflow, rows, cols, lanes, m, n, k, ofmap_bytes) if ofmap_bytes > 0 else lanes
+    outer, outer_tile, inner, inner_tile = _fold_grid(dataflow, rows, cols, usable, m, n, k)
+    n_outer = _ceil_div(outer, outer_tile)
+    n_inner = _ceil_div(inner, inner_tile)
+    if row_wise:
+        return (1 if dataflow == WS else n_outer) * count
+    if dataflow == OS:
+        return n_outer * n_inner * count
+    return n_outer * count
+
+
+@njit(cache=True)
+def _fused_pipeline_end(gemm_cycles: int, chunks: int, service: np.ndarray, depth: np.ndarray) -> int:
+    """Cycle (from the GEMM's start) at which the last chunk leaves the last fused stage.
+
+    Chunk j is ready at ⌈gemm_cycles·(j+1)/chunks⌉; stage s takes it when it is ready and the stage is free,
+    is busy ``service[s]`` cycles and passes it on ``depth[s]`` cycles later.
+    """
+    stages = service.shape[0]
+    free = np.zeros(stages, dtype=np.int64)
+    arrive = gemm_cycles
+    for j in range(chunks):
+        arrive = _ceil_div(gemm_cycles * (j + 1), chunks)
+        for s in range(stages):
+            start = max(arrive, free[s])
+            free[s] = start + service[s]
+            arrive = free[s] + depth[s]
+    return arrive
+
+
+@njit(cache=True)
+def _fused_tails(
+    dataflow: int,
+    rows: int,
+    cols: int,
+    ofmap_bytes: int,
+    gemms: np.ndarray,
+    totals: np.ndarray,
+    stage_ptr: np.ndarray,
+    stage_elements: np.ndarray,
+    stage_factor: np.ndarray,
+    stage_depth: np.ndarray,
+) -> np.ndarray:
+    """Cycles each GEMM's fused operators add after it ends (≥ 0).
+
+    ``gemms`` rows are (lanes, m, n, k, count, row_wise); ``totals`` the GEMMs' cycles. GEMM g's stages are
+    ``stage_ptr[g]:stage_ptr[g + 1]``; a stage over E elements in c chunks is busy ⌈⌈E/c⌉ · factor⌉ cycles per
+    chunk (factor = cycles per element) and hands a chunk on ``depth`` cycles after finishing it.
+    """
+    out = np.zeros(gemms.shape[0], dtype=np.int64)
+    for g in range(gemms.shape[0]):
+        first, last = stage_ptr[g], stage_ptr[g + 1]
+        if last == first:
+            continue
+        chunks = _output_chunks(
+            dataflow, rows, cols, gemms[g, 0], gemms[g, 1], gemms[g, 2], gemms[g, 3], gemms[g, 4], ofmap_bytes,
+            gemms[g, 5] != 0,
+        )  # fmt: skip
+        service = np.zeros(last - first, dtype=np.int64)
+        depth = np.zeros(last - first, dtype=np.int64)
+        for s in range(first, last):
+            per_chunk = _ceil_div(stage_elements[s], chunks)
+            service[s - first] = int(np.ceil(per_chunk * stage_factor[s] - 1e-9))
+            depth[s - first] = stage_depth[s]
+        end = _fused_pipeline_end(totals[g], chunks, service, depth)
+        out[g] = max(0, end - totals[g])
     return out
 
 

@@ -1,7 +1,8 @@
 """FPGA resource model: DSP, LUT, FF, BRAM36 and URAM of the accelerator laid on a target.
 
 Components (``Resources.breakdown``): the PE array's multipliers, its accumulators, the on-chip buffers,
-the vector unit (softmax/GELU/LayerNorm/requantization), the off-chip memory interface, and control.
+the vector unit (generic lanes for softmax/GELU/LayerNorm/requantization), nonlinear units of their own with
+their row buffers (sim/nonlinear.py), the off-chip memory interface, and control.
 Formulas and where they come from:
 
 - LUT multipliers, adder and accumulator LUTs: FINN's MVAU estimate (Blott et al., FINN-R, TRETS 2018;
@@ -263,6 +264,22 @@ def _vector_unit(target: Target) -> ComponentResources:
     )
 
 
+def _nonlinear_units(target: Target) -> ComponentResources:
+    """Units of their own for nonlinear operators (sim/nonlinear.py): the LUT/FF/DSP the target file gives, and
+    for softmax/LayerNorm a double-buffered row buffer in BRAM36, wide enough to feed ``elements_per_cycle``
+    elements of ``row_buffer_bits`` per cycle."""
+    totals = {"dsp": 0, "lut": 0, "ff": 0, "bram36": 0}
+    for unit in target.accelerator.nonlinear.own_units:
+        totals["dsp"] += unit.dsp
+        totals["lut"] += unit.lut
+        totals["ff"] += unit.ff
+        if unit.row_wise:
+            bits = 2 * unit.row_buffer_elements * unit.row_buffer_bits
+            port = math.ceil(unit.elements_per_cycle) * unit.row_buffer_bits
+            totals["bram36"] += max(math.ceil(bits / BRAM36_BITS), math.ceil(port / PRIMITIVE_PORT_BITS))
+    return ComponentResources("nonlinear_units", **totals)
+
+
 def _memory_interface(target: Target) -> ComponentResources:
     memory = target.memory
     totals = {name: DATAMOVER[name] * memory.channels for name in RESOURCE_NAMES}
@@ -298,6 +315,7 @@ def estimate_resources(target: Target, weight_bits: int | None = None, act_bits:
         _accumulators(target, pairs),
         _buffers(target, weight_bits, act_bits),
         _vector_unit(target),
+        _nonlinear_units(target),
         _memory_interface(target),
         _control(),
     )

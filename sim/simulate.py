@@ -7,9 +7,16 @@ Choices stated here:
 
 - Outputs of a GEMM are written back at the layer's activation bits (the requantization to the next
   layer's input precision happens on chip, on the vector unit, before the write-back).
-- Vector operators work on tiles already on chip (fused behind the GEMM that produces them), so they move
-  no DRAM bytes; they are reported as layers with m = n = k = 0 and wbits = abits = 0, and their
-  ``compute_cycles`` = ``cycles`` = ⌈elements · lane-ops per element / lanes⌉.
+- Vector operators work on tiles already on chip, so they move no DRAM bytes; they are reported as layers
+  with m = n = k = 0 and wbits = abits = 0. Where each runs (generic lanes or a unit of its own), how fast,
+  and whether it is fused to the GEMM that produces its input is the target's (sim/nonlinear.py). An unfused
+  operator's ``compute_cycles`` = ``cycles`` = its unit's cycles (lanes: ⌈elements · lane-ops per element /
+  lanes⌉ + depth). A fused operator reports ``cycles`` = 0 and ``fused_into`` = its GEMM; what the fused
+  chain adds after that GEMM ends is on the GEMM's row as ``fused_cycles`` (part of its ``cycles``), so
+  layer cycles still add up to the whole model and ``cost_table`` (GEMM rows, fused tails included) plus
+  ``vector_cycles`` (unfused operators) gives every plan's total exactly.
+- ``bytes_read`` / ``bytes_written``: each GEMM's DRAM traffic from the memory model (sim/kernels.py);
+  ``energy_mj``: dynamic energy from sim/energy.py.
 - Lane operations per element (``VECTOR_OPS_PER_ELEMENT``) count the integer shifts, adds, multiplies and
   compares of I-ViT's integer-only operators (Li & Gu, "I-ViT: Integer-only Quantization for Efficient
   Vision Transformer Inference", ICCV 2023; as implemented in quant/intops.py), one lane op per cycle per
@@ -25,6 +32,7 @@ Choices stated here:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +41,9 @@ import numpy as np
 import pandas as pd
 
 from sim import kernels
+from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
+from sim.nonlinear import ROW_WISE_KINDS
 from sim.pe import macs_per_pe
 from sim.target import Target
 from sim.workload import Gemm, VectorOp, Workload
@@ -49,6 +59,7 @@ __all__ = [
     "resolve_bits",
     "simulate",
     "vector_cycles",
+    "vector_energy_mj",
     "with_array",
 ]
 
@@ -61,7 +72,7 @@ Bits = tuple[int, int]
 
 COST_COLUMNS = [
     "name", "kind", "wbits", "abits", "m", "n", "k", "count", "macs", "weight_params",
-    "compute_cycles", "stall_cycles", "cycles",
+    "compute_cycles", "stall_cycles", "fused_cycles", "cycles", "bytes_read", "bytes_written", "energy_mj",
 ]  # fmt: skip
 
 
@@ -80,6 +91,13 @@ class LayerResult:
     stall_cycles: int
     cycles: int
     count: int = 1  # back-to-back repeats of a GEMM (attention heads); not in the contract's JSON rows
+    fused_cycles: int = 0  # GEMMs: cycles the fused nonlinear operators add after the GEMM ends
+    bytes_read: int = 0  # DRAM bytes
+    bytes_written: int = 0
+    energy_mj: float = 0.0
+    unit: str = ""  # vector operators: "lanes" or "own"
+    fused_into: str = ""  # vector operators fused to a GEMM: its name
+    busy_cycles: int = 0  # vector operators: cycles their unit works (hidden behind the GEMM when fused)
 
     @property
     def macs(self) -> int:
@@ -108,6 +126,8 @@ class SimResult:
     layers: tuple[LayerResult, ...]
     bytes_read: int
     bytes_written: int
+    energy_mj: float = 0.0
+    fold_pipelining: bool = False
 
     @property
     def compute_cycles(self) -> int:
@@ -137,11 +157,18 @@ class SimResult:
             "latency_ms": float(self.latency_ms),
             "fits": bool(self.fits),
             "resources": {key: int(getattr(self.resources, key)) for key in _RESOURCE_KEYS},
+            "bytes_read": int(self.bytes_read),
+            "bytes_written": int(self.bytes_written),
+            "energy_mj": float(self.energy_mj),
+            "fold_pipelining": bool(self.fold_pipelining),
             "layers": [layer.to_json() for layer in self.layers],
         }
 
 
-_LAYER_COLUMNS = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
+_LAYER_COLUMNS = [
+    "name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles",
+    "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles",
+]  # fmt: skip
 _RESOURCE_KEYS = ("dsp", "lut", "ff", "bram36", "uram")
 
 
@@ -198,55 +225,247 @@ def _check_gemm(gemm: Gemm) -> None:
 
 
 def _gemm_costs(
-    gemms: Iterable[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool
-) -> dict[tuple[str, Bits], np.ndarray]:
-    """(compute, total, bytes read, bytes written) per (GEMM name, bits); each distinct shape simulated once."""
+    gemms: Iterable[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool, fusion: _Fusion
+) -> dict[tuple[str, Bits], list[int]]:
+    """(compute, total, bytes read, bytes written, fused tail, energy mJ) per (GEMM name, bits); each distinct
+    shape simulated once."""
     acc = target.accelerator
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
+    lanes_of: dict[Bits, int] = {}
     for gemm in gemms:
-        _check_gemm(gemm)
-        wbits, abits = plan[gemm.name]
-        lanes = macs_per_pe(acc.pe, wbits, abits)
-        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits)
+        if gemm.m <= 0 or gemm.n <= 0 or gemm.k <= 0 or gemm.count <= 0:
+            _check_gemm(gemm)
+        pair = plan[gemm.name]
+        wbits, abits = pair
+        lanes = lanes_of.get(pair)
+        if lanes is None:
+            lanes = lanes_of[pair] = macs_per_pe(acc.pe, wbits, abits)
+        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, fusion.chain_id[gemm.name])
         keys.setdefault(key, len(keys))
         wanted.append((gemm.name, (wbits, abits), key))
     if not keys:
         return {}
-    shapes = np.array(list(keys), dtype=np.int64).reshape(len(keys), 8)
+    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 9)
     buffers = acc.buffers
+    dataflow = DATAFLOW_CODES[acc.dataflow]
     rows = kernels._gemm_cycles_many(
-        DATAFLOW_CODES[acc.dataflow],
+        dataflow,
         acc.rows,
         acc.cols,
-        shapes,
+        table[:, :8],
         buffers.ifmap_bytes,
         buffers.filter_bytes,
         buffers.ofmap_bytes,
         float(target.bytes_per_cycle),
         bool(ideal_memory),
+        bool(acc.fold_pipelining),
     )
-    return {(name, pair): rows[keys[key]] for name, pair, key in wanted}
+    chain_ids = table[:, 8]
+    ptr = fusion.chain_ptr
+    counts = ptr[chain_ids + 1] - ptr[chain_ids]
+    stage_index = np.concatenate([np.arange(ptr[c], ptr[c + 1]) for c in chain_ids]) if counts.sum() else []
+    stage_ptr = np.zeros(len(keys) + 1, dtype=np.int64)
+    stage_ptr[1:] = np.cumsum(counts)
+    shapes = np.empty((len(keys), 6), dtype=np.int64)
+    shapes[:, :5] = table[:, :5]
+    shapes[:, 5] = fusion.chain_row_wise[chain_ids]
+    stage_index = np.asarray(stage_index, dtype=np.int64)
+    tails = kernels._fused_tails(
+        dataflow,
+        acc.rows,
+        acc.cols,
+        0 if ideal_memory else buffers.ofmap_bytes,
+        shapes,
+        rows[:, 1].copy(),
+        stage_ptr,
+        fusion.stage_elements[stage_index],
+        fusion.stage_factor[stage_index],
+        fusion.stage_depth[stage_index],
+    )
+    extra = tails + fusion.chain_serial[chain_ids]
+    result = np.concatenate([rows, extra[:, None]], axis=1).tolist()
+    model = energy_model(target)
+    requant = acc.nonlinear.configured
+    for key, index in keys.items():
+        lanes, m, n, k, count, abits, wbits = key[:7]
+        row = result[index]
+        row.append(
+            _shape_energy_mj(
+                model, acc.dataflow, acc.rows, acc.cols, m, n, k, count, (wbits, abits), row[2] + row[3], requant
+            )
+        )
+    return {(name, pair): result[keys[key]] for name, pair, key in wanted}
 
 
-def _vector_layers(workload: Workload, target: Target) -> dict[str, int]:
-    ops = workload.vector_ops
-    if not ops:
-        return {}
+@dataclass(frozen=True)
+class _Fusion:
+    """Which vector operators fuse to which GEMM, and each GEMM's chain of fused stages (bit-independent).
+
+    Chains are deduplicated: ``chain_id[gemm]`` indexes ``chain_ptr`` (stage ranges), ``chain_row_wise`` and
+    ``chain_serial`` (cycles added after the GEMM without overlap: an unfused implicit requantization).
+    """
+
+    fused_into: dict[str, str]
+    standalone: dict[str, int]
+    units: dict[str, str]
+    chain_id: dict[str, int]
+    chain_ptr: np.ndarray
+    chain_row_wise: np.ndarray
+    chain_serial: np.ndarray
+    stage_elements: np.ndarray
+    stage_factor: np.ndarray
+    stage_depth: np.ndarray
+
+
+_FUSION_CACHE: dict[tuple, tuple[Workload, _Fusion]] = {}
+
+
+def _fusion(workload: Workload, target: Target) -> _Fusion:
+    """The fusion plan of ``workload`` on ``target``'s units, cached per workload object and unit set."""
+    acc = target.accelerator
+    key = (id(workload), acc.nonlinear, acc.vector_lanes)
+    cached = _FUSION_CACHE.get(key)
+    if cached is not None and cached[0] is workload:
+        return cached[1]
+    fusion = _build_fusion(workload, target)
+    if len(_FUSION_CACHE) >= 64:
+        _FUSION_CACHE.clear()
+    _FUSION_CACHE[key] = (workload, fusion)
+    return fusion
+
+
+def _unit_cycles_per_element(op_kind: str, row: int, target: Target) -> tuple[str, float, int]:
+    """(placement, cycles per element, pipeline depth) of one operator kind on the target's units."""
+    nonlinear = target.accelerator.nonlinear
+    unit = nonlinear.unit(op_kind)
+    if unit.placement == "own":
+        passes = 2 if (unit.row_wise and row > unit.row_buffer_elements) else 1
+        return "own", passes / unit.elements_per_cycle, unit.pipeline_depth
+    return "lanes", VECTOR_OPS_PER_ELEMENT[op_kind] / target.accelerator.vector_lanes, nonlinear.lanes_pipeline_depth
+
+
+def _standalone_cycles(elements: int, per_element: float, depth: int) -> int:
+    return int(np.ceil(elements * per_element - 1e-9)) + depth
+
+
+def _build_fusion(workload: Workload, target: Target) -> _Fusion:
+    nonlinear = target.accelerator.nonlinear
+    ops = workload.ops
+    graph = getattr(workload, "graph", None)  # duck-typed workloads without a graph chain in execution order
+    fused_into: dict[str, str] = {}
+    standalone: dict[str, int] = {}
+    units: dict[str, str] = {}
     for op in ops:
-        if op.kind not in VECTOR_OPS_PER_ELEMENT:
-            raise InputError(f"vector operator {op.name!r} has unknown kind {op.kind!r}")
-        if op.elements <= 0:
-            raise InputError(f"vector operator {op.name!r} has elements={op.elements}; must be > 0")
-    elements = np.array([op.elements for op in ops], dtype=np.int64)
-    per_element = np.array([VECTOR_OPS_PER_ELEMENT[op.kind] for op in ops], dtype=np.int64)
-    cycles = kernels._vector_cycles(elements, per_element, target.accelerator.vector_lanes)
-    return {op.name: int(c) for op, c in zip(ops, cycles, strict=True)}
+        if isinstance(op, VectorOp):
+            if op.kind not in VECTOR_OPS_PER_ELEMENT:
+                raise InputError(f"vector operator {op.name!r} has unknown kind {op.kind!r}")
+            if op.elements <= 0:
+                raise InputError(f"vector operator {op.name!r} has elements={op.elements}; must be > 0")
+            placement, per_element, depth = _unit_cycles_per_element(op.kind, op.row, target)
+            standalone[op.name] = _standalone_cycles(op.elements, per_element, depth)
+            units[op.name] = placement
+    chains: dict[tuple, int] = {}
+    chain_id: dict[str, int] = {}
+    stages: list[list[tuple[int, float, int]]] = []
+    row_wise: list[int] = []
+    serial: list[int] = []
+    for index, op in enumerate(ops):
+        if not isinstance(op, Gemm):
+            continue
+        outputs = op.m * op.n * op.count
+        lane_stage: list[tuple[int, float]] = []
+        own_stages: list[tuple[int, int, float, int]] = []  # (position, elements, factor, depth)
+        wide = False
+        extra = 0
+        position = 0
+        if nonlinear.configured:
+            placement, per_element, depth = _unit_cycles_per_element("requant", 0, target)
+            if not nonlinear.unit("requant").fused:
+                extra += _standalone_cycles(outputs, per_element, depth)
+            elif placement == "lanes":
+                lane_stage.append((outputs, per_element))
+            else:
+                own_stages.append((position, outputs, per_element, depth))
+            position += 1
+        previous = op.name
+        for nxt in ops[index + 1 :]:
+            if not isinstance(nxt, VectorOp) or not nonlinear.unit(nxt.kind).fused:
+                break
+            if graph is not None and previous not in graph.pred[nxt.name]:
+                break
+            fused_into[nxt.name] = op.name
+            placement, per_element, depth = _unit_cycles_per_element(nxt.kind, nxt.row, target)
+            wide = wide or nxt.kind in ROW_WISE_KINDS
+            if placement == "lanes":
+                lane_stage.append((nxt.elements, per_element))
+            else:
+                own_stages.append((position, nxt.elements, per_element, depth))
+            position += 1
+            previous = nxt.name
+        chain: list[tuple[int, float, int]] = []
+        if lane_stage:  # the lanes are one shared stage: their work per element adds up
+            elements = max(e for e, _ in lane_stage)
+            factor = sum(e * f for e, f in lane_stage) / elements
+            chain.append((elements, factor, nonlinear.lanes_pipeline_depth))
+        chain.extend((e, f, d) for _, e, f, d in sorted(own_stages))
+        signature = (tuple(chain), wide, extra)
+        if signature not in chains:
+            chains[signature] = len(stages)
+            stages.append(chain)
+            row_wise.append(int(wide))
+            serial.append(extra)
+        chain_id[op.name] = chains[signature]
+    if not stages:
+        stages.append([])
+        row_wise.append(0)
+        serial.append(0)
+    ptr = np.zeros(len(stages) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(chain) for chain in stages])
+    flat = [stage for chain in stages for stage in chain]
+    return _Fusion(
+        fused_into=fused_into,
+        standalone=standalone,
+        units=units,
+        chain_id=chain_id,
+        chain_ptr=ptr,
+        chain_row_wise=np.array(row_wise, dtype=np.int64),
+        chain_serial=np.array(serial, dtype=np.int64),
+        stage_elements=np.array([e for e, _, _ in flat], dtype=np.int64),
+        stage_factor=np.array([f for _, f, _ in flat], dtype=np.float64),
+        stage_depth=np.array([d for _, _, d in flat], dtype=np.int64),
+    )
 
 
 def vector_cycles(workload: Workload, target: Target) -> int:
-    """Cycles of all vector-unit operators of ``workload`` (independent of bits)."""
-    return sum(_vector_layers(workload, target).values())
+    """Cycles of the vector operators of ``workload`` that are not fused to a GEMM (independent of bits).
+
+    Fused operators' cycles are in their GEMM's ``cycles`` (``cost_table``'s ``fused_cycles``), so a plan's
+    total is ``vector_cycles`` + Σ of its GEMM rows.
+    """
+    fusion = _fusion(workload, target)
+    return sum(c for name, c in fusion.standalone.items() if name not in fusion.fused_into)
+
+
+def _vector_energy_pj(op: VectorOp, lane_op_pj: float) -> float:
+    return op.elements * VECTOR_OPS_PER_ELEMENT[op.kind] * lane_op_pj
+
+
+def vector_energy_mj(workload: Workload, target: Target) -> float:
+    """Dynamic energy (mJ) of all vector operators of ``workload`` (independent of bits)."""
+    lane_op_pj = energy_model(target).lane_op_pj
+    return sum(_vector_energy_pj(op, lane_op_pj) for op in workload.vector_ops) / PJ_PER_MJ
+
+
+def _shape_energy_mj(
+    model: Any, dataflow: str, rows: int, cols: int, m: int, n: int, k: int, count: int, bits: Bits, dram: int,
+    requant: bool,
+) -> float:  # fmt: skip
+    """Energy (mJ) of one GEMM shape at ``bits`` with ``dram`` bytes of DRAM traffic."""
+    pj = gemm_energy_pj(model, dataflow, rows, cols, m, n, k, count, bits[0], bits[1], dram)
+    if requant:  # the implicit requantization of every GEMM output
+        pj += m * n * count * VECTOR_OPS_PER_ELEMENT["requant"] * model.lane_op_pj
+    return pj / PJ_PER_MJ
 
 
 def simulate(
@@ -264,30 +483,39 @@ def simulate(
     ``rows``/``cols``/``dataflow`` override the target's array. With ``ideal_memory`` (infinite bandwidth,
     operands on chip) every layer's stall cycles are 0.
     """
-    from sim.resources import estimate_resources
-
     target = with_array(target, rows, cols, dataflow)
     plan = resolve_bits(workload, target, bits)
-    costs = _gemm_costs(workload.gemms, plan, target, ideal_memory)
-    vector = _vector_layers(workload, target)
+    fusion = _fusion(workload, target)
+    costs = _gemm_costs(workload.gemms, plan, target, ideal_memory, fusion)
+    lane_op_pj = energy_model(target).lane_op_pj
     layers = []
     bytes_read = bytes_written = 0
     for op in workload.ops:
         if isinstance(op, Gemm):
-            wbits, abits = plan[op.name]
-            compute, total, read, written = (int(v) for v in costs[(op.name, (wbits, abits))])
+            pair = plan[op.name]
+            compute, total, read, written, tail, energy = costs[(op.name, pair)]
             bytes_read += read
             bytes_written += written
             layers.append(
-                LayerResult(op.name, op.kind, op.m, op.n, op.k, wbits, abits, compute, total - compute, total, op.count)
-            )
+                LayerResult(
+                    op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
+                    op.count, tail, read, written, energy,
+                )
+            )  # fmt: skip
         elif isinstance(op, VectorOp):
-            c = vector[op.name]
-            layers.append(LayerResult(op.name, op.kind, 0, 0, 0, 0, 0, c, 0, c))
+            busy = fusion.standalone[op.name]
+            owner = fusion.fused_into.get(op.name, "")
+            c = 0 if owner else busy
+            energy = _vector_energy_pj(op, lane_op_pj) / PJ_PER_MJ
+            layers.append(
+                LayerResult(
+                    op.name, op.kind, 0, 0, 0, 0, 0, c, 0, c, 1, 0, 0, 0, energy, fusion.units[op.name], owner, busy
+                )
+            )
     cycles = sum(layer.cycles for layer in layers)
     wbits_used = max((w for w, _ in plan.values()), default=None)
     abits_used = max((a for _, a in plan.values()), default=None)
-    resources = estimate_resources(target, wbits_used, abits_used)
+    resources = _resources(target, wbits_used, abits_used)
     return SimResult(
         target=target.name,
         model=workload.name,
@@ -304,41 +532,44 @@ def simulate(
         layers=tuple(layers),
         bytes_read=bytes_read,
         bytes_written=bytes_written,
+        energy_mj=sum(layer.energy_mj for layer in layers),
+        fold_pipelining=bool(target.accelerator.fold_pipelining),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _resources(target: Target, weight_bits: int | None, act_bits: int | None) -> Resources:
+    """``estimate_resources`` (pure in its arguments, so cached: sweeps and the ILP simulate one target often)."""
+    from sim.resources import estimate_resources
+
+    return estimate_resources(target, weight_bits, act_bits)
 
 
 def cost_table(
     workload: Workload, target: Target, bit_pairs: Iterable[Bits], *, ideal_memory: bool = False
 ) -> pd.DataFrame:
     """One row per (GEMM, wbits, abits): name, kind, wbits, abits, m, n, k, count, macs, weight_params,
-    compute_cycles, stall_cycles, cycles. Each distinct (shape, bits) is simulated once.
+    compute_cycles, stall_cycles, fused_cycles, cycles, bytes_read, bytes_written, energy_mj.
+    Each distinct (shape, bits) is simulated once.
 
-    Every pair must be supported by the target (else InputError). Vector-unit cycles are not in this table:
-    add ``vector_cycles(workload, target)``.
+    ``cycles`` = compute + stall + fused (what the GEMM's fused nonlinear operators add after it). Every pair
+    must be supported by the target (else InputError). Unfused vector operators are not in this table: add
+    ``vector_cycles(workload, target)`` (and ``vector_energy_mj``); then any plan's rows sum to ``simulate``'s
+    cycles and energy.
     """
     pairs = [_pair(p, "cost table") for p in bit_pairs]
     gemms = workload.gemms
+    fusion = _fusion(workload, target)
     plan_rows = []
     for pair in dict.fromkeys(pairs):
         plan = resolve_bits(workload, target, pair)
-        costs = _gemm_costs(gemms, plan, target, ideal_memory)
+        costs = _gemm_costs(gemms, plan, target, ideal_memory, fusion)
         for gemm in gemms:
-            compute, total = (int(v) for v in costs[(gemm.name, pair)][:2])
+            compute, total, read, written, tail, energy = costs[(gemm.name, pair)]
             plan_rows.append(
                 (
-                    gemm.name,
-                    gemm.kind,
-                    pair[0],
-                    pair[1],
-                    gemm.m,
-                    gemm.n,
-                    gemm.k,
-                    gemm.count,
-                    gemm.macs,
-                    gemm.weight_params,
-                    compute,
-                    total - compute,
-                    total,
+                    gemm.name, gemm.kind, pair[0], pair[1], gemm.m, gemm.n, gemm.k, gemm.count, gemm.macs,
+                    gemm.weight_params, compute, total - compute, tail, total + tail, read, written, energy,
                 )
-            )
+            )  # fmt: skip
     return pd.DataFrame(plan_rows, columns=COST_COLUMNS)

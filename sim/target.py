@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from sim.errors import InputError
+from sim.nonlinear import Nonlinear
 
 __all__ = [
     "BRAM36_BITS",
@@ -135,6 +136,8 @@ class Accelerator:
     act_bits: tuple[int, ...]
     buffers: Buffers
     vector_lanes: int
+    fold_pipelining: bool = False  # consecutive folds overlap fill and drain (sim/kernels.py); False = SCALE-Sim
+    nonlinear: Nonlinear = dataclasses.field(default_factory=Nonlinear)  # units of sim/nonlinear.py
 
 
 @dataclass(frozen=True)

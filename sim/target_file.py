@@ -14,7 +14,9 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     [memory]
     kind, bandwidth_gbps | bandwidth_bytes_per_cycle, channels, controller ("hard" | "soft")
     [accelerator]
-    rows, cols, dataflow (os|ws|is), pe (dsp_packed|lut|bitfusion|int8), weight_bits, act_bits, vector_lanes
+    rows, cols, dataflow (os|ws|is), pe (dsp_packed|lut|bitfusion|int8), weight_bits, act_bits, vector_lanes,
+    fold_pipelining (optional bool: consecutive folds overlap fill and drain; default false = SCALE-Sim timing)
+    [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
 
 Every number needs a source: the table's ``source`` covers all its numbers, ``source_<key>`` overrides
@@ -38,6 +40,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from sim.errors import InputError
+from sim.nonlinear import Nonlinear, parse_nonlinear
 from sim.resources import estimate_resources
 from sim.schema import SOURCED, FileModel, SourcedTable, keyed_error, read_toml, validate
 from sim.target import (
@@ -158,6 +161,9 @@ class AcceleratorTable(SourcedTable):
     act_bits: BitList
     vector_lanes: Annotated[int, SOURCED, Field(gt=0, le=MAX_LANES)]
     buffers: BuffersTable
+    fold_pipelining: bool = False
+    # one sub-table per operator kind, each with its own source; checked by sim.nonlinear.parse_nonlinear
+    nonlinear: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _supported_bits(self) -> AcceleratorTable:
@@ -279,6 +285,10 @@ def _build(path: Path, file: TargetFile) -> Target:
             act_bits=tuple(sorted(acc.act_bits)),
             buffers=_buffers(path, acc.buffers, device),
             vector_lanes=acc.vector_lanes,
+            fold_pipelining=acc.fold_pipelining,
+            nonlinear=Nonlinear()
+            if acc.nonlinear is None
+            else parse_nonlinear(acc.nonlinear, f"{path}: accelerator.nonlinear"),
         ),
         sources=tuple(sorted(sources.items())),
     )
@@ -340,6 +350,7 @@ _COMPONENT_KEYS = {
     "accumulators": "accelerator.rows",
     "buffers": "accelerator.buffers",
     "vector_unit": "accelerator.vector_lanes",
+    "nonlinear_units": "accelerator.nonlinear",
     "memory_interface": "memory",
     "control": "accelerator",
 }
@@ -367,4 +378,3 @@ def _check_fit(target: Target) -> None:
                 f"needs {need:,} {name.upper()} ({worst.component}: {getattr(worst, name):,}), "
                 f"the device {target.device.part} has {have:,}"
             )
-

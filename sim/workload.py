@@ -8,6 +8,7 @@ element count. ``sim`` knows nothing of torch: ``allocator.workload_from_model``
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Literal
 
 import networkx as nx
 
-__all__ = ["Gemm", "VectorOp", "Workload"]
+__all__ = ["Gemm", "VectorOp", "Workload", "conv_output_size"]
 
 #: Digits a topology file's GEMM dimension may have: 10^12 is far past any layer, and a longer number (a
 #: 5,000-digit one would stop int() with Python's digit limit) is refused before it is parsed.
@@ -51,11 +52,16 @@ class Gemm:
 
 @dataclass(frozen=True)
 class VectorOp:
-    """An elementwise or row-wise operator on the vector unit, over ``elements`` values."""
+    """An elementwise or row-wise operator on the vector unit, over ``elements`` values.
+
+    ``row`` is the length of the rows a row-wise operator (softmax, LayerNorm) normalises over (elements; 0 when
+    unknown or elementwise); a unit whose row buffer is shorter makes two passes (sim/nonlinear.py).
+    """
 
     name: str
     kind: VectorKind
     elements: int
+    row: int = 0
 
 
 Operator = Gemm | VectorOp
@@ -119,20 +125,27 @@ class Workload:
 
     @classmethod
     def from_topology_csv(cls, path: str | PathLike[str]) -> Workload:
-        """Read a SCALE-Sim GEMM topology CSV: a header row, then one ``name, M, N, K,`` row per GEMM.
+        """Read a SCALE-Sim topology CSV, in its GEMM format or its convolution format.
 
-        The trailing comma is optional; blank lines are skipped. Each row is an M×K by K×N GEMM whose K×N
-        operand is taken as a weight (SCALE-Sim's filter), kind ``"gemm"``, chained in file order. Rows
-        named ``X[0]``, ``X[1]``, … ``X[c-1]`` in a row with equal dimensions (what ``to_topology_csv``
+        GEMM format: a header row, then one ``name, M, N, K,`` row per GEMM. Each row is an M×K by K×N GEMM
+        whose K×N operand is taken as a weight (SCALE-Sim's filter), kind ``"gemm"``, chained in file order.
+        Rows named ``X[0]``, ``X[1]``, … ``X[c-1]`` in a row with equal dimensions (what ``to_topology_csv``
         writes for a GEMM with ``count`` = c) fold back into one GEMM ``X`` with ``count`` = c.
+
+        Convolution format (most of SCALE-Sim's shipped topologies): ``Layer name, IFMAP Height, IFMAP Width,
+        Filter Height, Filter Width, Channels, Num Filter, Strides,`` (a ninth column gives the width stride
+        separately). Each layer becomes SCALE-Sim's own im2col GEMM: M = output pixels with its output-size
+        rule ⌈(ifmap − filter + stride) / stride⌉ per dimension (no padding: the IFMAP sizes in those files
+        include it), K = filter height × filter width × channels, N = filters.
+
+        The trailing comma is optional; blank lines are skipped; the header row decides the format.
         """
         from sim.errors import InputError
         from sim.schema import read_text
 
         path = Path(path)
-        rows: list[tuple[int, str, int, int, int]] = []  # line number, name, m, n, k
-        header_seen = False
-
+        rows: list[tuple[int, str, list[str]]] = []  # line number, name, numeric fields
+        header: list[str] | None = None
         for lineno, raw in enumerate(read_text(path, "topology").splitlines(), start=1):
             line = raw.strip()
             if not line:
@@ -141,39 +154,46 @@ class Workload:
             if fields[-1] == "" and len(fields) > 1:
                 fields = fields[:-1]  # SCALE-Sim's trailing comma
             where = f"{path}:{lineno}"
-            if not header_seen:
-                header_seen = True
-                if len(fields) == 4 and all(re.fullmatch(r"[+-]?\d+", f) for f in fields[1:]):
-                    raise InputError(f"{where}: first row looks like data; expected a header row 'Layer, M, N, K,'")
+            if header is None:
+                header = fields
+                if len(fields) in (4, 8, 9) and all(re.fullmatch(r"[+-]?\d+", f) for f in fields[1:]):
+                    raise InputError(
+                        f"{where}: first row looks like data; expected a header row 'Layer, M, N, K,' or "
+                        "'Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                        "Num Filter, Strides,'"
+                    )
+                if len(fields) not in (4, 8, 9):
+                    raise InputError(
+                        f"{where}: header has {len(fields)} columns; expected 4 (GEMM: 'Layer, M, N, K,') or "
+                        "8 (convolution: 'Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                        "Channels, Num Filter, Strides,')"
+                    )
                 continue
-            if len(fields) != 4:
-                raise InputError(f"{where}: expected 4 columns 'name, M, N, K,' but found {len(fields)}")
-            name = fields[0]
-            if not name:
+            if len(fields) != len(header):
+                expected = "'name, M, N, K,'" if len(header) == 4 else "as the convolution header"
+                raise InputError(f"{where}: expected {len(header)} columns {expected} but found {len(fields)}")
+            if not fields[0]:
                 raise InputError(f"{where}: empty layer name")
-            dims: list[int] = []
-            for label, text in zip("MNK", fields[1:], strict=True):
-                if not re.fullmatch(r"[+-]?[0-9]+", text):
-                    raise InputError(f"{where}: {label}={text!r} in layer {name!r} is not an integer")
-                if len(text.lstrip("+-0")) > MAX_DIM_DIGITS:
-                    raise InputError(f"{where}: {label}={text[:24]}... in layer {name!r} is too large")
-                if int(text) <= 0:
-                    raise InputError(f"{where}: {label}={text} in layer {name!r}; must be > 0")
-                dims.append(int(text))
-            rows.append((lineno, name, *dims))
-        if not header_seen:
+            rows.append((lineno, fields[0], fields[1:]))
+        if header is None:
             raise InputError(f"{path}: empty topology file; expected a header row 'Layer, M, N, K,' and GEMM rows")
         if not rows:
-            raise InputError(f"{path}: topology file has a header but no GEMM rows")
+            raise InputError(
+                f"{path}: topology file has a header but no {'GEMM' if len(header) == 4 else 'layer'} rows"
+            )
+        if len(header) == 4:
+            gemm_rows = [(lineno, name, *_integers(path, lineno, name, "MNK", values)) for lineno, name, values in rows]
+        else:
+            gemm_rows = [_conv_gemm(path, lineno, name, values) for lineno, name, values in rows]
         gemms: list[Gemm] = []
         first_line: dict[str, int] = {}
         i = 0
-        while i < len(rows):
-            lineno, name, m, n, k = rows[i]
+        while i < len(gemm_rows):
+            lineno, name, m, n, k = gemm_rows[i]
             base, index = _split_count_suffix(name)
             count = 1
             if index == 0:  # a run name[0], name[1], ... of equal GEMMs is one GEMM repeated
-                while i + count < len(rows) and rows[i + count][1:] == (f"{base}[{count}]", m, n, k):
+                while i + count < len(gemm_rows) and gemm_rows[i + count][1:] == (f"{base}[{count}]", m, n, k):
                     count += 1
             label = base if count > 1 else name
             if label in first_line:
@@ -205,12 +225,18 @@ class Workload:
     @property
     def gemms(self) -> tuple[Gemm, ...]:
         """The GEMMs in execution order."""
-        return tuple(op for op in self._ops if isinstance(op, Gemm))
+        gemms = self.__dict__.get("_gemms")
+        if gemms is None:
+            gemms = self.__dict__["_gemms"] = tuple(op for op in self._ops if isinstance(op, Gemm))
+        return gemms
 
     @property
     def vector_ops(self) -> tuple[VectorOp, ...]:
         """The vector-unit operators in execution order."""
-        return tuple(op for op in self._ops if isinstance(op, VectorOp))
+        vector_ops = self.__dict__.get("_vector_ops")
+        if vector_ops is None:
+            vector_ops = self.__dict__["_vector_ops"] = tuple(op for op in self._ops if isinstance(op, VectorOp))
+        return vector_ops
 
     @property
     def macs(self) -> int:
@@ -224,6 +250,47 @@ class Workload:
         return (
             f"Workload({self.name!r}, {len(self.gemms)} GEMMs, {len(self.vector_ops)} vector ops, {self.macs:,} MACs)"
         )
+
+
+_CONV_COLUMNS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels", "Num Filter", "Strides")
+
+
+def _integers(path: Path, lineno: int, name: str, labels: Sequence[str], values: list[str]) -> list[int]:
+    """Positive integers from one row's fields, each error naming the file, line, column and layer."""
+    from sim.errors import InputError
+
+    out = []
+    for label, text in zip(labels, values, strict=True):
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise InputError(f"{path}:{lineno}: {label}={text!r} in layer {name!r} is not an integer")
+        if len(text.lstrip("+-0")) > MAX_DIM_DIGITS:
+            raise InputError(f"{path}:{lineno}: {label}={text[:24]}... in layer {name!r} is too large")
+        if int(text) <= 0:
+            raise InputError(f"{path}:{lineno}: {label}={text} in layer {name!r}; must be > 0")
+        out.append(int(text))
+    return out
+
+
+def conv_output_size(ifmap: int, filter_size: int, stride: int) -> int:
+    """SCALE-Sim's output size along one dimension: ⌈(ifmap − filter + stride) / stride⌉ (no padding)."""
+    return -(-(ifmap - filter_size + stride) // stride)
+
+
+def _conv_gemm(path: Path, lineno: int, name: str, values: list[str]) -> tuple[int, str, int, int, int]:
+    """(line, name, M, N, K) of one convolution row, by SCALE-Sim's im2col mapping."""
+    from sim.errors import InputError
+
+    labels = _CONV_COLUMNS if len(values) == 7 else (*_CONV_COLUMNS[:-1], "Stride Height", "Stride Width")
+    numbers = _integers(path, lineno, name, labels, values)
+    ifmap_h, ifmap_w, filter_h, filter_w, channels, filters, stride_h = numbers[:7]
+    stride_w = numbers[7] if len(numbers) == 8 else stride_h
+    for what, ifmap, filt in (("Height", ifmap_h, filter_h), ("Width", ifmap_w, filter_w)):
+        if filt > ifmap:
+            raise InputError(
+                f"{path}:{lineno}: Filter {what}={filt} in layer {name!r} is larger than IFMAP {what}={ifmap}"
+            )
+    m = conv_output_size(ifmap_h, filter_h, stride_h) * conv_output_size(ifmap_w, filter_w, stride_w)
+    return lineno, name, m, filters, filter_h * filter_w * channels
 
 
 def _split_count_suffix(name: str) -> tuple[str, int | None]:

@@ -349,3 +349,44 @@ def naive_vector_cycles(elements: int, ops_per_element: int, lanes: int) -> int:
         remaining -= lanes
         cycles += 1
     return cycles
+
+
+def naive_fused_pipeline_end(gemm_cycles: int, chunks: int, service: list[int], depth: list[int]) -> int:
+    """Step cycle by cycle: chunk j of the GEMM's output appears at ⌈gemm_cycles·(j+1)/chunks⌉; each stage works
+    on one chunk at a time for ``service[s]`` cycles (in arrival order) and its result reaches the next stage
+    ``depth[s]`` cycles later. Returns the cycle at which the last chunk leaves the last stage."""
+    stages = len(service)
+    ready = [-(-gemm_cycles * (j + 1) // chunks) for j in range(chunks)]
+    inbox: list[list[int]] = [[] for _ in range(stages)]  # arrival cycle of each chunk waiting at a stage
+    busy_until = [0] * stages
+    working: list[int | None] = [None] * stages  # cycle the current chunk's service ends
+    in_flight: list[list[int]] = [[] for _ in range(stages)]  # delivery cycles to the next stage
+    done: list[int] = []
+    t = 0
+    fed = 0
+    while len(done) < chunks:
+        while fed < chunks and ready[fed] <= t:
+            inbox[0].append(t)
+            fed += 1
+        for s in range(stages):
+            if working[s] is not None and working[s] == t:
+                working[s] = None
+                in_flight[s].append(t + depth[s])
+            for arrival in [a for a in in_flight[s] if a == t]:
+                in_flight[s].remove(arrival)
+                if s + 1 < stages:
+                    inbox[s + 1].append(t)
+                else:
+                    done.append(t)
+            while working[s] is None and inbox[s] and busy_until[s] <= t:
+                inbox[s].pop(0)
+                if service[s] > 0:
+                    working[s] = busy_until[s] = t + service[s]
+                elif depth[s] > 0:  # no service time: the chunk only waits out the pipeline depth
+                    in_flight[s].append(t + depth[s])
+                elif s + 1 < stages:
+                    inbox[s + 1].append(t)
+                else:
+                    done.append(t)
+        t += 1
+    return max(done)

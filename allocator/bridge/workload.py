@@ -262,7 +262,9 @@ class _Recorder(TorchFunctionMode):
             return self._matmul(frame, args[0], args[1])
         if fname in _VECTOR:
             kind = _VECTOR[fname]
-            return [VectorOp(self._own_name(frame, fname, _VECTOR_SUFFIX[kind]), kind, int(args[0].numel()))]
+            x = args[0]
+            row = int(x.shape[-1]) if kind in ("softmax", "layernorm") and x.dim() else 0
+            return [VectorOp(self._own_name(frame, fname, _VECTOR_SUFFIX[kind]), kind, int(x.numel()), row)]
         if fname in _ADD and len(args) >= 2 and _tag(args[0]) is not None and _tag(args[1]) is not None:
             return [self._residual_add(frame, out)]
         return []
@@ -325,7 +327,7 @@ class _Recorder(TorchFunctionMode):
         count = prod(batch)
         keys = key.shape[-2]
         qk = Gemm(self._name(frame, "matmul_qk"), "attn_qk", tokens, keys, head_dim, False, 0, count)
-        softmax = VectorOp(self._name(frame, "softmax"), "softmax", count * tokens * keys)
+        softmax = VectorOp(self._name(frame, "softmax"), "softmax", count * tokens * keys, keys)
         av = Gemm(self._name(frame, "matmul_av"), "attn_av", tokens, v.shape[-1], keys, False, 0, count)
         qk_inputs = (_tag(q) or frozenset()) | (_tag(key) or frozenset())
         return [

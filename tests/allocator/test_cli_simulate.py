@@ -11,6 +11,10 @@ import pytest
 from allocator.cli.main import main
 
 LAYER_FIELDS = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
+# JSON additions of issue #16 (DRAM traffic, energy, fusion, fold pipelining), after the contract's fields
+LAYER_ADDED = ["fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles"]
+TOP_FIELDS = ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources"]
+TOP_ADDED = ["bytes_read", "bytes_written", "energy_mj", "fold_pipelining"]
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -22,10 +26,10 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
 
 def test_gemm_json_ideal_memory_is_scalesim_closed_form(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(capsys, "--target", "scalesim_32x32", "--gemm", "197,384,1152", "--ideal-memory")
-    assert list(data) == ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources", "layers"]
+    assert list(data) == [*TOP_FIELDS, *TOP_ADDED, "layers"]
     assert data["target"] == "scalesim_32x32"
     (layer,) = data["layers"]
-    assert list(layer) == LAYER_FIELDS
+    assert list(layer) == LAYER_FIELDS + LAYER_ADDED
     assert layer["compute_cycles"] == math.ceil(197 / 32) * math.ceil(384 / 32) * (1152 + 32 + 32 - 2)
     assert layer["stall_cycles"] == 0
     assert data["cycles"] == layer["cycles"] == layer["compute_cycles"]

@@ -64,6 +64,7 @@ def test_one_target_json_carries_breakdown_and_sources(capsys: pytest.CaptureFix
         "accumulators",
         "buffers",
         "vector_unit",
+        "nonlinear_units",
         "memory_interface",
         "control",
     ]

@@ -51,11 +51,11 @@ def test_testbed_vit_shapes_and_names() -> None:
     assert ops["blocks.1.mlp.fc1"] == Gemm("blocks.1.mlp.fc1", "fc1", tokens, 96, 48, True, 48 * 96)
     assert ops["blocks.1.mlp.fc2"] == Gemm("blocks.1.mlp.fc2", "fc2", tokens, 48, 96, True, 96 * 48)
     assert ops["head"] == Gemm("head", "head", 1, 10, 48, True, 480)
-    assert ops["blocks.0.attn.softmax"] == VectorOp("blocks.0.attn.softmax", "softmax", 3 * tokens * tokens)
+    assert ops["blocks.0.attn.softmax"] == VectorOp("blocks.0.attn.softmax", "softmax", 3 * tokens * tokens, tokens)
     assert ops["blocks.0.mlp.act"] == VectorOp("blocks.0.mlp.act", "gelu", tokens * 96)
-    assert ops["blocks.1.norm2"] == VectorOp("blocks.1.norm2", "layernorm", tokens * 48)
+    assert ops["blocks.1.norm2"] == VectorOp("blocks.1.norm2", "layernorm", tokens * 48, 48)
     assert ops["blocks.1.add_mlp"] == VectorOp("blocks.1.add_mlp", "add", tokens * 48)
-    assert ops["norm"] == VectorOp("norm", "layernorm", tokens * 48)
+    assert ops["norm"] == VectorOp("norm", "layernorm", tokens * 48, 48)
     assert workload.macs == 16 * 16 * 48 + 2 * _vit_block_macs(tokens, 48, 3, 96) + 48 * 10
 
 

@@ -140,3 +140,23 @@ def test_functional_kernel_equals_register_twin_and_numpy(
     got = kernels._functional_gemm(a, b, rows, cols, CODES[dataflow])
     assert np.array_equal(got, a @ b)
     assert np.array_equal(naive_functional_gemm(a, b, rows, cols, dataflow).astype(np.int64), a @ b)
+
+
+@pytest.mark.parametrize("dataflow", DATAFLOWS)
+def test_fold_pipelining_pays_fill_and_drain_once(dataflow: str) -> None:
+    # 100x70x40 on a 8x4 array, one lane: steady folds OS max(K, R) = 40, WS max(M, R) = 100, IS max(N, R) = 70
+    code = CODES[dataflow]
+    folds = {"os": 13 * 18, "ws": 18 * 5, "is": 25 * 5}[dataflow]
+    steady = {"os": 40, "ws": 100, "is": 70}[dataflow]
+    once = {"os": 8 + 4 - 2, "ws": 2 * 8 + 4 - 2, "is": 2 * 8 + 4 - 2}[dataflow]
+    pipelined = kernels._compute_cycles(code, 8, 4, 1, 100, 70, 40, 1, True)
+    scalesim = kernels._compute_cycles(code, 8, 4, 1, 100, 70, 40, 1, False)
+    assert pipelined == folds * steady + once
+    assert scalesim == folds * kernels._fold_cycles(code, 8, 4, 100, 70, 40)
+    assert pipelined < scalesim
+    shapes = np.array([[1, 100, 70, 40, 1, 8, 8, 8]], dtype=np.int64)
+    ideal = kernels._gemm_cycles_many(code, 8, 4, shapes, 1, 1, 1, 1.0, True, True)
+    assert ideal[0, 0] == ideal[0, 1] == pipelined
+    # with memory, the pipelined compute term is the same closed form; stalls come on top
+    real = kernels._gemm_cycles_many(code, 8, 4, shapes, 1 << 20, 1 << 20, 1 << 20, 1e6, False, True)
+    assert real[0, 0] == pipelined and real[0, 1] >= pipelined

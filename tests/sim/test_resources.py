@@ -193,6 +193,7 @@ def test_result_object_shapes() -> None:
         "accumulators",
         "buffers",
         "vector_unit",
+        "nonlinear_units",
         "memory_interface",
         "control",
         "total",

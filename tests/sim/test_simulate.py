@@ -192,18 +192,22 @@ def test_result_objects_follow_the_contract() -> None:
     target = make_target()
     result = simulate(_vit_like(), target, (8, 8))
     data = result.to_json()
-    assert list(data) == ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources", "layers"]
+    contract = ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources"]
+    assert list(data)[: len(contract)] == contract and list(data)[-1] == "layers"
+    # additions (issue #16): DRAM traffic, energy, fold pipelining
+    assert list(data)[len(contract) : -1] == ["bytes_read", "bytes_written", "energy_mj", "fold_pipelining"]
     assert set(data["resources"]) == {"dsp", "lut", "ff", "bram36", "uram"}
     assert [row["name"] for row in data["layers"]] == [op.name for op in _vit_like().ops]
     fields = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
-    assert all(list(row) == fields for row in data["layers"])
+    added = ["fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles"]
+    assert all(list(row) == fields + added for row in data["layers"])
     assert data["cycles"] == sum(row["cycles"] for row in data["layers"])
     assert data["latency_ms"] == pytest.approx(data["cycles"] / (200.0 * 1e3))
     softmax = data["layers"][1]
     assert (softmax["m"], softmax["wbits"], softmax["stall_cycles"]) == (0, 0, 0)
     assert softmax["cycles"] == math.ceil(3 * 50 * 50 * VECTOR_OPS_PER_ELEMENT["softmax"] / 16)
     frame = result.to_frame()
-    assert list(frame.columns) == fields and len(frame) == 7
+    assert list(frame.columns) == fields + added and len(frame) == 7
     assert vector_cycles(_vit_like(), target) == softmax["cycles"] + data["layers"][5]["cycles"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.cycles = 0  # type: ignore[misc]
@@ -268,9 +272,9 @@ def test_cost_table_rows_and_consistency() -> None:
     assert len(table) == len(workload.gemms) * len(pairs)
     assert list(table.columns) == [
         "name", "kind", "wbits", "abits", "m", "n", "k", "count", "macs", "weight_params",
-        "compute_cycles", "stall_cycles", "cycles",
+        "compute_cycles", "stall_cycles", "fused_cycles", "cycles", "bytes_read", "bytes_written", "energy_mj",
     ]  # fmt: skip
-    assert (table.cycles == table.compute_cycles + table.stall_cycles).all()
+    assert (table.cycles == table.compute_cycles + table.stall_cycles + table.fused_cycles).all()
     for pair in pairs:
         result = simulate(workload, target, pair)
         rows = table[(table.wbits == pair[0]) & (table.abits == pair[1])]

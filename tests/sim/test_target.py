@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import sim.target_file
 from sim import InputError, Target, estimate_resources, list_targets, load_target
 from sim.target import BRAM36_BYTES, SUPPORTED_BITS, URAM_BYTES
 
@@ -405,3 +406,28 @@ def test_asic_buffers_larger_than_its_sram(tmp_path: Path) -> None:
 def test_asic_has_no_caps_table(tmp_path: Path) -> None:
     text = load_target("scalesim_32x32").path.read_text() + '\n[caps]\nlut = 0.7\nsource = "x"\n'
     assert ": caps: an asic device has no FPGA caps" in load_error(tmp_path, text)
+
+
+def test_nonlinear_units_and_fold_pipelining_from_a_file(tmp_path: Path) -> None:
+    text = (Path(sim.target_file.__file__).parents[1] / "targets" / "zcu102.toml").read_text(encoding="utf-8")
+    extra = """fold_pipelining = true
+
+[accelerator.nonlinear]
+lanes_pipeline_depth = 4
+source = "assumption: test"
+softmax = { placement = "own", elements_per_cycle = 8, pipeline_depth = 30, fused = true, lut = 900, ff = 700, \
+dsp = 4, row_buffer_elements = 256, source = "assumption: test" }
+gelu = { placement = "lanes", fused = true, source = "assumption: test" }
+"""
+    path = tmp_path / "t.toml"
+    path.write_text(text.replace("[accelerator.buffers]", extra + "\n[accelerator.buffers]"), encoding="utf-8")
+    target = load_target(path)
+    assert target.accelerator.fold_pipelining
+    unit = target.accelerator.nonlinear.unit("softmax")
+    assert (unit.placement, unit.elements_per_cycle, unit.pipeline_depth) == ("own", 8, 30)
+    assert unit.row_buffer_elements == 256
+    assert target.accelerator.nonlinear.unit("gelu").fused
+    bad = path.read_text(encoding="utf-8").replace("elements_per_cycle = 8, ", "")
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(InputError, match=r"t\.toml: accelerator\.nonlinear\.softmax\.elements_per_cycle"):
+        load_target(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from itertools import pairwise
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sim
 from sim.errors import InputError
 from sim.workload import Gemm, VectorOp, Workload
 
@@ -226,3 +229,66 @@ def test_empty_files(tmp_path: Path, text: str, reason: str) -> None:
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.csv: no such topology file"):
         Workload.from_topology_csv(tmp_path / "nope.csv")
+
+
+TOPOLOGIES = DATA / "topologies"
+
+# IFMAP sizes in these files include padding (SCALE-Sim has none), chosen so that SCALE-Sim's rule
+# ⌈(ifmap − filter + stride) / stride⌉ gives the papers' output sizes: AlexNet (Krizhevsky et al., NIPS 2012,
+# Fig. 2: 55, 27, 13, 13, 13; FC6-8 as convolutions over 6x6 and 1x1) and ResNet-18 (He et al., CVPR 2016,
+# Table 1: 112, 56, 28, 14, 7).
+ALEXNET_MNK = [
+    (55 * 55, 96, 11 * 11 * 3), (27 * 27, 256, 5 * 5 * 96), (13 * 13, 384, 3 * 3 * 256), (13 * 13, 384, 3 * 3 * 384),
+    (13 * 13, 256, 3 * 3 * 384), (1, 4096, 6 * 6 * 256), (1, 4096, 4096), (1, 1000, 4096),
+]  # fmt: skip
+
+
+def _closed_form(dataflow: str, rows: int, cols: int, m: int, n: int, k: int) -> int:
+    """SCALE-Sim v3's compute cycles (DESIGN.md) without its minus 1."""
+    if dataflow == "os":
+        return math.ceil(m / rows) * math.ceil(n / cols) * (k + rows + cols - 2)
+    if dataflow == "ws":
+        return math.ceil(k / rows) * math.ceil(n / cols) * (2 * rows + cols + m - 2)
+    return math.ceil(k / rows) * math.ceil(m / cols) * (2 * rows + cols + n - 2)
+
+
+def test_conv_topology_uses_scalesim_im2col() -> None:
+    workload = Workload.from_topology_csv(TOPOLOGIES / "alexnet_conv.csv")
+    assert [(g.m, g.n, g.k) for g in workload.gemms] == ALEXNET_MNK
+    assert [g.name for g in workload.gemms][:2] == ["Conv1", "Conv2"]
+    resnet = Workload.from_topology_csv(TOPOLOGIES / "resnet18_conv.csv")
+    sizes = {g.name: g.m for g in resnet.gemms}
+    assert (sizes["conv1"], sizes["layer1.0.conv1"], sizes["layer2.0.downsample"], sizes["layer4.1.conv2"]) == (
+        112 * 112, 56 * 56, 28 * 28, 7 * 7,
+    )  # fmt: skip
+    assert resnet.gemms[0].k == 7 * 7 * 3 and resnet.gemms[-1].n == 1000
+
+
+@pytest.mark.parametrize("topology", ["alexnet_conv.csv", "resnet18_conv.csv"])
+@pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
+def test_conv_topology_compute_cycles_are_scalesim_closed_forms(topology: str, dataflow: str) -> None:
+    target = sim.load_target("scalesim_32x32")
+    workload = Workload.from_topology_csv(TOPOLOGIES / topology)
+    result = sim.simulate(workload, target, (8, 8), dataflow=dataflow, ideal_memory=True)
+    with (TOPOLOGIES / topology).open() as handle:
+        rows = [line.split(",") for line in handle.read().splitlines()[1:]]
+    for layer, row in zip(result.layers, rows, strict=True):
+        ih, iw, fh, fw, ch, nf, stride = (int(v) for v in row[1:8])
+        m = ((ih - fh + stride + stride - 1) // stride) * ((iw - fw + stride + stride - 1) // stride)
+        assert layer.compute_cycles == _closed_form(dataflow, 32, 32, m, nf, fh * fw * ch), layer.name
+
+
+def test_conv_topology_bad_rows_name_file_line_and_column(tmp_path: Path) -> None:
+    header = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+    cases = {
+        "Conv1, 227, 227, 11, 11, 3, 96,\n": "expected 8 columns",
+        "Conv1, 227, 227, 11, x, 3, 96, 4,\n": "Filter Width='x'",
+        "Conv1, 7, 7, 11, 11, 3, 96, 4,\n": "Filter Height=11 in layer 'Conv1' is larger than IFMAP Height=7",
+        "Conv1, 227, 227, 11, 11, 3, 0, 4,\n": "Num Filter=0",
+    }
+    for row, message in cases.items():
+        path = tmp_path / "bad.csv"
+        path.write_text(header + row, encoding="utf-8")
+        with pytest.raises(InputError, match=re.escape(message)) as info:
+            Workload.from_topology_csv(path)
+        assert f"{path}:2" in str(info.value)

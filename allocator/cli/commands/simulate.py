@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="NAME", help="timm model name or testbed model")
     source.add_argument("--gemm", metavar="M,N,K", help="one GEMM of an M×K activation by a K×N weight")
-    source.add_argument("--topology", metavar="FILE.csv", help="SCALE-Sim GEMM topology CSV (name, M, N, K,)")
+    source.add_argument(
+        "--topology", metavar="FILE.csv", help="SCALE-Sim topology CSV: GEMM (name, M, N, K,) or convolution format"
+    )
     parser.add_argument("--wbits", type=int, help="weight bits for every layer (default 8)")
     parser.add_argument("--abits", type=int, help="activation bits for every layer (default 8)")
     parser.add_argument("--bits", metavar="PLAN.json", help="per-layer bit plan (what `mixbit allocate` writes)")
@@ -106,6 +108,7 @@ def _report(result: Any) -> str:
         f"latency       {result.latency_ms:.4f} ms",
         f"utilisation   {result.utilisation:.1%} of PE cycles",
         f"DRAM traffic  {result.bytes_read:,} bytes read, {result.bytes_written:,} bytes written",
+        f"energy        {result.energy_mj:.4f} mJ dynamic (sim/energy.py)",
         f"resources     DSP {res.dsp:,}  LUT {res.lut:,}  FF {res.ff:,}  BRAM36 {res.bram36:,}  URAM {res.uram:,}",
         f"fits          {'yes' if result.fits else 'no'}",
     ]
