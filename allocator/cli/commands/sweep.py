@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a sweep above the ceiling on design points (10 million, allocator.sweep.run.MAX_POINTS; points are "
         "counted before anything is expanded)",
     )
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="when the sweep is complete, write <out>/_pareto.png and a self-contained, filterable "
+        "<out>/_pareto.html (latency vs Ω, colour board, size DSP)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
@@ -44,11 +50,23 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a directory")
     summary = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers)
+    result = summary.to_json()
+    if args.plot:
+        from allocator.sweep.dataset import read_results
+        from allocator.sweep.plots import pareto_html, pareto_png
+
+        frame = read_results(out)
+        result["plots"] = [
+            str(pareto_png(frame, out / "_pareto.png", name=spec.name)),
+            str(pareto_html(frame, out / "_pareto.html", name=spec.name)),
+        ]
     if args.json:
-        emit_json(summary.to_json())
+        emit_json(result)
     else:
         print(
             f"{summary.points} points: {summary.done} evaluated, {summary.skipped} already done, "
             f"{summary.errors} with errors; {summary.parts} new parts in {summary.out} ({summary.wall_s:.1f} s)"
         )
+        for plot in result.get("plots", []):
+            print(f"wrote {plot}")
     return 0
