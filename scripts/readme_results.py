@@ -161,31 +161,78 @@ def scalesim_compare(data: dict[str, Any]) -> list[str]:
 
 
 def sweep(data: dict[str, Any]) -> list[str]:
-    cli = data.get("cli", {})
-    resume = data.get("kill_and_resume", {})
-    rows = [
-        [
-            f"`{data.get('sweep_file', MISSING)}`",
-            _num(cli.get("points")),
-            _num(cli.get("workers")),
-            _num(cli.get("process_wall_s"), 1),
-            _num(cli.get("workload_s"), 1),
+    if "simulation" not in data:  # the 1,000-point bench of issue 9
+        cli = data.get("cli", {})
+        resume = data.get("kill_and_resume", {})
+        row = [
+            f"`{data.get('sweep_file', MISSING)}`", _num(cli.get("points")), _num(cli.get("workers")),
+            _num(cli.get("process_wall_s"), 1), _num(cli.get("workload_s"), 1),
             _num(_dig(data, "rerun_all_stored", "process_wall_s"), 1),
-            f"{_num(resume.get('duplicates'))} / {_num(resume.get('lost'))}",
-            _num(data.get("goal_s"), 0),
+            f"{_num(resume.get('duplicates'))} / {_num(resume.get('lost'))}", _num(data.get("goal_s"), 0),
+        ]  # fmt: skip
+        header = ["sweep file", "points", "workers", "CLI process wall (s)", "of it workload build (s)",
+                  "rerun, all stored (s)", "kill + resume: duplicates / lost", "goal (s)"]  # fmt: skip
+        return _table(header, [row])
+    sim = data.get("simulation", {})
+    rows = []
+    for key, label in (("sweep_100k_baseline", "commit {commit} (before batching)"), ("sweep_100k", "this code"),
+                       ("sweep_1m", "this code")):  # fmt: skip
+        run = sim.get(key, {})
+        rows.append(
+            [
+                f"`{run.get('sweep_file', MISSING)}`",
+                label.format(commit=run.get("commit", MISSING)),
+                _num(run.get("points")),
+                _num(run.get("workers")),
+                _num(run.get("process_wall_s"), 1),
+                _num(run.get("points_per_s"), 0),
+                _num(run.get("peak_rss_mb"), 0),
+                _num(run.get("workload_s"), 1),
+            ]
+        )
+    header = ["sweep file", "code", "points", "workers", "CLI wall (s)", "points/s", "peak RSS, all processes (MB)",
+              "of it workload build (s)"]  # fmt: skip
+    lines = _table(header, rows)
+    resume = data.get("kill_and_resume", {})
+    if resume:
+        lines += ["", "Kill -9 of the whole process group once parts had landed, then a rerun:", ""]
+        lines += _table(
+            ["size", "stored when killed", "rerun evaluated", "rows", "duplicates", "lost"],
+            [
+                [size, _num(r.get("stored_when_killed")), _num(r.get("rerun_done")), _num(r.get("rows")),
+                 _num(r.get("duplicates")), _num(r.get("lost"))]
+                for size, r in resume.items()
+            ],
+        )  # fmt: skip
+    codesign = data.get("codesign", {})
+    if codesign:
+        check = codesign.get("dp_vs_cold_ilp", {})
+        lines += [
+            "",
+            f"Co-design `{codesign.get('sweep_file', MISSING)}`: {_num(codesign.get('points'))} points "
+            f"(minimum-Ω plan per latency budget, exact DP front per design) in "
+            f"{_num(codesign.get('process_wall_s'), 1)} s wall, peak {_num(codesign.get('peak_rss_mb'), 0)} MB. "
+            f"Against a cold ILP ({check.get('cold_ilp', MISSING)}) on {_num(check.get('checked'))} of "
+            f"{_num(check.get('points'))} random points: {_num(check.get('same_optimum'))} the same optimum, "
+            f"{_num(check.get('different'))} different (worst relative difference "
+            f"{_num(check.get('worst_relative_objective_difference'), 2)}); cold ILP median "
+            f"{_num(check.get('cold_ilp_median_s'), 3)} s per point, "
+            f"DP median {_num(check.get('dp_median_solve_s'), 5)} s.",
         ]
-    ]
-    header = [
-        "sweep file",
-        "points",
-        "workers",
-        "CLI process wall (s)",
-        "of it workload build (s)",
-        "rerun, all stored (s)",
-        "kill + resume: duplicates / lost",
-        "goal (s)",
-    ]
-    return _table(header, rows)
+    scale = data.get("scale_out", {})
+    if scale:
+        runs = scale.get("runs", {})
+        lines += [
+            "",
+            f"Scale-out (`dask scheduler` and `dask worker` processes started separately, 100,000 points): "
+            f"1 worker {_num(_dig(runs, '1', 'process_wall_s'), 1)} s, 2 workers "
+            f"{_num(_dig(runs, '2', 'process_wall_s'), 1)} s, speed-up {_num(scale.get('speedup_2_over_1'), 2)}×.",
+        ]
+    goals = data.get("goals")
+    if isinstance(goals, dict):
+        shown = {True: "met", False: "NOT met", None: "not run"}
+        lines += ["", "Goals: " + "; ".join(f"`{k}` {shown.get(v, v)}" for k, v in goals.items()) + "."]
+    return lines
 
 
 def sensitivity(data: dict[str, Any]) -> list[str]:

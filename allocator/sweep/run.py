@@ -13,24 +13,33 @@ A sweep file declares models and either a ``[grid]`` of axes, explicit ``[[point
     clock_mhz = [200.0, 300.0]
     bandwidth_gbps = [10.0, 19.2]
     buffer_split = [[0.25, 0.5, 0.25]]   # ifmap / filter / ofmap share of the target's total buffer bytes
+    # or per-operand sizes instead of a split: ifmap_kib = [64.0, 256.0], filter_kib = [...], ofmap_kib = [...]
     bits = [[8, 8], [4, 8]]          # uniform (wbits, abits) for every layer
 
 A ``[[point]]`` table takes the same keys with one value each (plus ``model``, else every model) and
 adds one design; grid and points may be combined, and a design given twice is kept once.
 
-With ``allocate = true`` every point runs the bit-allocation ILP instead of a uniform simulation; the grid
+The points are counted, never all built: more than ``MAX_POINTS`` is refused unless ``load_sweep(max_points=None)``
+(CLI ``--yes``). Point i is the i-th combination with the first axis slowest and budgets fastest
+(``grid.PointGrid``).
+
+With ``allocate = true`` every point gets the minimum-Ω bit plan instead of a uniform simulation; the grid
 then has budget axes (``latency_ms``, ``size_mb``, ``bops`` in GBOPs) instead of ``bits``, ``choices``
 lists the candidate [wbits, abits] pairs (default: all the target supports) and ``sensitivity`` is
 ``"proxy"`` (``proxy_sensitivity``, no data needed) or a CSV/parquet table with columns layer, wbits,
-abits, sensitivity (e.g. measured Hessian traces), relative to the sweep file.
+abits, sensitivity (e.g. measured Hessian traces), relative to the sweep file, checked value by value
+before any work. Points of one design share its problem table; one budget is solved exactly by the Pareto-front
+DP (``allocator.ilp.mckp``), several by the ILP (``codesign``).
 
 Each design point is fully resolved against its target before any work (defaults filled in), and its id is
-a hash of those parameters, so the same file always yields the same ids. Results are a parquet dataset: a
-directory of ``part-*.parquet`` files, each written under a temporary name and moved into place with
-``os.replace``, so a part is either whole or absent. A rerun reads the ids already there and evaluates only
-the rest: an interrupted sweep loses no finished part and writes no point twice. A point the simulator
-rejects (``InputError``) is stored with its ``error`` text and counts as done; any other exception stops the
-sweep after the other batches are stored.
+a hash of those parameters, so the same file always yields the same ids. Results are a parquet dataset
+(``dataset.Dataset``: parts, a manifest, a lock): a directory of ``part-*.parquet`` files, each one chunk of
+points in one row group, written under a temporary name and moved into place with ``os.replace``, so a part is
+either whole or absent. A rerun reads the point indices already there and evaluates only the rest: an
+interrupted sweep loses no finished part and writes no point twice. A simulation chunk is evaluated at once
+(``batch.simulate_columns``: equal point for point to ``simulate_point``). A point the simulator rejects
+(``InputError``) is stored with its ``error`` text and counts as done; any other exception stops the sweep
+after the other chunks are stored. A complete sweep marks its Pareto front (``pareto``).
 """
 
 from __future__ import annotations
