@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from sim.resources import Resources
 
 __all__ = [
+    "INT64_MAX",
+    "MAX_EVENT_FOLDS",
     "VECTOR_OPS_PER_ELEMENT",
     "LayerResult",
     "SimResult",
@@ -224,6 +226,72 @@ def _check_gemm(gemm: Gemm) -> None:
             raise InputError(f"GEMM {gemm.name!r} has {dim}={value}; must be > 0")
 
 
+INT64_MAX = 2**63 - 1
+"""The kernels count cycles and bytes in int64; a layer whose counts could pass this is refused, never wrapped."""
+
+MAX_EVENT_FOLDS = 200_000_000
+"""Most array folds one call may step through with the memory model: ``kernels._gemm_cycles`` walks fold by
+fold (measured 14-15 ns a fold on this project's 2-core machine under load, so about 3 s here) and cannot be
+interrupted by Ctrl-C. Past this the call is refused up front with the reason; ``ideal_memory`` takes the closed
+form, O(1) per GEMM, and has no such limit."""
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_gemm_size(gemm: Gemm, lanes: int, wbits: int, abits: int, target: Target, ideal_memory: bool) -> int:
+    """Refuse (InputError) a GEMM whose cycle or byte counts could overflow the kernels' int64 arithmetic, on
+    exact Python integers and an upper bound of the memory model's stalls; returns the most folds it can take.
+
+    Bound: every fold loads at most a whole A and B tile and writes or re-reads at most a whole 32-bit partial-sum
+    tile, each transfer costs ⌈bytes / bytes per cycle⌉ cycles, and transfers and folds never take longer than
+    when run one after another.
+    """
+    acc = target.accelerator
+    rows, cols = acc.rows, acc.cols
+    m, n, k, count = gemm.m, gemm.n, gemm.k, gemm.count
+    where = f"GEMM {gemm.name!r} ({m}×{n}×{k}" + (f", {count} times" if count > 1 else "") + ")"
+    # with ideal memory every lane is used; the memory model may use as few as one (``kernels._usable_lanes``),
+    # which gives the most folds, while the widest tile (all lanes) gives the most bytes per fold
+    used = lanes if ideal_memory else 1
+    if acc.dataflow == "os":
+        folds = _ceil(m, rows) * _ceil(n, cols * used)
+        fold = k + rows + cols - 2
+        tiles = (rows * k, k * cols * lanes, rows * cols * lanes)
+    elif acc.dataflow == "ws":
+        folds = _ceil(n, cols * used) * _ceil(k, rows)
+        fold = 2 * rows + cols + m - 2
+        tiles = (m * rows, rows * cols * lanes, m * cols * lanes)
+    else:
+        folds = _ceil(m, cols * used) * _ceil(k, rows)
+        fold = 2 * rows + cols + n - 2
+        tiles = (rows * cols * lanes, rows * n, cols * lanes * n)
+    folds *= count
+    compute = folds * fold
+    if compute > INT64_MAX:
+        raise InputError(
+            f"{where}: {float(compute):.3g} compute cycles on a {rows}×{cols} array, beyond the simulator's 64-bit "
+            f"cycle counters (at most {INT64_MAX:.3g}); split the GEMM"
+        )
+    if ideal_memory:
+        return 0
+    bytes_per_cycle = float(target.bytes_per_cycle)
+    if not (bytes_per_cycle > 0 and bytes_per_cycle < float("inf")):
+        raise InputError(f"target {target.name!r}: {bytes_per_cycle!r} DRAM bytes per cycle; must be finite and > 0")
+    a_tile, b_tile, out_tile = tiles
+    fold_bytes = (a_tile * abits + b_tile * wbits) // 8 + 2 + 2 * 4 * out_tile
+    total_bytes = folds * fold_bytes + _ceil(m * k * abits, 8) + _ceil(k * n * wbits, 8)
+    stall_bound = total_bytes / bytes_per_cycle + 4 * folds
+    if compute + stall_bound > INT64_MAX or max(m * k, k * n, m * n) * 32 > INT64_MAX:
+        raise InputError(
+            f"{where}: moving up to {float(total_bytes):.3g} bytes at {bytes_per_cycle:.3g} bytes per cycle could "
+            f"take {compute + stall_bound:.3g} cycles, beyond the simulator's 64-bit cycle counters (at most "
+            f"{INT64_MAX:.3g}); check the target's bandwidth_gbps and clock_mhz, or use --ideal-memory"
+        )
+    return folds
+
+
 def _gemm_costs(
     gemms: Iterable[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool, fusion: _Fusion
 ) -> dict[tuple[str, Bits], list[int]]:
@@ -233,6 +301,7 @@ def _gemm_costs(
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
     lanes_of: dict[Bits, int] = {}
+    event_folds = 0
     for gemm in gemms:
         if gemm.m <= 0 or gemm.n <= 0 or gemm.k <= 0 or gemm.count <= 0:
             _check_gemm(gemm)
@@ -242,6 +311,15 @@ def _gemm_costs(
         if lanes is None:
             lanes = lanes_of[pair] = macs_per_pe(acc.pe, wbits, abits)
         key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, fusion.chain_id[gemm.name])
+        if key not in keys:
+            event_folds += _check_gemm_size(gemm, lanes, wbits, abits, target, ideal_memory)
+            if event_folds > MAX_EVENT_FOLDS:
+                raise InputError(
+                    f"GEMM {gemm.name!r} ({gemm.m}×{gemm.n}×{gemm.k}): the memory model steps through every fold of "
+                    f"the {acc.rows}×{acc.cols} array, {event_folds:.3g} folds in all here, more than the "
+                    f"{MAX_EVENT_FOLDS:.0e} one call may take (minutes, not interruptible); use --ideal-memory "
+                    "(closed form), a bigger array or a smaller GEMM"
+                )
         keys.setdefault(key, len(keys))
         wanted.append((gemm.name, (wbits, abits), key))
     if not keys:
@@ -362,6 +440,10 @@ def _build_fusion(workload: Workload, target: Target) -> _Fusion:
                 raise InputError(f"vector operator {op.name!r} has unknown kind {op.kind!r}")
             if op.elements <= 0:
                 raise InputError(f"vector operator {op.name!r} has elements={op.elements}; must be > 0")
+            if op.elements * VECTOR_OPS_PER_ELEMENT[op.kind] > INT64_MAX:
+                raise InputError(
+                    f"vector operator {op.name!r}: {op.elements:.3g} elements, beyond the simulator's 64-bit counters"
+                )
             placement, per_element, depth = _unit_cycles_per_element(op.kind, op.row, target)
             standalone[op.name] = _standalone_cycles(op.elements, per_element, depth)
             units[op.name] = placement

@@ -7,13 +7,16 @@ Errors in user input end with exit status 2 and one line ``error: <what and wher
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from allocator.cli.args import OneLineParser, attach_dash_values
 from allocator.serialize import json_default
 
 __all__ = ["build_parser", "emit_json", "main"]
@@ -32,7 +35,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mixbit",
         description="What a quantized ViT costs on an FPGA or accelerator, and per-layer bits that fit its budget.",
     )
@@ -45,16 +48,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def emit_json(obj: Any) -> None:
-    """Print one JSON object on stdout (the --json contract: nothing else goes to stdout)."""
-    json.dump(obj, sys.stdout, indent=None, default=json_default, allow_nan=False)
-    sys.stdout.write("\n")
+    """Print one JSON object on stdout (the --json contract: nothing else goes to stdout).
 
+    The whole text is built before anything is written, so a value JSON cannot hold (an infinite float)
+    raises before stdout sees half an object; it is then an input error naming the value.
+    """
+    try:
+        text = json.dumps(obj, indent=None, default=json_default, allow_nan=False)
+    except ValueError as exc:  # allow_nan=False: an inf or nan somewhere in the result
+        from sim.errors import InputError
+
+        where = _nonfinite_path(obj) or "?"
+        raise InputError(f"result field {where} is not finite ({exc}); check the input values behind it") from None
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _nonfinite_path(obj: Any, path: str = "") -> str | None:
+    """Dotted path of the first infinite or NaN float in a JSON-able object, or None."""
+    import math
+
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (path or "(top level)")
+    items: Any = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        found = _nonfinite_path(
+            json_default(value) if _is_numpy(value) else value, f"{path}.{key}" if path else str(key)
+        )
+        if found:
+            return found
+    return None
+
+
+def _is_numpy(value: Any) -> bool:
+    return type(value).__module__ == "numpy"
+
+
+def _stdout_usable() -> str | None:
+    """Why stdout cannot take the output (closed), or None. Checked before any work starts."""
+    if sys.stdout is None:
+        return "stdout is closed; nothing could be printed"
+    try:
+        os.fstat(sys.stdout.fileno())
+    except io.UnsupportedOperation:  # an in-memory stdout (tests): usable
+        pass
+    except (OSError, ValueError):
+        return "stdout is closed; nothing could be printed"
+    return None
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # argparse's own usage errors already exit with status 2 and a one-line message on stderr
-    args = parser.parse_args(argv)
+    # usage errors exit with status 2 and one `error: argument --flag: ...` line (OneLineParser)
+    try:
+        args = parser.parse_args(attach_dash_values(parser, argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2, its one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    closed = _stdout_usable()
+    if closed:
+        print(f"error: {closed}", file=sys.stderr)
+        return 2
+    # Handlers print into memory; stdout gets the whole text once the command has succeeded, so an error
+    # never follows half an output, and a stdout that cannot take it (/dev/full) is an error, not exit 0.
+    real_stdout, captured = sys.stdout, io.StringIO()
+    sys.stdout = captured
     try:
         status = args.func(args)
     except _user_errors() as exc:
@@ -65,14 +122,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{exc.strerror or 'cannot open'}: {exc.filename}"
         print(f"error: {message}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        # the reader went away (`mixbit targets | head`): not an error; keep Python from reporting it at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    return int(status or 0)
+    finally:
+        sys.stdout = real_stdout
+    return _flush_output(captured.getvalue(), int(status or 0))
+
+
+def _flush_output(text: str, status: int) -> int:
+    """Write the command's stdout text; a failed write is exit status 2 with one error line."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`mixbit targets | head`): not an error; keep Python from reporting it at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        # stdout on a full device (/dev/full) or an I/O error: the output is lost, so this must not exit 0;
+        # stdout is pointed at /dev/null so the interpreter's exit flush cannot raise again
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"error: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return status
 
 
 if __name__ == "__main__":

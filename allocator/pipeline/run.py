@@ -10,10 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from allocator.bridge.workload import workload_from_model
 from allocator.ilp.model import Allocation, Limits, ParetoFront, allocate, pareto_front
 from allocator.ilp.problem import Problem, build_problem
 from allocator.ilp.robust import Flip, unresolved_layers
+from allocator.outputs import check_output_dir, replace_folder
 from allocator.sensitivity.configs import FisherConfig, HessianQuadraticConfig, HessianTraceConfig, ScorerConfig
 from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
 from allocator.serialize import json_default
@@ -275,6 +274,8 @@ def run_pipeline(
         raise InputError(f"max_draws must be at least 1, got {max_draws}")
     if quadratic_draws is not None and quadratic_draws < 1:
         raise InputError(f"quadratic_draws must be at least 1 (or None for the exact form), got {quadratic_draws}")
+    if out is not None:  # an unusable --out fails now, not after the whole run
+        check_output_dir(out, owned=OUTPUT_FILES.values())
     limits = limits or Limits()
     seconds: dict[str, float] = {}
     began = time.perf_counter()
@@ -291,7 +292,6 @@ def run_pipeline(
     split = load_data(data, img_size=img_size, channels=channels, seed=seed)
     lap("load")
 
-    say(f"workload and cost table: {name} on {target.name}")
     workload = workload_from_model(net)
     accel = target.accelerator
     bit_pairs = [(w, a) for w in accel.weight_bits for a in accel.act_bits]
@@ -316,6 +316,8 @@ def run_pipeline(
         limits = replace(limits, latency_ms=uniform["latency_ms"])
     allocate(problem, limits).check()
     lap("cost_table")
+    # progress starts only once every input has been checked: an error is then the only line on stderr
+    say(f"workload and cost table: {name} on {target.name}, the budget can be met")
 
     form = hessian_form if sensitivity == "hessian" else "trace"
     say(f"sensitivity ({sensitivity}, {form} form) for {len(workload.gemms)} GEMMs × {len(bit_pairs)} bit pairs")
@@ -407,25 +409,30 @@ def run_pipeline(
     return result
 
 
+OUTPUT_FILES: dict[str, str] = {
+    "plan": "plan.json",
+    "problem": "problem.csv",
+    "report": "report.md",
+    "bits_plot": "bits.png",
+    "pareto_plot": "pareto.png",
+    "result": "result.json",
+}
+"""What ``run_pipeline(out=...)`` writes (key in ``PipelineResult.outputs`` → file name); the folder is replaced
+as a whole (``allocator.outputs.replace_folder``), so it may hold nothing else."""
+
+
 def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim.Target) -> PipelineResult:
-    """Write every file to a temporary folder beside ``out``, then move them in: no half-written results."""
+    """Write every file into a staging folder, then swap it in for ``out`` whole: no half-written results and no
+    stale files of an earlier run."""
     from allocator.pipeline import plots
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        files = {
-            "plan": "plan.json",
-            "problem": "problem.csv",
-            "report": "report.md",
-            "bits_plot": "bits.png",
-            "pareto_plot": "pareto.png",
-            "result": "result.json",
-        }
-        outputs = {key: str(out / name) for key, name in files.items()}
-        result = replace(result, outputs=outputs)
+    files = dict(OUTPUT_FILES)
+    if result.pareto is None:
+        files.pop("pareto_plot")
+    final = Path(os.path.abspath(out))
+    result = replace(result, outputs={key: str(final / name) for key, name in files.items()})
+
+    def write(staging: Path) -> PipelineResult:
         plan.save(staging / files["plan"])
         table = result.allocation.problem.to_frame()
         table.insert(
@@ -435,27 +442,21 @@ def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim
         )
         table.to_csv(staging / files["problem"], index=False)
         plots.bits_heatmap(result.allocation.plan(), staging / files["bits_plot"])
-        baselines = pd.DataFrame(
-            [{"latency_ms": b.latency_ms, "score": b.score, "label": b.label} for b in result.baselines]
-        )
-        predicted = result.allocation.predicted
-        chosen = {"latency_ms": predicted.latency_ms, "score": result.allocation.objective} if predicted else None
         if result.pareto is not None:
+            baselines = pd.DataFrame(
+                [{"latency_ms": b.latency_ms, "score": b.score, "label": b.label} for b in result.baselines]
+            )
+            predicted = result.allocation.predicted
+            chosen = {"latency_ms": predicted.latency_ms, "score": result.allocation.objective} if predicted else None
             front = result.pareto.to_frame().rename(columns={"objective": "score"}).dropna(subset=["score"])
             plots.pareto_plot(
                 front, staging / files["pareto_plot"], baselines=baselines, chosen=chosen, higher_is_better=False
             )
-        else:
-            files.pop("pareto_plot")
-            outputs.pop("pareto_plot")
-        (staging / files["report"]).write_text(_report(result, target))
+        (staging / files["report"]).write_text(_report(result, target, files.values()))
         (staging / files["result"]).write_text(json.dumps(result.to_json(), indent=1, default=json_default) + "\n")
-        out.mkdir(exist_ok=True)
-        for name in files.values():
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return result
+        return result
+
+    return replace_folder(out, write, owned=OUTPUT_FILES.values())
 
 
 def _pct(value: float | None) -> str:
@@ -466,7 +467,7 @@ def _loss(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def _report(result: PipelineResult, target: sim.Target) -> str:
+def _report(result: PipelineResult, target: sim.Target, files: Iterable[str] = OUTPUT_FILES.values()) -> str:
     a = result.allocation
     p = a.predicted
     lines = [
@@ -522,5 +523,7 @@ def _report(result: PipelineResult, target: sim.Target) -> str:
         se = result.sensitivity_se.get((row.layer, row.wbits, row.abits), 0.0)
         cells = [row.layer, row.wbits, row.abits, f"{row.sensitivity:.4g}", f"{se:.2g}", f"{row.latency_cycles:,.0f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    lines += ["", "Files: plan.json (bit plan), problem.csv (the ILP's whole input), bits.png, pareto.png.", ""]
+    about = {"plan.json": "plan.json (bit plan)", "problem.csv": "problem.csv (the ILP's whole input)"}
+    listed = [about.get(name, name) for name in files if name not in ("report.md", "result.json")]
+    lines += ["", f"Files: {', '.join(listed)}.", ""]
     return "\n".join(lines)

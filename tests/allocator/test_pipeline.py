@@ -94,9 +94,9 @@ def test_cli_impossible_budget_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
         (["--model", "no_such_model"], "unknown model 'no_such_model'"),
         (["--target", "no_such_board"], "no_such_board"),
         (["--latency-ms", "1", "--latency-of", "W4A4"], "not both"),
-        (["--draws", "0", "--pareto-points", "0", "--json"], "max_draws must be at least 1"),
-        (["--hessian-form", "trace", "--draws", "0", "--json"], "max_draws must be at least 1"),
-        (["--quadratic-draws", "0", "--json"], "quadratic_draws must be at least 1"),
+        (["--draws", "0", "--pareto-points", "0", "--json"], "argument --draws: must be at least 1"),
+        (["--hessian-form", "trace", "--draws", "0", "--json"], "argument --draws: must be at least 1"),
+        (["--quadratic-draws", "0", "--json"], "argument --quadratic-draws: must be at least 1"),
     ],
 )
 def test_cli_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,8 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
+from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int, positive_float
+
 if TYPE_CHECKING:
     from allocator.pipeline.run import PipelineResult
 
@@ -20,15 +22,29 @@ def _bit_pair(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+MAX_PARETO_POINTS = 1000
+"""Each front point is one ILP solve; more than this is a typo, not a question."""
+
+
+def _act_kind(text: str) -> str:
+    from quant.primitives import ACT_KINDS
+
+    if text not in ACT_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown activation quantizer kind {text!r}; choose from {', '.join(ACT_KINDS)}"
+        )
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("allocate", help="choose per-layer bits under a budget (the whole pipeline)")
     parser.add_argument("--target", required=True, help="shipped target name or a TOML file")
     parser.add_argument("--model", required=True, help="timm model name or a testbed model (mixbit_vit_digits)")
     parser.add_argument("--data", default="digits", help="digits (scikit-learn) or an image folder (default: digits)")
-    parser.add_argument("--latency-ms", type=float, help="latency limit in ms (vector-unit time included)")
+    parser.add_argument("--latency-ms", type=positive_float(), help="latency limit in ms (vector-unit time included)")
     parser.add_argument("--latency-of", type=_bit_pair, metavar="WxAy", help="latency limit = that uniform plan's")
-    parser.add_argument("--size-mb", type=float, help="weight size limit in MB (10^6 bytes)")
-    parser.add_argument("--bops", type=float, help="limit on bit operations, in G (10^9)")
+    parser.add_argument("--size-mb", type=positive_float(), help="weight size limit in MB (10^6 bytes)")
+    parser.add_argument("--bops", type=positive_float(), help="limit on bit operations, in G (10^9)")
     parser.add_argument("--onchip", action="store_true", help="all weights must fit in the target's BRAM/URAM")
     parser.add_argument("--sensitivity", choices=("hessian", "fisher"), default="hessian")
     parser.add_argument(
@@ -39,13 +55,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--act-kind",
+        type=_act_kind,
         default="uniform",
         help="activation quantizer kind: uniform (default), auto (per layer, by calibration error) or a kind name",
     )
     parser.add_argument(
-        "--sensitivity-images", type=int, default=128, help="training images the scores are taken on (default 128)"
+        "--sensitivity-images",
+        type=bounded_int(1, MAX_COUNT),
+        default=128,
+        help="training images the scores are taken on (default 128)",
     )
-    parser.add_argument("--draws", type=int, default=50, help="most Hutchinson draws, trace form (default 50)")
+    parser.add_argument(
+        "--draws", type=bounded_int(1, MAX_COUNT), default=50, help="most Hutchinson draws, trace form (default 50)"
+    )
     parser.add_argument(
         "--estimator",
         choices=("auto", "exact", "random_sign"),
@@ -55,13 +77,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--quadratic-draws",
-        type=int,
+        type=bounded_int(1, MAX_COUNT),
         help="quadratic form: random-sign products per bit width (default 16; given alone, asks for random signs)",
     )
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
-    parser.add_argument("--pareto-points", type=int, default=12, help="points on the latency–Ω front (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="folder for plan.json, problem.csv, report.md and plots")
+    parser.add_argument(
+        "--pareto-points",
+        type=bounded_int(0, MAX_PARETO_POINTS),
+        default=12,
+        help=f"points on the latency–Ω front, one ILP solve each (0: none; at most {MAX_PARETO_POINTS})",
+    )
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
+    parser.add_argument(
+        "--out", help="folder for plan.json, problem.csv, report.md and plots (replaced whole; checked before work)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
+
+from allocator.cli.args import bounded_int
+
+
+def _array_side(text: str) -> int:
+    from sim.target import MAX_ARRAY_SIDE  # here, not at import: --help should not load numba
+
+    return bounded_int(1, MAX_ARRAY_SIDE)(text)
+
 
 __all__ = ["register", "run"]
 
@@ -21,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--topology", metavar="FILE.csv", help="SCALE-Sim topology CSV: GEMM (name, M, N, K,) or convolution format"
     )
-    parser.add_argument("--wbits", type=int, help="weight bits for every layer (default 8)")
-    parser.add_argument("--abits", type=int, help="activation bits for every layer (default 8)")
+    parser.add_argument("--wbits", type=bounded_int(1, 32), help="weight bits for every layer (default 8)")
+    parser.add_argument("--abits", type=bounded_int(1, 32), help="activation bits for every layer (default 8)")
     parser.add_argument("--bits", metavar="PLAN.json", help="per-layer bit plan (what `mixbit allocate` writes)")
-    parser.add_argument("--rows", type=int, help="override the array's rows")
-    parser.add_argument("--cols", type=int, help="override the array's columns")
+    parser.add_argument("--rows", type=_array_side, help="override the array's rows")
+    parser.add_argument("--cols", type=_array_side, help="override the array's columns")
     parser.add_argument("--dataflow", choices=("os", "ws", "is"), help="override the array's dataflow")
     parser.add_argument("--ideal-memory", action="store_true", help="infinite bandwidth, operands on chip")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -38,9 +48,13 @@ def _workload(args: argparse.Namespace) -> Any:
 
     if args.gemm is not None:
         parts = [p.strip() for p in args.gemm.split(",")]
-        if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+        # ASCII digits only: str.isdigit() passes '²', which int() then rejects
+        if len(parts) != 3 or not all(re.fullmatch(r"[+-]?[0-9]+", p) for p in parts):
             raise InputError(f"--gemm {args.gemm!r}: expected three integers M,N,K")
         m, n, k = (int(p) for p in parts)
+        for dim, value in zip("MNK", (m, n, k), strict=True):
+            if value < 1:
+                raise InputError(f"--gemm {args.gemm!r}: {dim}={value}; M, N and K must be at least 1")
         return Workload.from_gemm(m, n, k)
     if args.topology is not None:
         return Workload.from_topology_csv(args.topology)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from allocator.cli.args import bounded_int
+
+MAX_WORKERS = 4096
+"""Most LocalCluster worker processes; far above the cores of one machine."""
+
 __all__ = ["register", "run"]
 
 
@@ -19,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out must be on this machine)",
     )
     parser.add_argument("--out", metavar="DIR", help="parquet dataset directory (default: ./<sweep file stem>.parquet)")
-    parser.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: CPUs)")
+    parser.add_argument(
+        "--workers", type=bounded_int(1, MAX_WORKERS), metavar="N", help="LocalCluster worker processes (default: CPUs)"
+    )
     parser.add_argument(
         "--yes",
         action="store_true",
@@ -38,17 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
+    from allocator.outputs import check_writable_dir
     from allocator.sweep.run import MAX_POINTS, load_sweep, run_sweep
     from sim.errors import InputError
 
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers: must be >= 1, got {args.workers}")
     if args.workers is not None and args.scheduler:
         raise InputError("--workers: applies to the LocalCluster only, not with --scheduler")
     spec = load_sweep(args.sweep_file, max_points=None if args.yes else MAX_POINTS)
-    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.sweep_file).stem}.parquet"
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} exists and is not a directory")
+    out = args.out if args.out is not None else Path.cwd() / f"{Path(args.sweep_file).stem}.parquet"
+    out = check_writable_dir(out, flag="--out")  # '' or an unusable place fails now, before the cluster starts
     summary = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers)
     result = summary.to_json()
     if args.plot:

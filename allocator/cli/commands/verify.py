@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int
+
 __all__ = ["EXIT_MISMATCH", "register", "run", "verify_plan"]
 
 EXIT_MISMATCH = 1
@@ -27,12 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="timm model name or testbed model (mixbit_vit_test, ...)")
     parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
     parser.add_argument("--data", default="digits", help="'digits' or an image folder DIR/<class>/*")
-    parser.add_argument("--images", type=int, default=200, metavar="N", help="test images compared (default 200)")
-    parser.add_argument("--calibration", type=int, default=256, metavar="N", help="training images to calibrate on")
+    parser.add_argument(
+        "--images", type=bounded_int(1, MAX_COUNT), default=200, metavar="N", help="test images compared (default 200)"
+    )
+    parser.add_argument(
+        "--calibration",
+        type=bounded_int(1, MAX_COUNT),
+        default=256,
+        metavar="N",
+        help="training images to calibrate on",
+    )
     parser.add_argument(
         "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="data split and random-weight seed")
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="data split and random-weight seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 

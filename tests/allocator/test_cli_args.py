@@ -1,0 +1,252 @@
+"""CLI hardening (issue #15): one `error:` line naming the flag, exit status 2, bounds on every count flag,
+output paths checked before any work, odd numerals, and a stdout that cannot take the output.
+
+Each case asserts the exit status, that stderr is exactly one line starting ``error:``, and what is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mounts import full_tmpfs, readonly_tmpfs
+
+from allocator.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
+SIM = ["simulate", "--target", "zcu102"]
+ALLOC = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_digits"]
+
+
+def one_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert captured.out == ""
+    return lines[0]
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([sys.executable, "-c", code, *args], text=True, env=env, cwd=REPO, **kwargs)
+
+
+# item 20: argparse errors are one line naming the flag; --help stays as it is
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        ([*SIM, "--gemm", "-1,1,1"], ("--gemm", "M=-1")),
+        ([*SIM, "--gemm", "1,-2,1"], ("--gemm", "N=-2")),
+        ([*SIM, "--gemm"], ("argument --gemm", "expected one argument")),
+        ([*SIM, "--gemm", "1,1,1", "--dataflow", "xx"], ("argument --dataflow", "invalid choice")),
+        (["simulate", "--gemm", "1,1,1"], ("required", "--target")),
+        ([*SIM, "--gemm", "1,1,1", "--model", "m"], ("--model", "not allowed with argument --gemm")),
+        (["allocate", "--target", "zcu102"], ("required", "--model")),
+        (["nosuchcommand"], ("invalid choice", "nosuchcommand")),
+        ([*ALLOC, "--no-such-flag"], ("unrecognized arguments", "--no-such-flag")),
+        ([*ALLOC, "--latency-of", "W9"], ("argument --latency-of", "W4A4")),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_flag(
+    argv: list[str], needles: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    one_error(capsys, *needles)
+
+
+def test_help_is_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mixbit simulate") and "--ideal-memory" in out
+
+
+# items 9 and 22: every count and size flag is bounded, and the error names it
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        ([*ALLOC, "--sensitivity-images", "-5"], "--sensitivity-images"),
+        ([*ALLOC, "--sensitivity-images", "0"], "--sensitivity-images"),
+        ([*ALLOC, "--pareto-points", "-5"], "--pareto-points"),
+        ([*ALLOC, "--pareto-points", "1000001"], "--pareto-points"),
+        ([*ALLOC, "--draws", "0"], "--draws"),
+        ([*ALLOC, "--quadratic-draws", "-1"], "--quadratic-draws"),
+        ([*ALLOC, "--seed", "-1"], "--seed"),
+        ([*ALLOC, "--seed", "99999999999999999999"], "--seed"),
+        ([*ALLOC, "--latency-ms", "-1"], "--latency-ms"),
+        ([*ALLOC, "--latency-ms", "0"], "--latency-ms"),
+        ([*ALLOC, "--size-mb", "nan"], "--size-mb"),
+        ([*ALLOC, "--bops", "inf"], "--bops"),
+        ([*ALLOC, "--act-kind", "wat"], "--act-kind"),
+        (["verify", "--model", "m", "--bits", "p.json", "--images", "-1"], "--images"),
+        (["verify", "--model", "m", "--bits", "p.json", "--calibration", "0"], "--calibration"),
+        (["verify", "--model", "m", "--bits", "p.json", "--seed", "-3"], "--seed"),
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--epochs", "-5"], "--epochs"),
+        (["train", "--seed", "x"], "--seed"),
+        (["sweep", "s.toml", "--workers", "0"], "--workers"),
+        (["sweep", "s.toml", "--workers", "100000"], "--workers"),
+        ([*SIM, "--gemm", "1,1,1", "--rows", "0"], "--rows"),
+        ([*SIM, "--gemm", "1,1,1", "--cols", "5000"], "--cols"),
+        ([*SIM, "--gemm", "1,1,1", "--wbits", "-8"], "--wbits"),
+        ([*SIM, "--gemm", "1,1,1", "--abits", "٣"], "--abits"),  # an Arabic-Indic three: int() would take it
+    ],
+)
+def test_count_and_size_flags_are_bounded(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    one_error(capsys, f"argument {flag}:")
+
+
+def test_act_kind_error_lists_every_kind_with_auto(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*ALLOC, "--act-kind", "wat"]) == 2
+    one_error(capsys, "--act-kind", "'wat'", "uniform", "log2", "auto")
+
+
+# item 13: odd numerals
+@pytest.mark.parametrize(
+    ("gemm", "needle"),
+    [
+        ("²,1,1", "expected three integers"),
+        ("1.5,1,1", "expected three integers"),
+        ("0x10,1,1", "expected three integers"),
+        ("12345678901234567890,1,1", "64-bit"),
+        ("1,1,99999999999999999999999999", "64-bit"),
+    ],
+)
+def test_odd_numerals_in_gemm(gemm: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*SIM, "--gemm", gemm]) == 2
+    one_error(capsys, needle)
+
+
+def test_huge_number_in_a_topology_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    topology = tmp_path / "topo.csv"
+    topology.write_text("Layer, M, N, K,\nbig, 99999999999999999999999, 64, 64,\n")
+    assert main([*SIM, "--topology", str(topology)]) == 2
+    one_error(capsys)
+
+
+# item 14: never half a JSON object on stdout
+def test_targets_json_with_an_unrepresentable_bandwidth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO / "targets" / "zcu102.toml").read_text()
+    lines = [("bandwidth_gbps = 1e308" if line.startswith("bandwidth_gbps") else line) for line in text.splitlines()]
+    board = tmp_path / "fast.toml"
+    board.write_text("\n".join(lines) + "\n")
+    assert main(["targets", str(board), "--json"]) == 2
+    one_error(capsys)  # and stdout stays empty: not half an object
+
+
+# items 11 and 23: unusable output paths are found before any work
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    return path
+
+
+def bad_outputs(a_file: Path) -> list[tuple[str, str]]:
+    return [
+        (str(a_file / "out"), "is a file, not a folder"),
+        ("", "empty path"),
+        ("/proc/mixbit_out", "cannot write in /proc"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_allocate_out_checked_before_work(
+    case: int, a_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, needle = bad_outputs(a_file)[case]
+    # text mode: a progress line before the error would show that work had started
+    assert main([*ALLOC, "--out", out]) == 2
+    one_error(capsys, "--out", needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_allocate_out_into_a_folder_of_other_files_is_refused(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main([*ALLOC, "--out", str(tmp_path)]) == 2
+    one_error(capsys, "--out", "notes.txt", "did not write")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_train_out_checked_before_work(case: int, a_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, needle = bad_outputs(a_file)[case]
+    assert main(["train", "--epochs", "1", "--out", out]) == 2
+    one_error(capsys, "--out", needle)
+
+
+def test_train_out_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    one_error(capsys, "--out", "is a folder")
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_sweep_out_checked_before_work(
+    case: int, a_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102"]\n')
+    out, needle = bad_outputs(a_file)[case]
+    assert main(["sweep", str(sweep), "--out", out]) == 2
+    one_error(capsys, "--out", needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "s.toml"]
+
+
+def test_outputs_on_full_and_readonly_filesystems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102"]\n')
+    for mount, reason in ((full_tmpfs, "No space left on device"), (readonly_tmpfs, "Read-only file system")):
+        with mount(tmp_path / "mnt") as where:
+            before = sorted(p.name for p in where.iterdir())
+            for argv in (
+                [*ALLOC, "--out", str(where / "res")],
+                ["train", "--epochs", "1", "--out", str(where / "model.pt")],
+                ["sweep", str(sweep), "--out", str(where / "s.parquet")],
+            ):
+                assert main(argv) == 2
+                one_error(capsys, "--out", reason)
+            assert sorted(p.name for p in where.iterdir()) == before
+
+
+def test_stdout_on_dev_full_is_an_error() -> None:
+    with open("/dev/full", "w") as full:
+        done = run_cli("targets", "--json", stdout=full, stderr=subprocess.PIPE, capture_output=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["error: cannot write to stdout: No space left on device"]
+
+
+def test_closed_stdout_is_an_error_before_work() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        f'exec {sys.executable} -c "{code}" targets --json >&-',
+        shell=True,
+        text=True,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["error: stdout is closed; nothing could be printed"]
+
+
+def test_stdout_text_is_whole_or_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["targets", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert {t["name"] for t in obj["targets"]} >= {"zcu102", "kv260"}
+
+
+# item 24: text mode validates before printing progress
+def test_allocate_text_mode_prints_no_progress_before_a_late_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*ALLOC, "--latency-ms", "0.000001", "--pareto-points", "0"]) == 2
+    one_error(capsys, "latency", "cannot be met")
+    assert main([*ALLOC, "--latency-of", "W7A7"]) == 2
+    one_error(capsys, "--latency-of W7A7")

@@ -1,0 +1,54 @@
+"""Small real filesystems for output-path tests: a full tmpfs and a read-only one (needs root and mount(8)).
+
+Tests that use them skip where mounting is not allowed (an unprivileged container); the same cases are then
+covered by simulated ENOSPC/EROFS errors elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["full_tmpfs", "readonly_tmpfs"]
+
+
+def _mount(where: Path, options: str) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+
+
+def _umount(where: Path) -> None:
+    subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def full_tmpfs(where: Path, size_kib: int = 256) -> Iterator[Path]:
+    """A ``size_kib`` tmpfs at ``where``, filled to the last byte; yields it."""
+    _mount(where, f"size={size_kib}k")
+    try:
+        with open(where / "filler", "wb", buffering=0) as handle:
+            for chunk in (4096, 1):  # whole pages, then the last bytes
+                with contextlib.suppress(OSError):
+                    while True:
+                        handle.write(b"\0" * chunk)
+        yield where
+    finally:
+        _umount(where)
+
+
+@contextlib.contextmanager
+def readonly_tmpfs(where: Path) -> Iterator[Path]:
+    """A read-only tmpfs at ``where``; yields it."""
+    _mount(where, "size=64k,ro")
+    try:
+        yield where
+    finally:
+        _umount(where)
