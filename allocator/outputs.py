@@ -49,12 +49,19 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _probe_writable(folder: Path, flag: str, shown: Path) -> None:
-    """Create, fill and remove a small file in ``folder``; an InputError naming ``flag`` if that fails."""
+    """Create, fill and remove a small file in ``folder``; an InputError naming ``flag`` if that fails.
+
+    The probe is an unnamed O_TMPFILE file where the filesystem allows it, so a kill leaves nothing behind;
+    elsewhere a named one, ``.<out>.mixbit-<pid>-probe-…``, which the next run's cleanup removes.
+    """
+    name = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f"{_TAG}probe-", dir=folder)
-    except OSError as exc:
-        raise InputError(f"{flag} {shown}: cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
+        try:
+            fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.EISDIR):
+                raise
+            fd, name = tempfile.mkstemp(prefix=f".{shown.name}{_TAG}{os.getpid()}-probe-", dir=folder)
         with os.fdopen(fd, "wb") as handle:
             handle.write(b"\0" * _PROBE_BYTES)
             handle.flush()
@@ -62,8 +69,9 @@ def _probe_writable(folder: Path, flag: str, shown: Path) -> None:
     except OSError as exc:
         raise InputError(f"{flag} {shown}: cannot write in {folder}: {exc.strerror or exc}") from None
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
+        if name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
 
 
 def _check_parent(path: Path, flag: str) -> None:

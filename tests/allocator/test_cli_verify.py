@@ -98,3 +98,51 @@ def test_verify_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "missing.json" in capsys.readouterr().err
     assert main(["verify", "--model", "mixbit_vit_test", "--bits", plan, "--images", "0"]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+# Issue #15 item 25, end to end: the `mixbit verify` process itself exits 1 when one integer kernel is off.
+# The test double perturbs one element of blocks.0.mlp.fc1's integer output (a wrong requantization or a bad
+# accumulator would look the same); everything else is the real integer model.
+PERTURBED_VERIFY = """
+import sys
+import quant.integer as integer
+
+real_output = integer.IntGemm.output
+
+def off_by_much(self, acc):
+    out = real_output(self, acc)
+    if self.name == "blocks.0.mlp.fc1":
+        out = out.clone()
+        out.view(-1)[0] += 1 << (integer.ACT_FRAC_BITS + 4)  # +16.0: the next quantization point must differ
+    return out
+
+integer.IntGemm.output = off_by_much
+from allocator.cli.main import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # a verify run in a subprocess: 10-40 s on this shared machine
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_verify_process_exits_1_when_one_integer_kernel_is_perturbed(tmp_path: Path, as_json: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    plan = write_plan(tmp_path, {"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}})
+    argv = ["verify", "--model", "mixbit_vit_test", "--bits", plan, *SMALL, *(["--json"] if as_json else [])]
+    done = subprocess.run(
+        [sys.executable, "-c", PERTURBED_VERIFY, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error:" not in done.stderr and "Traceback" not in done.stderr
+    if as_json:
+        result = json.loads(done.stdout)
+        assert result["mismatches"] > 0
+        assert result["first_mismatch"]["tensor"].startswith("blocks.0.mlp")  # found where the fault is
+    else:
+        assert "MISMATCHES" in done.stdout and "first mismatch: blocks.0.mlp" in done.stdout

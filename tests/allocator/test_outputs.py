@@ -128,3 +128,18 @@ def test_output_on_full_and_readonly_filesystems(tmp_path: Path) -> None:
             check_output_file(full / "model.pt")
     with readonly_tmpfs(tmp_path / "ro") as ro, pytest.raises(InputError, match="Read-only file system"):
         check_output_dir(ro / "res", owned=OWNED)
+
+
+def test_probe_without_o_tmpfile_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def no_tmpfile(path, flags, *args):
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "not supported")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(outputs.os, "open", no_tmpfile)
+    check_output_dir(tmp_path / "res", owned=OWNED)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="cannot write in /proc"):
+        check_output_file("/proc/x.pt")
