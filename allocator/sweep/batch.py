@@ -77,6 +77,89 @@ def _estimate(target: Target, rows: int, cols: int, dataflow: str, buffers: tupl
     return (*(float(getattr(result, name)) for name in RESOURCES), bool(result.fits))
 
 
+def _batchable(target: Target) -> bool:
+    acc = target.accelerator
+    return not getattr(acc, "fold_pipelining", False) and not getattr(
+        getattr(acc, "nonlinear", None), "configured", False
+    )
+
+
+def _mixed(
+    workloads: Mapping[str, Workload],
+    targets: Mapping[str, Target],
+    columns: Mapping[str, np.ndarray],
+    exact: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Batched rows for legacy-timing designs, ``run.simulate_point`` for the others, in the given order."""
+    from allocator.sweep.grid import FIELDS, _scalar
+    from allocator.sweep.run import DesignPoint, configure_target, simulate_point
+
+    n = len(exact)
+    batched = simulate_columns(workloads, targets, {k: v[exact] for k, v in columns.items()}) if exact.any() else {}
+    out = {name: np.empty(n, dtype=values.dtype) for name, values in batched.items()}
+    for name, values in batched.items():
+        out[name][exact] = values
+    for i in np.flatnonzero(~exact).tolist():
+        point = DesignPoint(**{name: _scalar(columns[name][i]) for name in FIELDS})
+        try:
+            row = simulate_point(workloads[point.model], configure_target(targets[point.target], point), point)
+            row["omega"] = _proxy_omega(workloads[point.model], point.wbits, point.abits)
+            row["error"] = ""
+        except InputError as exc:
+            row = {"error": str(exc).splitlines()[0]}
+        for name, value in row.items():
+            if name not in out:
+                out[name] = np.full(n, np.nan if name != "error" else "", dtype=object if name == "error" else None)
+            out[name][i] = value
+    return out
+
+
+def _energy_mj(
+    workload: Workload,
+    targets: Mapping[str, Target],
+    refs: list[str],
+    idx: np.ndarray,
+    configs: np.ndarray,
+    first: np.ndarray,
+    inverse: np.ndarray,
+    costs: np.ndarray,
+    shapes: np.ndarray,
+) -> np.ndarray:
+    """Dynamic energy (mJ) of each point, summed over the workload's operators in order as ``sim.simulate`` does
+    (so the float sum is the same): a GEMM's from its shape's simulated DRAM bytes, a vector operator's fixed."""
+    from sim.energy import PJ_PER_MJ, energy_model
+    from sim.simulate import _shape_energy_mj, _vector_energy_pj
+
+    names = {code: name for name, code in DATAFLOW_CODES.items()}
+    ref_list = list(dict.fromkeys(refs[i] for i in idx))
+    models = {ref: energy_model(targets[ref]) for ref in ref_list}
+    # one energy per distinct (GEMM, design) row; the row's design fixes its target's energy model via its point
+    row_ref = np.array([refs[i] for i in idx], dtype=object).repeat(len(shapes))[first]
+    unique_energy = np.empty(len(first))
+    for u, (config, ref) in enumerate(zip(configs[first].tolist(), row_ref.tolist(), strict=True)):
+        dataflow, rows, cols, _, m, n, k, count, abits, wbits = config[:10]
+        dram = int(costs[u, 2] + costs[u, 3])
+        unique_energy[u] = _shape_energy_mj(
+            models[ref], names[dataflow], rows, cols, m, n, k, count, (wbits, abits), dram, False
+        )
+    per_shape = unique_energy[inverse].reshape(len(idx), len(shapes))
+    position = {tuple(shape): j for j, shape in enumerate(shapes.tolist())}
+    ops = workload.ops
+    from sim.workload import Gemm
+
+    columns = []
+    for op in ops:
+        if isinstance(op, Gemm):
+            columns.append(per_shape[:, position[(op.m, op.n, op.k, op.count)]])
+        else:
+            vector = {ref: _vector_energy_pj(op, models[ref].lane_op_pj) / PJ_PER_MJ for ref in ref_list}
+            columns.append(np.array([vector[refs[i]] for i in idx], dtype=np.float64))
+    if not columns:
+        return np.zeros(len(idx))
+    stacked = np.concatenate([np.zeros((len(idx), 1)), np.stack(columns, axis=1)], axis=1)
+    return np.add.accumulate(stacked, axis=1)[:, -1]  # left to right, as Python's sum over the layers
+
+
 def _proxy_omega(workload: Workload, wbits: int, abits: int) -> float:
     """Σ Ω of the uniform plan under the size-based proxy (``run.proxy_sensitivity``): the accuracy axis of a
     simulation sweep's Pareto front."""
@@ -123,6 +206,11 @@ def simulate_columns(
     """
     n = len(columns["model"])
     models = columns["model"].tolist()
+    # the batched path has the legacy timing (no fused nonlinear units, no fold pipelining); other designs are
+    # simulated one by one with sim.simulate
+    exact = np.array([_batchable(targets[ref]) for ref in columns["target"].tolist()], dtype=bool)
+    if not exact.all():
+        return _mixed(workloads, targets, columns, exact)
     refs = columns["target"].tolist()
     wbits = np.asarray(columns["wbits"], dtype=np.int64)
     abits = np.asarray(columns["abits"], dtype=np.int64)
@@ -144,6 +232,7 @@ def simulate_columns(
         "fits": np.zeros(n, dtype=bool),
         "macs": np.zeros(n, dtype=np.int64),
         "omega": np.full(n, np.nan),
+        "energy_mj": np.full(n, np.nan),
         **{name: np.full(n, np.nan) for name in RESOURCES},
     }
     errors = np.full(n, "", dtype=object)
@@ -193,10 +282,12 @@ def simulate_columns(
             axis=1,
         )
         bpc = np.repeat(bytes_per_cycle[idx], s)
-        keys = np.concatenate([configs, bpc.view(np.int64)[:, None]], axis=1)
+        # the target is part of the key: its energy model prices the row
+        keys = np.concatenate([configs, bpc.view(np.int64)[:, None], np.repeat(ref_index[idx], s)[:, None]], axis=1)
         first, inverse = unique_rows(keys)
         costs = gemm_costs(configs[first], bpc[first])
         per = costs[inverse].reshape(len(idx), s, 4)
+        out["energy_mj"][idx] = _energy_mj(workload, targets, refs, idx, configs, first, inverse, costs, shapes)
         compute = (per[:, :, 0] * multiplicity).sum(axis=1)
         total = (per[:, :, 1] * multiplicity).sum(axis=1)
         from sim.simulate import vector_cycles

@@ -461,7 +461,8 @@ def configure_target(base: Target, point: DesignPoint) -> Target:
 
 
 def simulate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
-    """Simulate ``workload`` at uniform (wbits, abits) on the point's design: cycles, latency, resources."""
+    """Simulate ``workload`` at uniform (wbits, abits) on the point's design: cycles, latency, energy (mJ),
+    resources."""
     from sim.simulate import simulate  # the function: `sim.simulate` is also a submodule name
 
     result = simulate(workload, target, bits=(point.wbits, point.abits))
@@ -473,6 +474,7 @@ def simulate_point(workload: Workload, target: Target, point: DesignPoint) -> di
         "latency_ms": float(result.latency_ms),
         "fits": bool(result.fits),
         "macs": int(workload.macs),
+        "energy_mj": float(result.energy_mj),
         **{name: float(getattr(resources, name)) for name in _RESOURCES},
     }
 

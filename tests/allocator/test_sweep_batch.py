@@ -111,3 +111,20 @@ def test_unique_rows_groups_equal_rows() -> None:
     first, inverse = unique_rows(keys)
     assert (keys[first][inverse] == keys).all()
     assert len(first) == len({tuple(row) for row in keys.tolist()})
+
+
+def test_designs_the_batch_does_not_model_are_simulated_one_by_one(tmp_path: Path) -> None:
+    path = tmp_path / "grid.toml"
+    path.write_text('models = ["vit_like"]\n[grid]\ntarget = ["zcu102", "kv260"]\nrows = [4, 16]\n')
+    spec = load_sweep(path)
+    base = spec.targets["kv260"]
+    pipelined = dataclasses.replace(base, accelerator=dataclasses.replace(base.accelerator, fold_pipelining=True))
+    targets = {**spec.targets, "kv260": pipelined}
+    workloads = {"vit_like": vit_like()}
+    points = list(spec.points)
+    got = simulate_columns(workloads, targets, spec.points.columns(np.arange(len(points))))
+    for i, point in enumerate(points):
+        alone = simulate_point(workloads["vit_like"], configure_target(targets[point.target], point), point)
+        assert got["error"][i] == ""
+        for name, value in alone.items():
+            assert got[name][i] == value, (point, name)
