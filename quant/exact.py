@@ -7,7 +7,7 @@ of this module named after its op (``EXACT_OPS``: ``quantize``, ``linear``, ``co
 the model's own (timm) forward strings them together. The values are exact in float64:
 
 - a tensor the fake-quant model keeps in float is fixed point, X·2^−16 with |X| < 2^37 (< 2^53);
-- a quantizer's output is ``decode(codes)`` = n·grid_step and carries the quantizer that made it (as the
+- a quantizer's output is ``P.decode_int(codes)`` = n·grid_step and carries the quantizer that made it (as the
   tensor attribute ``_mixbit_quantizer``), so its consumer recovers n = round(x/grid_step) exactly;
 - q·2^−e (timm's power-of-two attention scale) is read with 16 + e fraction bits, without rounding.
 
@@ -38,7 +38,6 @@ from quant.integer import (
     IntLayerNorm,
     IntMatMul,
     StreamToFixed,
-    decode,
     gelu_fixed,
     quantizer_params,
     softmax_fixed,
@@ -281,7 +280,7 @@ def layernorm(module: Any, x: Tensor) -> Tensor:
     params = quantizer_params(quantizer)
     key = ("ln", id(quantizer), _version(quantizer), _ln_version(module))
     norm = _cached(module, key, lambda: IntLayerNorm.build("", module, float(P.grid_step(params))))
-    return _from_fixed(norm(decode(_codes_of(x, quantizer), params)))
+    return _from_fixed(norm(P.decode_int(_codes_of(x, quantizer), params)))
 
 
 def _ln_version(module: Any) -> tuple[int, int]:

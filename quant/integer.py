@@ -147,11 +147,6 @@ def quantizer_params(quantizer: Any) -> QParams:
     return params.to(torch.float64)
 
 
-def decode(codes: Tensor, params: QParams) -> Tensor:
-    """``decode_int`` of the codes (integers on the quantizer's grid), per-channel factors on the last axis."""
-    return P.decode_int(codes, params)
-
-
 def _decoded_bound(params: QParams) -> int:
     """Largest |decode_int(code)| over every code the quantizer can emit."""
     qmin, qmax = params.code_range
@@ -159,7 +154,7 @@ def _decoded_bound(params: QParams) -> int:
     channels = max(params.scale.numel(), params.shift.numel())
     if params.axis is not None:  # per channel: try every channel's factor
         codes = codes.unsqueeze(-1).expand(-1, channels)
-    return int(decode(codes, params).abs().max())
+    return int(P.decode_int(codes, params).abs().max())
 
 
 def _bits_for_bound(bound: int) -> int:
@@ -185,7 +180,7 @@ def _power_of_two_exponent(value: float) -> int | None:
 class IntGemm:
     """A weight GEMM: a ``QuantLinear``, or the ``QuantConv2d`` patch embedding as a GEMM on patches.
 
-    y = requant(decode(codes) @ W, per output channel step_in·step_w·2^16) + bias, in fixed point.
+    y = requant(P.decode_int(codes) @ W, per output channel step_in·step_w·2^16) + bias, in fixed point.
     The float bias is rounded once to fixed point at conversion and added after the requantization.
     """
 
@@ -235,8 +230,8 @@ class IntGemm:
         return torch.int32 if self.acc_bits <= 32 else torch.int64
 
     def accumulate(self, codes: Tensor) -> Tensor:
-        """The integer accumulator decode(codes) @ W (int64 values, computed in ``acc_dtype``)."""
-        return intops.int_gemm(decode(codes, self.input_params), self.weight_t, self.acc_bits)
+        """The integer accumulator P.decode_int(codes) @ W (int64 values, computed in ``acc_dtype``)."""
+        return intops.int_gemm(P.decode_int(codes, self.input_params), self.weight_t, self.acc_bits)
 
     def output(self, acc: Tensor) -> Tensor:
         """Requantize the accumulator into fixed point and add the bias."""
@@ -294,12 +289,8 @@ class IntMatMul:
             shift,
         )
 
-    def with_a_frac_bits(self, a_frac_bits: int) -> IntMatMul:
-        """The same GEMM reading its first operand with ``a_frac_bits`` fraction bits."""
-        return replace(self, a_encoder=IntEncoder.build(self.a_params, a_frac_bits))
-
     def accumulate(self, a_codes: Tensor, b_codes: Tensor) -> Tensor:
-        a, b = decode(a_codes, self.a_params), decode(b_codes, self.b_params)
+        a, b = P.decode_int(a_codes, self.a_params), P.decode_int(b_codes, self.b_params)
         return intops.int_gemm(a, b.transpose(-2, -1) if self.transpose_b else b, self.acc_bits)
 
     def __call__(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -390,7 +381,7 @@ class StreamToFixed:
         return cls(params, mantissa, shift)
 
     def __call__(self, codes: Tensor) -> Tensor:
-        return intops.requantize(decode(codes, self.params), self.mantissa, self.shift)
+        return intops.requantize(P.decode_int(codes, self.params), self.mantissa, self.shift)
 
 
 def gelu_fixed(x: Tensor) -> Tensor:
@@ -554,7 +545,7 @@ class IntegerModel:
         stream = keep("pos_add.output_quant", self.pos_add(tokens, self.pos_embed), point=True)
         for block in self.blocks:
             stream = self._run_block(block, stream, keep)
-        normed = keep("norm.out", self.norm(decode(stream, self.stream_out.params)))
+        normed = keep("norm.out", self.norm(P.decode_int(stream, self.stream_out.params)))
         pooled = keep("pool", normed[:, 0])
         head_codes, logits = self.head(pooled)
         keep("head.input_quant", head_codes, point=True)
@@ -563,7 +554,7 @@ class IntegerModel:
 
     def _run_block(self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor]) -> Tensor:
         n = block.name
-        x = keep(f"{n}.norm1.out", block.norm1(decode(stream, block.stream_in.params)))
+        x = keep(f"{n}.norm1.out", block.norm1(P.decode_int(stream, block.stream_in.params)))
         qkv_codes, qkv = block.qkv(x)
         keep(f"{n}.attn.qkv.input_quant", qkv_codes, point=True)
         keep(f"{n}.attn.qkv.out", qkv)
@@ -586,7 +577,7 @@ class IntegerModel:
         keep(f"{n}.attn.proj.out", out)
         residual = keep(f"{n}.add1.a", block.stream_in(stream))
         stream = keep(f"{n}.add1.output_quant", block.add1(residual, out), point=True)
-        x = keep(f"{n}.norm2.out", block.norm2(decode(stream, block.stream_mid.params)))
+        x = keep(f"{n}.norm2.out", block.norm2(P.decode_int(stream, block.stream_mid.params)))
         fc1_codes, hidden = block.fc1(x)
         keep(f"{n}.mlp.fc1.input_quant", fc1_codes, point=True)
         keep(f"{n}.mlp.fc1.out", hidden)

@@ -30,14 +30,11 @@ __all__ = [
     "Rounding",
     "accumulator_bits",
     "check_requant_fits",
-    "clamp_codes",
     "dyadic",
     "dyadic_tensor",
     "int_gemm",
     "int_layernorm",
     "isqrt",
-    "log2_decode",
-    "log2_encode",
     "requantize",
     "shift_exp2",
     "shift_gelu",
@@ -167,11 +164,6 @@ def requantize(
     return shift_round(scaled, shift, rounding)
 
 
-def clamp_codes(x: torch.Tensor, qmin: int | torch.Tensor, qmax: int | torch.Tensor) -> torch.Tensor:
-    """Saturate to the code range [qmin, qmax]."""
-    return torch.clamp(_int64(x, "clamp_codes"), qmin, qmax)
-
-
 def accumulator_bits(k: int, a_bits: int, b_bits: int, *, a_signed: bool = True, b_signed: bool = True) -> int:
     """Worst-case bits (sign included) of a sum of ``k`` products of ``a_bits`` × ``b_bits`` codes.
 
@@ -294,44 +286,3 @@ def int_layernorm(x: torch.Tensor, eps_codes: int) -> torch.Tensor:
     reciprocal_bits = 40
     reciprocal = torch.div(torch.full_like(std, 1 << reciprocal_bits), std, rounding_mode="floor")
     return shift_round(centred * reciprocal, reciprocal_bits - LN_FRAC_BITS, "half_up")
-
-
-# ---------------------------------------------------------------- log2 codes
-
-
-def log2_encode(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:
-    """clamp(round(−log2 x), 0, 2^bits − 1) of x = value·2^−frac_bits ≥ 0, in integers (FQ-ViT log2).
-
-    With L = ⌊log2 value⌋, −log2 x rounds to frac_bits − L when value² < 2^(2L+1), else to one less
-    (no ties: 2^(L+0.5) is irrational). Zero maps to the largest code.
-    """
-    _int64(x, "log2_encode")
-    if bool((x < 0).any()):
-        raise ValueError("log2_encode: negative input")
-    value = torch.clamp(x, min=1)
-    floor_log2 = (value.unsqueeze(-1) >= _POWERS_OF_TWO).sum(dim=-1) - 1
-    # value ≥ ⌈2^(L+0.5)⌉ ⇔ value² > 2^(2L+1): a table lookup instead of a square that could overflow
-    high = value >= _SQRT2_THRESHOLDS[floor_log2]
-    code = frac_bits - floor_log2 - high.to(torch.int64)
-    code = torch.where(x == 0, torch.full_like(code, (1 << bits) - 1), code)
-    return torch.clamp(code, 0, (1 << bits) - 1)
-
-
-def _sqrt2_thresholds() -> torch.Tensor:
-    """For each L, the smallest integer v with v² ≥ 2^(2L+1), i.e. ⌈2^(L+0.5)⌉ computed with math.isqrt."""
-    values = []
-    for level in range(63):
-        square = 1 << (2 * level + 1)
-        root = math.isqrt(square)
-        values.append(root if root * root == square else root + 1)
-    return torch.tensor(values, dtype=torch.int64)
-
-
-_SQRT2_THRESHOLDS = _sqrt2_thresholds()
-
-
-def log2_decode(codes: torch.Tensor, frac_bits: int) -> torch.Tensor:
-    """2^−code in units of 2^−frac_bits: 2^(frac_bits − code), and 0 where code > frac_bits."""
-    _int64(codes, "log2_decode")
-    exponent = frac_bits - codes
-    return torch.where(exponent >= 0, torch.bitwise_left_shift(torch.ones_like(codes), torch.clamp(exponent, min=0)), 0)

@@ -59,7 +59,7 @@ class Quantizer(nn.Module):
     exact: bool = False
 
     def __init__(
-        self, bits: int = 8, kind: str = "uniform", *, symmetric: bool = False, per_channel: bool = False
+        self, bits: int = 8, kind: str = "uniform", *, symmetric: bool = False
     ) -> None:
         super().__init__()
         self.register_buffer("bits", torch.tensor(P.check_bits(bits), dtype=torch.int64))
@@ -72,9 +72,7 @@ class Quantizer(nn.Module):
             raise InputError(f"unknown quantizer kind {kind!r}; choose from {', '.join(P.ACT_KINDS)}")
         self.requested_kind = kind  # may be "auto": calibration picks ``kind`` by least error
         self.kind = "uniform" if kind == "auto" else kind
-        self.symmetric = symmetric
-        self.per_channel = per_channel
-        self.signed = symmetric
+        self.signed = symmetric  # symmetric codes are signed; a weight quantizer's axis is set when it is fitted
         self.axis: int | None = None
         self.calibrated = False
         self.observing = False
@@ -192,7 +190,7 @@ class _WeightQuantMixin:
         self.fit_weight()
 
     def _init_weight_quant(self, wbits: int, method: str) -> None:
-        self.weight_quant = Quantizer(wbits, "uniform", symmetric=True, per_channel=True)
+        self.weight_quant = Quantizer(wbits, "uniform", symmetric=True)
         self.weight_method = method
         self._cache: tuple[tuple[int, int, int], Tensor] | None = None
         self.fit_weight()

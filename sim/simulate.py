@@ -45,7 +45,7 @@ from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
 from sim.pe import macs_per_pe
-from sim.target import Target
+from sim.target import RESOURCE_NAMES, Target
 from sim.workload import Gemm, VectorOp, Workload
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class SimResult:
             "cycles": int(self.cycles),
             "latency_ms": float(self.latency_ms),
             "fits": bool(self.fits),
-            "resources": {key: int(getattr(self.resources, key)) for key in _RESOURCE_KEYS},
+            "resources": {key: int(getattr(self.resources, key)) for key in RESOURCE_NAMES},
             "bytes_read": int(self.bytes_read),
             "bytes_written": int(self.bytes_written),
             "energy_mj": float(self.energy_mj),
@@ -171,7 +171,6 @@ _LAYER_COLUMNS = [
     "name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles",
     "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles",
 ]  # fmt: skip
-_RESOURCE_KEYS = ("dsp", "lut", "ff", "bram36", "uram")
 
 
 def with_array(target: Target, rows: int | None = None, cols: int | None = None, dataflow: str | None = None) -> Target:

@@ -98,7 +98,7 @@ def workload_from_model(model_or_name: nn.Module | str, img_size: int | None = N
     else:
         raise InputError(f"model must be a torch nn.Module or a model name, not {type(model_or_name).__name__}")
     dummy = _dummy_input(model, img_size)
-    recorder = _Recorder(model)
+    recorder = _OperatorRecorder(model)
     was_training = model.training
     model.eval()
     try:
@@ -182,7 +182,7 @@ def _tag(value: Any) -> frozenset[str] | None:
     return getattr(value, _TAG, None) if isinstance(value, torch.Tensor) else None
 
 
-class _Recorder(TorchFunctionMode):
+class _OperatorRecorder(TorchFunctionMode):
     """Sees every torch function call of a forward pass and records GEMMs and vector ops with their inputs."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -360,7 +360,7 @@ class _Recorder(TorchFunctionMode):
 class _Hooks:
     """Context manager: forward pre/post hooks on every module keep ``recorder.stack`` in step with execution."""
 
-    def __init__(self, recorder: _Recorder) -> None:
+    def __init__(self, recorder: _OperatorRecorder) -> None:
         self.recorder = recorder
         self.handles: list[Any] = []
 

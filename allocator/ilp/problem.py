@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import InputError
+from sim.target import BRAM36_BITS, URAM_BITS
 
 if TYPE_CHECKING:
     from sim.target import Target
@@ -48,10 +49,7 @@ OPTION_COLUMNS: tuple[str, ...] = (
 )
 _COST_COLUMNS: tuple[str, ...] = ("latency_cycles", "size_bits", "bops", "onchip_bits")
 
-# Xilinx UG573 (UltraScale Architecture Memory Resources): a BRAM36 holds 36 Kb (36 × 1024 bits); a URAM288
-# block is 4K × 72 bits.
-BRAM36_BITS = 36 * 1024
-URAM_BITS = 4096 * 72
+# BRAM36_BITS and URAM_BITS (Xilinx UG573 block sizes) come from sim.target, their one definition.
 
 
 @dataclass(frozen=True)

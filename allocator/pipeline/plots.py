@@ -24,6 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from sim.errors import InputError
+from sim.target import RESOURCE_NAMES
 
 if TYPE_CHECKING:
     from sim.target import Target
@@ -36,7 +37,6 @@ __all__ = [
     "sweep_scatter",
 ]
 
-RESOURCE_NAMES = ("dsp", "lut", "ff", "bram36", "uram")
 DPI = 120
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 

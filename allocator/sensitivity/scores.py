@@ -178,9 +178,11 @@ def component_type(name: str) -> str:
     head, patch_merge (Swin downsample) or gemm (anything else)."""
     parts = name.split(".")
     last = parts[-1]
+    if parts[0].startswith("head") or last.startswith("head"):  # head, head_dist (DeiT), head.fc (Swin)
+        return "head"
     if "patch_embed" in parts:
         return "patch_embed"
-    if last in ("qkv", "fc1", "fc2", "head", *MATMUL_SUFFIXES):
+    if last in ("qkv", "fc1", "fc2", *MATMUL_SUFFIXES):
         return last
     if last == "proj":
         return "proj"

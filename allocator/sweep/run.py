@@ -440,11 +440,9 @@ def _resolve_point(context: _Context, where: str, model: str, combo: Mapping[str
 
 def configure_target(base: Target, point: DesignPoint) -> Target:
     """``base`` with its clock, bandwidth, buffers and array replaced by the point's values."""
+    arrayed = base.replace_array(rows=point.rows, cols=point.cols, dataflow=point.dataflow)
     acc = dataclasses.replace(
-        base.accelerator,
-        rows=point.rows,
-        cols=point.cols,
-        dataflow=point.dataflow,
+        arrayed.accelerator,
         buffers=dataclasses.replace(
             base.accelerator.buffers,
             ifmap_bytes=point.ifmap_bytes,

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from quant.calibrate import calibrate_
-from quant.integer import IntegerModel, decode, to_integer
+from quant.integer import IntegerModel, to_integer
 from quant.models import create_model
 from quant.plan import BitPlan, LayerBits
+from quant.primitives import decode_int
 from quant.quantize import QuantConfig, quantize_
 from sim import functional_gemm
 
@@ -41,7 +42,7 @@ def test_functional_array_computes_the_fc1_accumulator(dataflow: str, rows: int,
     fc1 = integer.blocks[0].fc1
     input_codes = codes["blocks.0.mlp.fc1.input_quant"][0]  # one image: (tokens, channels)
     expected = fc1.accumulate(input_codes)
-    a = decode(input_codes, fc1.input_params).numpy().astype(np.int32)
+    a = decode_int(input_codes, fc1.input_params).numpy().astype(np.int32)
     b = fc1.weight_t.numpy().astype(np.int32)
     got = functional_gemm(a, b, rows, cols, dataflow)
     np.testing.assert_array_equal(got, expected.numpy())
@@ -54,6 +55,6 @@ def test_functional_array_computes_an_attention_accumulator(dataflow: str) -> No
     q_codes = codes["blocks.0.attn.matmul_qk.a_quant"][0, 1]  # image 0, head 1: (tokens, head_dim)
     k_codes = codes["blocks.0.attn.matmul_qk.b_quant"][0, 1]
     expected = qk.accumulate(q_codes, k_codes)
-    a = decode(q_codes, qk.a_params).numpy().astype(np.int32)
-    b = decode(k_codes, qk.b_params).numpy().astype(np.int32).T
+    a = decode_int(q_codes, qk.a_params).numpy().astype(np.int32)
+    b = decode_int(k_codes, qk.b_params).numpy().astype(np.int32).T
     np.testing.assert_array_equal(functional_gemm(a, b, 8, 8, dataflow), expected.numpy())

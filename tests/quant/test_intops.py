@@ -203,23 +203,3 @@ def test_int_layernorm_close_to_layer_norm(spread: float) -> None:
 
 def test_int_layernorm_constant_row_is_zero() -> None:
     assert intops.int_layernorm(torch.full((1, 8), 77), 0).tolist() == [[0] * 8]
-
-
-# ---------------------------------------------------------------- log2 codes
-
-
-def test_log2_encode_matches_float_rounding() -> None:
-    frac = 20
-    values = torch.arange(0, 1 << 14, dtype=torch.int64) * 61 + 1
-    values = values[values <= 1 << frac]
-    got = intops.log2_encode(values, frac, 4)
-    reference = torch.clamp(torch.round(-torch.log2(values.double() / 2**frac)), 0, 15).long()
-    assert got.tolist() == reference.tolist()
-    assert intops.log2_encode(torch.tensor([0]), frac, 3).tolist() == [7]
-
-
-def test_log2_decode_inverts_powers_of_two() -> None:
-    codes = torch.arange(0, 16)
-    decoded = intops.log2_decode(codes, 10)
-    assert decoded.tolist() == [1 << (10 - c) if c <= 10 else 0 for c in range(16)]
-    assert intops.log2_encode(decoded[:11], 10, 4).tolist() == list(range(11))
