@@ -106,6 +106,80 @@ def _test_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(F.cross_entropy(model(x), y))
 
 
+def _measured_damage(
+    model: nn.Module, layers: list[str], calib: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor
+) -> tuple[float, dict[tuple[str, str, int], float]]:
+    """The all-W8A8 test loss and each single layer's loss increase at every setting of ``SETTINGS``."""
+    base = _test_loss(_quantized(model, {}, calib), x_test, y_test)
+    measured: dict[tuple[str, str, int], float] = {}
+    for name in layers:
+        for operand, bits in SETTINGS:
+            wbits, abits = (bits, 8) if operand == "weight" else (8, bits)
+            qmodel = _quantized(model, {name: {"wbits": wbits, "abits": abits}}, calib)
+            measured[(name, operand, bits)] = _test_loss(qmodel, x_test, y_test) - base
+        _log(f"measured {name}")
+    return base, measured
+
+
+def _predicted(table: Any, name: str, operand: str, bits: int) -> float:
+    """A score table's predicted increase of Ω for one layer at one setting, over its W8A8 score."""
+    rows = table[table.layer == name].set_index(["wbits", "abits"])["sensitivity"]
+    pair = (bits, 8) if operand == "weight" else (8, bits)
+    return float(rows[pair] - rows[(8, 8)])
+
+
+def _pooled_spearman(table: Any, measured: dict[tuple[str, str, int], float], layers: list[str]) -> float:
+    pred = [_predicted(table, n, op, bits) for n in layers for op, bits in SETTINGS]
+    return float(spearmanr(pred, [measured[(n, op, bits)] for n in layers for op, bits in SETTINGS]).statistic)
+
+
+def defaults(quick: bool) -> dict[str, Any]:
+    """The quadratic form's estimators on the digits testbed at their products: the size-chosen default (exact
+    here) against random signs over all operands and random signs per role, each ranked against the measured
+    single-layer damage (Spearman, pooled as in ``quality``), with seeds to show the estimator's own spread."""
+    from allocator.sensitivity import HessianQuadraticConfig, score
+    from quant import QuantConfig, quantize_
+
+    model, split, source = _load_trained(quick)
+    calib = split.x_train[:128]
+    sens_data = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(0, 256, 128)]
+    x_test, y_test = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
+    traced = quantize_(copy.deepcopy(model), QuantConfig(wbits=8, abits=8)).eval()
+    layers = quantizable_layers(traced)
+    pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
+    base, measured = _measured_damage(model, layers, calib, x_test, y_test)
+    settings: list[tuple[str, dict[str, Any], list[int]]] = [("size_chosen_default", {}, [0])]
+    seeds = [0] if quick else [0, 1, 2]
+    for draws in [4] if quick else [4, 16]:
+        settings.append((f"random_sign_all_{draws}_draws", {"estimator": "random_sign", "draws": draws}, seeds))
+    for draws in [1] if quick else [1, 4]:
+        options = {"estimator": "random_sign", "draws": draws, "grouping": "role"}
+        settings.append((f"random_sign_role_{draws}_draws", options, seeds))
+    rows: dict[str, Any] = {}
+    for name, options, seed_list in settings:
+        runs = []
+        for seed in seed_list:
+            config = HessianQuadraticConfig(batch_size=None, seed=seed, progress=False, **options)
+            start = time.perf_counter()
+            table = score(traced, LOSS, sens_data, pairs, config, calibration=[(calib, None)])
+            seconds = time.perf_counter() - start
+            runs.append({"seed": seed, "spearman_pooled": _pooled_spearman(table, measured, layers),
+                         "seconds": seconds, **table.attrs["estimator"]})  # fmt: skip
+            _log(f"defaults: {name} seed {seed}: {runs[-1]['spearman_pooled']:.3f}, {seconds:.0f} s")
+        rows[name] = {
+            "runs": runs,
+            "spearman_pooled_mean": float(np.mean([r["spearman_pooled"] for r in runs])),
+            "spearman_pooled_min": float(np.min([r["spearman_pooled"] for r in runs])),
+            "products": runs[0]["products"],
+            "seconds_mean": float(np.mean([r["seconds"] for r in runs])),
+        }
+    exact = rows["size_chosen_default"]["spearman_pooled_mean"]
+    for row in rows.values():
+        row["mean_minus_exact"] = row["spearman_pooled_mean"] - exact
+        row["worst_seed_minus_exact"] = row["spearman_pooled_min"] - exact
+    return {"model": source, "baseline_w8a8_test_loss": base, "layers": len(layers), "images": 256, **rows}
+
+
 def quality(quick: bool) -> dict[str, Any]:
     """Spearman of predicted vs measured single-layer damage: the Hessian quadratic form ΔᵀHΔ (the default
     score), HAWQ-V2's trace form (two seeds), Fisher (type-normalised and raw)."""
@@ -158,21 +232,12 @@ def quality(quick: bool) -> dict[str, Any]:
         )
     _log(f"quadratic scores: {quadratic_s:.0f} s")
 
-    base = _test_loss(_quantized(model, {}, calib), x_test, y_test)
-    measured: dict[tuple[str, str, int], float] = {}
     start = time.perf_counter()
-    for name in layers:
-        for operand, bits in SETTINGS:
-            wbits, abits = (bits, 8) if operand == "weight" else (8, bits)
-            qmodel = _quantized(model, {name: {"wbits": wbits, "abits": abits}}, calib)
-            measured[(name, operand, bits)] = _test_loss(qmodel, x_test, y_test) - base
-        _log(f"measured {name}")
+    base, measured = _measured_damage(model, layers, calib, x_test, y_test)
     measure_s = time.perf_counter() - start
 
     def predicted(table: Any, name: str, operand: str, bits: int) -> float:
-        rows = table[table.layer == name].set_index(["wbits", "abits"])["sensitivity"]
-        pair = (bits, 8) if operand == "weight" else (8, bits)
-        return float(rows[pair] - rows[(8, 8)])
+        return _predicted(table, name, operand, bits)
 
     result: dict[str, Any] = {"model": source, "baseline_w8a8_test_loss": base, "layers": len(layers)}
     for method, table in tables.items():
@@ -435,7 +500,8 @@ def memory(quick: bool) -> dict[str, Any]:
     images = 4 if quick else 16
     runs = []
     for model_name in ("deit_tiny_patch16_224", "deit_small_patch16_224"):
-        for pairs, draws in ((few, 1), (many, 1), (many, 4)):
+        settings = ((few, 1), (many, 1), (many, 4)) if model_name.startswith("deit_tiny") else ((few, 1), (many, 4))
+        for pairs, draws in settings:
             if quick and (draws > 1 or model_name.startswith("deit_small")):
                 continue
             _log(f"memory: {model_name}, {len(pairs)} bit pairs, {draws} draws, {images} images")
@@ -458,7 +524,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer draws and epochs (a smoke run)")
-    parser.add_argument("--only", choices=["quality", "speed", "deit", "memory"], action="append")
+    parser.add_argument("--only", choices=["quality", "speed", "deit", "memory", "defaults"], action="append")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster when others load the cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -474,7 +540,8 @@ def main() -> None:
     }
     for part in parts:
         start = time.perf_counter()
-        results[part] = {"quality": quality, "speed": speed, "deit": deit, "memory": memory}[part](args.quick)
+        parts_by_name = {"quality": quality, "speed": speed, "deit": deit, "memory": memory, "defaults": defaults}
+        results[part] = parts_by_name[part](args.quick)
         results[part]["load_average_at_end"] = os.getloadavg()
         shown = {k: v for k, v in results[part].items() if k != "per_layer"}
         print(f"[{part}] {time.perf_counter() - start:.0f} s", json.dumps(shown, indent=1, default=float))

@@ -86,11 +86,13 @@ class HessianQuadraticConfig(ScorerConfig):
     ``estimator``: ``exact`` (one product per operand and bit width), ``random_sign`` (``draws`` products per bit
     width over all operands at once, each operand's error times a random sign) or ``auto`` (exact when it needs
     at most ``exact_max_products`` products, else random signs). ``batch_draws``: products per batched second
-    backward.
+    backward. ``grouping``: which operands share a random-sign product — all (``none``) or those of one role
+    across blocks (``role``: ``draws`` products per role and bit width, cross terms only between blocks).
     """
 
     estimator: Literal["auto", "exact", "random_sign"] = "auto"
     draws: int = 16
+    grouping: Literal["role", "none"] = "none"
     exact_max_products: int = AUTO_EXACT_MAX_PRODUCTS
     batch_draws: int = 8
 
@@ -100,6 +102,8 @@ class HessianQuadraticConfig(ScorerConfig):
             raise InputError(f"unknown quadratic-form estimator {self.estimator!r}; choose auto, exact or random_sign")
         if self.draws < 1:
             raise InputError(f"draws must be at least 1, got {self.draws}")
+        if self.grouping not in ("role", "none"):
+            raise InputError(f"unknown probe grouping {self.grouping!r}; choose role or none")
         if self.batch_draws < 1:
             raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
 
@@ -114,11 +118,14 @@ class HessianQuadraticConfig(ScorerConfig):
 class HessianTraceConfig(ScorerConfig):
     """HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces: at most ``max_draws`` draws, ``batch_draws`` per batched
     second backward; stops when every estimate's relative standard error is at most ``rel_se`` (0: always
-    ``max_draws``) after at least ``min_draws`` draws."""
+    ``max_draws``) after at least ``min_draws`` draws. ``probe``: ``per_layer`` (a probe per tensor, no cross
+    terms, each estimate stops on its own) or ``shared`` (one probe for all, as PyHessian's whole-model
+    trace); see ``hessian_traces``."""
 
     max_draws: int = 200
     min_draws: int = 8
     rel_se: float = 0.05
+    probe: Literal["shared", "per_layer"] = "per_layer"
     batch_draws: int = 8
 
     def __post_init__(self) -> None:
@@ -131,6 +138,8 @@ class HessianTraceConfig(ScorerConfig):
             raise InputError(f"rel_se must be a finite number >= 0, got {self.rel_se}")
         if self.batch_draws < 1:
             raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
+        if self.probe not in ("shared", "per_layer"):
+            raise InputError(f"unknown probe {self.probe!r}; choose shared or per_layer")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -486,6 +486,30 @@ class _HvpGraph:
         self.grads = [grads[i] for i in self.live]
         self.weight = x.shape[0]
 
+    def group_vhv(self, members: Sequence[int], vectors: Sequence[Tensor]) -> Tensor:
+        """(draws, members) of vᵢᵀ(H v)ᵢ with v supported on ``members`` (tensor indices); ``vectors[k]`` is
+        member k's part with a leading draws dimension. The graph is kept for further products."""
+        draws = vectors[0].shape[0]
+        result = torch.zeros(draws, len(members), dtype=torch.float64)
+        live = [k for k, i in enumerate(members) if i in self.live]
+        if not live:
+            return result
+        batched = draws > 1
+        hv = torch.autograd.grad(
+            [self.grads[self.live.index(members[k])] for k in live],
+            [self.tensors[members[k]] for k in live],
+            grad_outputs=[vectors[k] if batched else vectors[k][0] for k in live],
+            retain_graph=True,
+            is_grads_batched=batched,
+            allow_unused=True,
+        )
+        for k, h in zip(live, hv, strict=True):
+            if h is None:
+                continue
+            h = h if batched else h.unsqueeze(0)
+            result[:, k] = (vectors[k] * h).flatten(1).sum(1).double().cpu()
+        return result
+
     def block_vhv(self, i: int, vectors: Tensor) -> Tensor:
         """(draws,) of vᵢᵀHᵢᵢvᵢ for tensor ``i`` alone; ``vectors`` has a leading draws dimension. Only tensor
         ``i``'s gradient is differentiated again; the graph is kept for further products."""
@@ -529,6 +553,18 @@ class _HvpGraph:
         return result
 
 
+def _probe_groups(keys: Sequence[tuple[str, str]], grouping: str) -> list[list[int]]:
+    """Operand indices probed together by one random-sign product: all of them (``none``), or one group per
+    role — component type and operand, e.g. every block's fc1 weight (``role``): operands of one block, strongly
+    coupled through the residual stream, never share a product, so their cross terms do not enter."""
+    if grouping == "none":
+        return [list(range(len(keys)))]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (name, operand) in enumerate(keys):
+        groups.setdefault((component_type(name), operand), []).append(i)
+    return list(groups.values())
+
+
 def _rademacher(shape: torch.Size, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.randint(0, 2, shape, generator=generator, device=device, dtype=dtype).mul_(2).sub_(1)
 
@@ -566,6 +602,7 @@ def hessian_traces(
     tol: float = 1e-3,
     rel_se: float | None = None,
     min_draws: int = 8,
+    probe: Literal["shared", "per_layer"] = "shared",
     batch_draws: int = DEFAULT_BATCH_DRAWS,
     seed: int = 0,
     progress: bool = True,
@@ -575,13 +612,19 @@ def hessian_traces(
     """Hutchinson estimates of the loss-Hessian trace of every quantizable layer's operands.
 
     ``loss_fn(outputs, targets)`` returns the mean loss of a batch; ``data`` is one (inputs, targets) pair or
-    an iterable of them (the whole of it is used for every draw). Per draw, one Hessian-vector product over
-    all traced tensors; ``batch_draws`` draws share a forward/backward graph. Stopping rule (PyHessian's, per
-    estimate): an estimate is frozen at the first draw where its running mean moves by less than ``tol``
-    relative to the previous one; the run stops when all are frozen or after ``max_draws`` (``tol=0``: always
-    ``max_draws``). Draw ``j`` uses a generator seeded from ``(seed, j)``, so results do not depend on
-    ``batch_draws``. ``device``: where to compute (default: the model's; the model is copied if it lives
-    elsewhere). ``progress``: a tqdm bar on stderr.
+    an iterable of them (the whole of it is used for every draw). ``probe="shared"``: per draw, one
+    Hessian-vector product over all traced tensors, split per tensor (cross terms vᵢᵀHᵢⱼvⱼ, zero in mean, add
+    variance); ``probe="per_layer"``: per draw, one product per tensor with a probe on that tensor alone (no
+    cross terms; the first-order graph is shared and only that tensor's gradient is differentiated again).
+    ``batch_draws`` draws share a batched second backward. Stopping rule: with ``rel_se``, an estimate is done
+    when its standard error is at most ``rel_se`` times its magnitude after ``min_draws`` draws (per_layer:
+    each stops on its own; shared: all run until every one is done); without it, PyHessian's rule (an estimate
+    is frozen at the first draw where its running mean moves by less than ``tol`` relative to the previous
+    one). The run stops when all are done or after ``max_draws`` (``tol=0``/``rel_se=0``: always
+    ``max_draws``). ``Traces.weight_se``/``act_se``: each estimate's standard error. Draw ``j`` uses a
+    generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``device``: where to
+    compute (default: the model's; the model is copied if it lives elsewhere). ``progress``: a tqdm bar on
+    stderr.
     """
     if max_draws < 1:
         raise InputError(f"max_draws must be at least 1, got {max_draws}")
@@ -593,6 +636,8 @@ def hessian_traces(
         raise InputError(f"rel_se must be a finite number >= 0, got {rel_se}")
     if min_draws < 2:
         raise InputError(f"min_draws must be at least 2 (a standard error needs two draws), got {min_draws}")
+    if probe not in ("shared", "per_layer"):
+        raise InputError(f"unknown probe {probe!r}; choose shared or per_layer")
     start = time.perf_counter()
     model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device, batch_size)
     weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
@@ -635,7 +680,11 @@ def hessian_traces(
                     else torch.stack([_rademacher(t.shape, g, dev, t.dtype) for g in generators])
                     for i, t in enumerate(graph.tensors)
                 ]
-                estimates += graph.vhv(vectors, batched=chunk > 1, keep=single) * (graph.weight / samples)
+                if probe == "shared":
+                    estimates += graph.vhv(vectors, batched=chunk > 1, keep=single) * (graph.weight / samples)
+                else:  # one probe per estimate, only for the estimates still running
+                    for i in np.flatnonzero(active):
+                        estimates[:, i] += graph.block_vhv(int(i), vectors[i]) * (graph.weight / samples)
                 del graph, vectors  # one autograd graph alive at a time (a single batch's stays cached)
             for row in estimates.numpy():
                 draws_run += 1
@@ -644,11 +693,14 @@ def hessian_traces(
                 counts[active] += 1
                 means = sums / np.maximum(counts, 1)
                 if rel_se is not None:
-                    # every estimate keeps averaging (one product serves all of them); stop when each one's
-                    # standard error is within rel_se of its magnitude
+                    # stop an estimate when its standard error is within rel_se of its magnitude; with a shared
+                    # probe every estimate keeps averaging (one product serves all of them) until all are met
                     if rel_se > 0 and draws_run >= min_draws:
                         errors = _standard_errors(sums, squares, counts)
-                        if np.all(errors <= rel_se * np.abs(means)):
+                        met = (counts >= min_draws) & (errors <= rel_se * np.abs(means))
+                        if probe == "per_layer":
+                            active &= ~met
+                        elif met.all():
                             active[:] = False
                 elif draws_run > 1 and tol > 0:
                     settled = np.abs(means - previous) <= tol * np.abs(previous)
@@ -1042,8 +1094,9 @@ def _quadratic_scores(
     else:
         slots = max(len(wbits), len(abits)) if activations else len(wbits)
         jobs = [
-            [(i, bits_of[key[1]][slot % len(bits_of[key[1]])]) for i, key in enumerate(keys)]
+            [(i, bits_of[keys[i][1]][slot % len(bits_of[keys[i][1]])]) for i in group]
             for slot in range(slots)
+            for group in _probe_groups(keys, config.grouping)
             for _ in range(draws)
         ]
     generator = torch.Generator().manual_seed(seed)
@@ -1077,18 +1130,23 @@ def _quadratic_scores(
                         totals[chunk, i] += graph.block_vhv(i, vectors).numpy() * share
                         bar.update(len(chunk))
             else:
-                per_product = sum(v.numel() * v.element_size() for v in graph.values)
-                step = max(1, min(batch_draws, VECTOR_BUDGET_BYTES // max(per_product, 1)))
-                for first in range(0, len(jobs), step):
-                    chunk = range(first, min(first + step, len(jobs)))
-                    vectors = [
-                        torch.stack([error(graph, i, jobs[j][i][1]) * signs[j][i] for j in chunk])
-                        for i in range(len(keys))
-                    ]
-                    products = graph.vhv(vectors, batched=len(chunk) > 1, keep=chunk[-1] != len(jobs) - 1)
-                    totals[list(chunk)] += products.numpy() * share
-                    del vectors
-                    bar.update(len(chunk))
+                # random signs: ``draws`` consecutive jobs share one group of operands; a product covers only its
+                # group (its cross terms, zero in mean, stay inside the group)
+                for run in range(0, len(jobs), draws):
+                    members = [i for i, _ in jobs[run]]
+                    per_product = sum(graph.values[i].numel() * graph.values[i].element_size() for i in members)
+                    step = max(1, min(batch_draws, VECTOR_BUDGET_BYTES // max(per_product, 1)))
+                    for first in range(run, run + draws, step):
+                        chunk = list(range(first, min(first + step, run + draws)))
+                        vectors = [
+                            torch.stack([error(graph, i, jobs[j][k][1]) * signs[j][k] for j in chunk])
+                            for k, i in enumerate(members)
+                        ]
+                        products = graph.group_vhv(members, vectors)
+                        for k, i in enumerate(members):
+                            totals[chunk, i] += products[:, k].numpy() * share
+                        del vectors
+                        bar.update(len(chunk))
             del graph  # before the next batch builds its own: one autograd graph alive at a time
     value: dict[tuple[str, str, int], float] = {}
     stderr: dict[tuple[str, str, int], float] = {}
@@ -1296,6 +1354,7 @@ def _trace_scores(
         max_draws=config.max_draws,
         min_draws=config.min_draws,
         rel_se=config.rel_se,
+        probe=config.probe,
         batch_draws=config.batch_draws,
         seed=config.seed,
         **config.common(),

@@ -705,3 +705,74 @@ def test_old_keywords_build_typed_configs() -> None:
     assert make_config("fisher", normalize=False) == FisherConfig(normalize=False)
     with pytest.raises(InputError, match="takes no option"):
         make_config("fisher", max_draws=3)
+
+
+def test_role_grouped_random_signs_converge_to_the_exact_form() -> None:
+    """grouping="role": a product covers the operands of one role; still unbiased, and with one operand per role
+    (this one-block model) every product is exact, so a few draws already equal the exact form."""
+    from allocator.sensitivity import HessianQuadraticConfig, score
+
+    model, data = _trained_tiny_attention()
+    pairs = [(3, 3), (8, 4)]
+    columns = ["weight_sensitivity", "act_sensitivity"]
+    exact = hessian_scores(model, LOSS, data, pairs, progress=False)[columns].to_numpy()
+    config = HessianQuadraticConfig(estimator="random_sign", grouping="role", draws=3, progress=False)
+    grouped = score(model, LOSS, data, pairs, config)
+    np.testing.assert_allclose(grouped[columns].to_numpy(), exact, rtol=1e-4, atol=1e-10)
+    ungrouped = score(
+        model, LOSS, data, pairs, HessianQuadraticConfig(estimator="random_sign", draws=3, progress=False)
+    )
+    assert not np.allclose(ungrouped[columns].to_numpy(), exact, rtol=1e-3)
+
+
+def test_per_layer_probes_are_unbiased_without_cross_terms(tiny_vit: nn.Module, exact: dict) -> None:
+    """probe="per_layer": a probe per tensor, so an estimate's variance is its own block's, 2(‖Hᵢᵢ‖² − Σ diag²),
+    with none of the shared probe's cross terms; every layer lands within 4 of its standard errors of exact."""
+    draws = 1500
+    traces = hessian_traces(
+        tiny_vit,
+        LOSS,
+        (exact["x"], exact["y"]),
+        activations=False,
+        max_draws=draws,
+        tol=0,
+        probe="per_layer",
+        batch_draws=250,
+        progress=False,
+    )
+    bounds = np.cumsum([0, *[w.numel() for w in _weights(tiny_vit).values()]])
+    for name, estimate, se, truth, shared_variance, (a, b) in zip(
+        traces.layers,
+        traces.weight_trace,
+        traces.weight_se,
+        exact["traces"],
+        exact["variances"],
+        itertools.pairwise(bounds),
+        strict=True,
+    ):
+        block = exact["hessian"][a:b, a:b]
+        variance = float(2 * (block.pow(2).sum() - block.diag().pow(2).sum()))
+        assert abs(estimate - truth) < 4 * math.sqrt(variance / draws), name
+        assert se == pytest.approx(math.sqrt(variance / draws), rel=0.25), name  # the reported error is honest
+        assert variance <= shared_variance + 1e-12, name
+
+
+def test_per_layer_stopping_rule_stops_each_estimate_on_its_own(mlp: nn.Module, mlp_exact: dict) -> None:
+    target = 0.05
+    traces = hessian_traces(
+        mlp,
+        LOSS,
+        (mlp_exact["x"], mlp_exact["y"]),
+        activations=False,
+        max_draws=20_000,
+        rel_se=target,
+        probe="per_layer",
+        batch_draws=50,
+        progress=False,
+    )
+    assert len(set(traces.weight_draws)) > 1  # the layers stopped at different draws
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, mlp_exact["traces"], strict=True
+    ):
+        assert 0 < se <= target * abs(estimate), name
+        assert abs(estimate - truth) <= 4 * se, name
