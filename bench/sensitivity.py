@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import sys
@@ -149,8 +150,8 @@ def defaults(quick: bool) -> dict[str, Any]:
     pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
     base, measured = _measured_damage(model, layers, calib, x_test, y_test)
     settings: list[tuple[str, dict[str, Any], list[int]]] = [("size_chosen_default", {}, [0])]
-    seeds = [0] if quick else [0, 1, 2]
-    for draws in [4] if quick else [4, 16]:
+    seeds = [0] if quick else [0, 1]
+    for draws in [4] if quick else [16]:
         settings.append((f"random_sign_all_{draws}_draws", {"estimator": "random_sign", "draws": draws}, seeds))
     for draws in [1] if quick else [1, 4]:
         options = {"estimator": "random_sign", "draws": draws, "grouping": "role"}
@@ -327,6 +328,118 @@ def _pyhessian_loop(
         weight.requires_grad_(False)
         del grad
     return {"traces": traces, "draws": draws}
+
+
+def _import_pyhessian() -> Any:
+    """pyhessian 0.1 (PyPI), from the bench environment or a side folder named by $PYHESSIAN_PATH
+    (``pip install --no-deps --target DIR pyhessian==0.1``: it is pure Python on top of torch)."""
+    extra = os.environ.get("PYHESSIAN_PATH")
+    if extra:
+        sys.path.insert(0, extra)
+    from pyhessian import hessian
+
+    return hessian
+
+
+def _pyhessian_traces(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], draws: int, seed: int) -> dict:
+    """pyhessian 0.1's ``hessian(...).trace(maxIter=draws)`` once per layer (its only way to a layer's trace:
+    gradients on that layer's weight alone), every draw kept: {layer: [vᵀHv per draw]} and seconds per layer
+    (graph built in ``hessian.__init__`` included)."""
+    hessian = _import_pyhessian()
+    modules = dict(model.named_modules())
+    names = [n for n in quantizable_layers(model) if not n.endswith(("matmul_qk", "matmul_av"))]
+    values, seconds = {}, {}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for index, name in enumerate(names):
+        weight = modules[name].weight
+        weight.requires_grad_(True)
+        torch.manual_seed(seed * 1_000_003 + index)  # pyhessian draws with torch.randint_like
+        start = time.perf_counter()
+        h = hessian(model, LOSS, data=data, cuda=False)
+        values[name] = h.trace(maxIter=draws, tol=float("-inf"))  # -inf: never stop early, keep every draw
+        seconds[name] = time.perf_counter() - start
+        weight.grad = None
+        weight.requires_grad_(False)
+        del h
+    return {"values": values, "seconds": seconds}
+
+
+def pyhessian_compare(quick: bool) -> dict[str, Any]:
+    """Per-layer weight traces on the depth-12 testbed ViT against pyhessian 0.1's per-layer loop.
+
+    Reference: pyhessian with ``reference_draws`` per layer (the issue asks for 3,000; see the JSON for what was
+    run). Then, from independent seeds: pyhessian's loop at its default 100 draws per layer (and its running-mean
+    sequence, for the draws at which every layer is within 5 % of the reference) against mixbit's per-layer
+    probes (``probe="per_layer"``, shared graph, batched draws) and its one-pass shared probe, both at pyhessian's
+    wall time and with the relative-standard-error stopping rule."""
+    torch.manual_seed(0)
+    model = create_model("mixbit_vit_deep_test").eval()
+    data = (torch.randn(32, 1, 16, 16), torch.randint(0, 10, (32,)))
+    reference_draws = 100 if quick else 1000
+    loop_draws = 30 if quick else 100
+    start = time.perf_counter()
+    reference = _pyhessian_traces(model, data, reference_draws, seed=7)
+    reference_s = time.perf_counter() - start
+    truth = {n: float(np.mean(v)) for n, v in reference["values"].items()}
+    truth_se = {n: float(np.std(v, ddof=1) / math.sqrt(len(v))) for n, v in reference["values"].items()}
+    _log(f"pyhessian reference: {reference_draws} draws per layer, {reference_s:.0f} s")
+    names = list(truth)
+
+    def errors(estimates: dict[str, float]) -> dict[str, float]:
+        rel = [abs(estimates[n] - truth[n]) / abs(truth[n]) for n in names]
+        return {"max": float(np.max(rel)), "median": float(np.median(rel)),
+                "within_5_percent": int(np.sum(np.array(rel) <= 0.05))}  # fmt: skip
+
+    start = time.perf_counter()
+    loop = _pyhessian_traces(model, data, loop_draws, seed=1)
+    loop_s = time.perf_counter() - start
+    loop_estimates = {n: float(np.mean(v)) for n, v in loop["values"].items()}
+    # draws at which pyhessian's running means are all within 5 % (and stay so to the end of the run)
+    means = {n: np.cumsum(v) / np.arange(1, len(v) + 1) for n, v in loop["values"].items()}
+    inside = np.all([np.abs(means[n] - truth[n]) <= 0.05 * abs(truth[n]) for n in names], axis=0)
+    settled = next((k + 1 for k in range(loop_draws) if inside[k:].all()), None)
+    result: dict[str, Any] = {
+        "model": "mixbit_vit_deep_test (depth 12, random weights), batch 32, weights only",
+        "layers": len(names),
+        "pyhessian_version": "0.1",
+        "reference_draws_per_layer": reference_draws,
+        "reference_draws_asked_by_issue": 3000,
+        "reference_seconds": reference_s,
+        "reference_relative_se_max": max(truth_se[n] / abs(truth[n]) for n in names),
+        "pyhessian_loop": {
+            "draws_per_layer": loop_draws,
+            "seconds": loop_s,
+            "error": errors(loop_estimates),
+            "draws_all_within_5_percent": settled,
+        },
+    }
+    # mixbit at pyhessian's wall time: draws from a short timing run, scaled to loop_s
+    for probe in ("per_layer", "shared"):
+        probe_draws = 8
+        start = time.perf_counter()
+        hessian_traces(model, LOSS, data, activations=False, max_draws=probe_draws, tol=0, probe=probe,
+                       progress=False)  # fmt: skip
+        per_draw = (time.perf_counter() - start) / probe_draws
+        draws = max(2, int(loop_s / per_draw))
+        start = time.perf_counter()
+        traces = hessian_traces(model, LOSS, data, activations=False, max_draws=draws, tol=0, probe=probe, seed=3,
+                                progress=False)  # fmt: skip
+        seconds = time.perf_counter() - start
+        estimates = dict(zip(traces.layers, traces.weight_trace, strict=True))
+        result[f"mixbit_{probe}_equal_time"] = {"draws": draws, "seconds": seconds, "error": errors(estimates)}
+        # with the stopping rule at 2.5 % relative standard error (so that ≈ 95 % of layers land within 5 %)
+        start = time.perf_counter()
+        traces = hessian_traces(model, LOSS, data, activations=False, max_draws=20 * loop_draws, rel_se=0.025,
+                                probe=probe, seed=5, progress=False)  # fmt: skip
+        seconds = time.perf_counter() - start
+        estimates = dict(zip(traces.layers, traces.weight_trace, strict=True))
+        result[f"mixbit_{probe}_rel_se_2.5_percent"] = {
+            "draws": traces.draws, "seconds": seconds, "error": errors(estimates),
+            "speedup_vs_pyhessian_loop_seconds": loop_s / seconds,
+        }  # fmt: skip
+        _log(f"{probe}: equal time {draws} draws; stopping rule {traces.draws} draws, {seconds:.0f} s")
+    return result
 
 
 def _engines(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], draws: int) -> dict[str, float]:
@@ -524,7 +637,9 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer draws and epochs (a smoke run)")
-    parser.add_argument("--only", choices=["quality", "speed", "deit", "memory", "defaults"], action="append")
+    parser.add_argument(
+        "--only", choices=["quality", "speed", "deit", "memory", "defaults", "pyhessian"], action="append"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster when others load the cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -540,7 +655,8 @@ def main() -> None:
     }
     for part in parts:
         start = time.perf_counter()
-        parts_by_name = {"quality": quality, "speed": speed, "deit": deit, "memory": memory, "defaults": defaults}
+        parts_by_name = {"quality": quality, "speed": speed, "deit": deit, "memory": memory, "defaults": defaults,
+                         "pyhessian": pyhessian_compare}  # fmt: skip
         results[part] = parts_by_name[part](args.quick)
         results[part]["load_average_at_end"] = os.getloadavg()
         shown = {k: v for k, v in results[part].items() if k != "per_layer"}

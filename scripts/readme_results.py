@@ -281,7 +281,88 @@ def sensitivity(data: dict[str, Any]) -> list[str]:
             "",
             *_table(["method", "pooled", *settings], rows),
         ]
+    lines += _sensitivity_memory(data.get("memory", {})) + _sensitivity_defaults(data.get("defaults", {}))
+    lines += _sensitivity_pyhessian(data.get("pyhessian", {}))
     return lines
+
+
+def _sensitivity_memory(memory: dict[str, Any]) -> list[str]:
+    runs = memory.get("runs", [])
+    if not runs:
+        return []
+    rows = [
+        [
+            str(r.get("model", MISSING)),
+            _num(r.get("images")),
+            _num(r.get("bit_pairs")),
+            _num(r.get("draws")),
+            _num(r.get("peak_rss_mb")),
+            _num(r.get("seconds"), 0),
+            str((r.get("estimator") or {}).get("estimator", MISSING)),
+        ]
+        for r in runs
+    ]
+    return [
+        "",
+        "Memory of the pipeline's sensitivity stage (`score_options`, child processes, 1 torch thread): peak resident"
+        " memory as bit pairs and random-sign draws grow. Before: " + str(memory.get("before", MISSING)) + ".",
+        "",
+        *_table(["model", "images", "bit pairs", "draws", "peak RSS (MB)", "seconds", "estimator"], rows),
+    ]
+
+
+def _sensitivity_defaults(defaults: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            f"`{name}`",
+            _num(row.get("products")),
+            _num(row.get("spearman_pooled_mean"), 3),
+            _num(row.get("spearman_pooled_min"), 3),
+            _num(row.get("mean_minus_exact"), 3),
+            _num(row.get("seconds_mean"), 1),
+        ]
+        for name, row in defaults.items()
+        if isinstance(row, dict) and "spearman_pooled_mean" in row
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        f"Quadratic-form estimators on {defaults.get('model', MISSING)}: Spearman against measured damage (mean and"
+        " worst over seeds) and products; the size-chosen default is exact on this model.",
+        "",
+        *_table(["estimator", "products", "Spearman (mean)", "(worst seed)", "mean − exact", "seconds"], rows),
+    ]
+
+
+def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
+    if not compare:
+        return []
+    rows = []
+    for name in ("pyhessian_loop", "mixbit_per_layer_equal_time", "mixbit_shared_equal_time",
+                 "mixbit_per_layer_rel_se_2.5_percent", "mixbit_shared_rel_se_2.5_percent"):  # fmt: skip
+        row = compare.get(name)
+        if isinstance(row, dict):
+            error = row.get("error", {})
+            rows.append(
+                [
+                    f"`{name}`",
+                    _num(row.get("draws", row.get("draws_per_layer"))),
+                    _num(row.get("seconds"), 1),
+                    _num(error.get("max"), 3),
+                    _num(error.get("median"), 3),
+                    _num(error.get("within_5_percent")),
+                ]
+            )
+    return [
+        "",
+        f"Per-layer traces against pyhessian {compare.get('pyhessian_version', MISSING)} on {compare.get('model')}"
+        f" ({_num(compare.get('layers'))} layers); reference: pyhessian with"
+        f" {_num(compare.get('reference_draws_per_layer'))} draws per layer (the issue asks for"
+        f" {_num(compare.get('reference_draws_asked_by_issue'))}). Relative error against the reference.",
+        "",
+        *_table(["estimator", "draws", "seconds", "max error", "median error", "layers within 5 %"], rows),
+    ]
 
 
 def quant_accuracy(data: dict[str, Any]) -> list[str]:

@@ -34,10 +34,12 @@ __all__ = [
 ]
 
 # Size rule of the quadratic form's "auto" estimator: exact (one Hessian-vector product per operand and bit
-# width) when that needs at most this many products, else random-sign products. The digits testbed needs
-# 2 blocks x 7 GEMMs x (weight + activation bit widths) ≈ 140 and is scored exactly; DeiT-T/S need ≈ 740 and
-# use random signs (measured on this 2-core CPU: bench/sensitivity.py, part "defaults").
-AUTO_EXACT_MAX_PRODUCTS = 256
+# width) when that needs at most this many products, else random-sign products. Counted by the scorer: the
+# digits testbed (mixbit_vit_digits, 4 blocks) on zcu102's 6 weight x 6 activation widths needs 312 and is
+# scored exactly; DeiT-T/S (148 operands x 6 widths) need 888 and use random signs. With the limit at 256 the
+# digits testbed fell to random signs and `allocate` reported 25 of its 26 layers unresolved within 2 standard
+# errors (mixbit allocate --target zcu102 --model mixbit_vit_digits --latency-of W4A4, this machine).
+AUTO_EXACT_MAX_PRODUCTS = 512
 
 
 @dataclass(frozen=True, kw_only=True)

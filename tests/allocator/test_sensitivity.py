@@ -665,7 +665,7 @@ def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Modu
     pd_testing.assert_frame_equal(quadratic[columns], direct[columns])
     trace_config = HessianTraceConfig(max_draws=6, rel_se=0, seed=2, progress=False)
     traced = score(tiny_vit, LOSS, data, pairs, trace_config)
-    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, seed=2, progress=False)
+    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="per_layer", seed=2, progress=False)
     errors = quantization_errors(tiny_vit, data, [2, 8], [4, 8])
     pd_testing.assert_frame_equal(traced[columns], scores_from_traces(traces, errors, pairs)[columns])
     fisher = score(tiny_vit, LOSS, data, pairs, FisherConfig(progress=False))
