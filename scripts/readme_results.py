@@ -305,7 +305,13 @@ def _sensitivity_memory(memory: dict[str, Any]) -> list[str]:
     return [
         "",
         "Memory of the pipeline's sensitivity stage (`score_options`, child processes, 1 torch thread): peak resident"
-        " memory as bit pairs and random-sign draws grow. Before: " + str(memory.get("before", MISSING)) + ".",
+        " memory as bit pairs and random-sign draws grow. Before: "
+        + str(memory.get("before", MISSING))
+        + ". "
+        + str(memory.get("reduced", ""))
+        + " Load average at the end: "
+        + ", ".join(_num(v, 1) for v in memory.get("load_average_at_end", []))
+        + " (seconds are not comparable).",
         "",
         *_table(["model", "images", "bit pairs", "draws", "peak RSS (MB)", "seconds", "estimator"], rows),
     ]
