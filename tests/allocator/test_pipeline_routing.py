@@ -1,9 +1,10 @@
 """The pipeline's scoring options reach the scorers: ``score_options`` equals a direct call of the sensitivity
 pass with the config each option should build (issue #17: routing tests compared with direct calls).
 
-Mutations these are built to catch: ``score_options`` dropping ``act_method`` from the config (minmax case),
-building the quadratic config for ``form="trace"``, ignoring ``method="fisher"``, and not passing ``act_kind``
-on as per-layer kinds (log2 case); the second test keeps the cases from collapsing into one frame."""
+Mutation tried (seen failing, reverted): ``score_options`` dropping ``act_method`` from the config — the
+default case fails (the config's own default is minmax, the pipeline's mse). Built to catch, not tried:
+the quadratic config for ``form="trace"``, ``method="fisher"`` ignored, ``act_kind`` not passed on as per-layer
+kinds (log2 case); the second test keeps the cases from collapsing into one frame."""
 
 from __future__ import annotations
 
