@@ -303,12 +303,14 @@ class Weights:
 
     ``source``: the checkpoint path, or ``"random"``; ``classes``: class names in label order when recorded;
     ``num_outputs``: the classifier's width when the weights fix it (None for random weights, whose head is
-    resized to the data); ``data_config``: the preprocessing recorded with them."""
+    resized to the data); ``data_config``: the preprocessing recorded with them; ``model_kwargs``: the keyword
+    arguments the model was built with (recorded, inferred from the weights, or overridden)."""
 
     source: str
     classes: tuple[str, ...] | None = None
     num_outputs: int | None = None
     data_config: dict[str, Any] | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def random(self) -> bool:
@@ -337,7 +339,8 @@ def load_model(
         return create_model(model_name, **overrides), Weights("random")
     model, saved = load_checkpoint(model_name, path, **overrides)
     outputs = getattr(model, "num_classes", None)
-    return model, Weights(str(path), saved.classes, int(outputs) if outputs else None, saved.data_config)
+    kwargs = {**inferred_kwargs(model_name, saved), **overrides}
+    return model, Weights(str(path), saved.classes, int(outputs) if outputs else None, saved.data_config, kwargs)
 
 
 def fit_head_(model: nn.Module, weights: Weights, num_classes: int, seed: int = 0) -> nn.Module:

@@ -7,7 +7,6 @@ deviation. ``load_digits_split()`` always returns the same stratified 75/25 spli
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,18 +144,6 @@ def evaluate_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256)
     return total / len(x)
 
 
-def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
-    """Random shifts of up to one pixel (zero padded), one per image."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (1, 1, 1, 1), value=float(x.min()))
-    dy = torch.randint(0, 3, (n,), generator=gen)
-    dx = torch.randint(0, 3, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, x.shape[1], h, w + 2)
-    out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, x.shape[1], h, w)
-    return out.gather(3, cols)
-
-
 def train(
     model_name: str,
     data: Split,
@@ -170,11 +157,14 @@ def train(
 ) -> tuple[nn.Module, float]:
     """Train ``model_name`` (a testbed name, or a timm name) on ``data``; returns (model in eval mode,
     test accuracy as a fraction). AdamW with a cosine schedule and one warm-up epoch; ``seed`` fixes
-    the initial weights, batch order and augmentation."""
+    the initial weights, batch order and augmentation (``quant.training.fit_``, the loop ``mixbit train`` runs)."""
+    from quant.data import as_model_data
     from quant.models import TESTBED_MODELS, create_model
+    from quant.training import TrainOptions, fit_
 
-    if epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    options = TrainOptions(
+        epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment
+    )
     c, h, w = data.image_shape
     torch.manual_seed(seed)
     kwargs = {"num_classes": len(data.classes), "in_chans": c}
@@ -183,28 +173,7 @@ def train(
     if h != w:
         raise InputError(f"training images must be square, got {h}x{w}")
     model = create_model(model_name, **kwargs)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
-    total, warmup = epochs * steps_per_epoch, steps_per_epoch
-    decay = max(total - warmup, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * min(s - warmup, decay) / decay)),
-    )
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(data.x_train), generator=gen)
-        for idx in order.split(batch_size):
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            if augment:
-                xb = _augment(xb, gen)
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
+    fit_(model, as_model_data(data), options)
     return model, evaluate(model, data.x_test, data.y_test)
 
 

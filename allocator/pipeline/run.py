@@ -31,10 +31,11 @@ from allocator.sensitivity.configs import FisherConfig, HessianQuadraticConfig, 
 from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
 from allocator.serialize import json_default
 from quant.calibrate import calibrate_
-from quant.models import CHECKPOINT_DIR, create_model, default_input, is_testbed
+from quant.data import ModelData, as_model_data, evaluate_data
+from quant.inputs import DataOptions, model_and_data
 from quant.plan import BitPlan
 from quant.quantize import QuantConfig, quantize_
-from quant.testbed import Split, evaluate, evaluate_loss, load_data
+from quant.testbed import Split
 from sim.errors import InputError
 
 __all__ = [
@@ -96,6 +97,7 @@ class PipelineResult:
     sensitivity: dict[str, Any] = field(default_factory=dict)
     sensitivity_se: dict[tuple[str, int, int], float] = field(default_factory=dict, repr=False)
     unresolved: tuple[Flip, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -114,6 +116,7 @@ class PipelineResult:
                 "act_kinds": self.calibration,
                 "outputs": self.outputs,
                 "seconds": self.seconds,
+                "data": self.data,
             }
         )
         if self.verify is not None:
@@ -146,7 +149,7 @@ def predicted_uniform(problem: Problem, wbits: int, abits: int) -> dict[str, flo
 def quantized_accuracy(
     model: nn.Module,
     plan: BitPlan,
-    data: Split,
+    data: ModelData | Split,
     *,
     calib_images: int,
     act_kind: str = "uniform",
@@ -154,26 +157,19 @@ def quantized_accuracy(
     seed: int = 0,
 ) -> tuple[nn.Module, float | None, dict[str, str]]:
     """Quantize a copy of ``model`` with ``plan``, calibrate it on training images (``calibration``: minmax,
-    percentile or mse), and measure test accuracy."""
+    percentile or mse), and measure test accuracy (None without labelled evaluation data)."""
+    data = as_model_data(data)
     torch.manual_seed(seed)
     qmodel = quantize_(copy.deepcopy(model), QuantConfig(plan=plan, act_kind=act_kind))
-    calib = data.x_train[torch.randperm(len(data.x_train))[:calib_images]]
+    calib, _ = data.calib_batch(calib_images, seed)
     report = calibrate_(qmodel, calib, method=calibration)
-    accuracy = evaluate(qmodel, data.x_test, data.y_test) if len(data.y_test) else None
+    accuracy, _ = evaluate_data(qmodel, data)
     return qmodel, accuracy, report.choices
 
 
 def _plan_with_kind(plan: dict[str, Any], act_kind: str) -> BitPlan:
     layers = {name: {**bits, "act_kind": act_kind} for name, bits in plan["layers"].items()}
     return BitPlan.from_dict({**plan, "layers": layers}, where="allocated plan")
-
-
-def _model_and_name(model: str | nn.Module) -> tuple[nn.Module, str]:
-    if isinstance(model, nn.Module):
-        return model.eval(), type(model).__name__
-    # testbed ViTs with a shipped checkpoint load it; timm weights cannot be downloaded here: they start random
-    shipped = is_testbed(model) and (CHECKPOINT_DIR / f"{model}.pt").exists()
-    return create_model(model, pretrained=shipped), model
 
 
 def score_options(
@@ -233,7 +229,8 @@ def run_pipeline(
     model: str | nn.Module,
     target: str | os.PathLike[str] | sim.Target,
     *,
-    data: str = "digits",
+    data: str | ModelData = "digits",
+    model_name: str | None = None,
     limits: Limits | None = None,
     latency_of: tuple[int, int] | None = None,
     sensitivity: str = "hessian",
@@ -256,7 +253,9 @@ def run_pipeline(
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
     ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan (a common
-    question: "what is the best plan as fast as uniform W4A4?"). ``data``: ``digits`` or an image folder.
+    question: "what is the best plan as fast as uniform W4A4?"). ``data``: ``digits``, an image folder, or
+    ``ModelData`` already opened for ``model`` (``quant.inputs.model_and_data``: checkpoints, --calib-data,
+    --eval-data, synthetic images); ``model_name`` names an ``nn.Module`` model in the results.
     ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ, exact) or trace (HAWQ-V2, Hutchinson
     with at most ``max_draws`` draws); the quadratic form's ``quadratic_estimator`` is ``auto`` (exact for small
     models, random-sign products for big ones; the JSON's ``sensitivity`` says which ran), ``exact`` or
@@ -287,17 +286,21 @@ def run_pipeline(
         began = now
 
     target = target if isinstance(target, sim.Target) else sim.load_target(target)
-    net, name = _model_and_name(model)
-    _, channels, img_size, _ = default_input(net).shape
-    split = load_data(data, img_size=img_size, channels=channels, seed=seed)
+    if isinstance(data, ModelData):
+        if not isinstance(model, nn.Module):
+            raise TypeError("run_pipeline: with ModelData, pass the model it was opened for (an nn.Module)")
+        net, model_data = model.eval(), data
+    elif isinstance(model, nn.Module):
+        net, model_data = model.eval(), as_model_data(_digits_or_folder(model, data, seed))
+    else:
+        # checkpoint and data checks come before any expensive stage (model_and_data orders them so)
+        net, _, model_data = model_and_data(model, DataOptions(data=data, seed=seed))
+    name = model_name or (model if isinstance(model, str) else type(model).__name__)
     lap("load")
 
     workload = workload_from_model(net)
     accel = target.accelerator
     bit_pairs = [(w, a) for w in accel.weight_bits for a in accel.act_bits]
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(split.x_train), generator=gen)[:sensitivity_images]
-    batch = (split.x_train[pick], split.y_train[pick])
     lap("workload")
 
     # Costs first, and the budget checked against them with Ω = 0: an impossible budget fails in seconds,
@@ -316,6 +319,10 @@ def run_pipeline(
         limits = replace(limits, latency_ms=uniform["latency_ms"])
     allocate(problem, limits).check()
     lap("cost_table")
+    # the first images read: a broken one in a big folder fails here, and synthetic images are made here, once
+    # the budget is known to be feasible
+    batch = model_data.calib_batch(sensitivity_images, seed)
+    lap("calibration_images")
     # progress starts only once every input has been checked: an error is then the only line on stderr
     say(f"workload and cost table: {name} on {target.name}, the budget can be met")
 
@@ -350,15 +357,14 @@ def run_pipeline(
 
     say("quantizing, calibrating and evaluating")
     net.eval()
-    labelled = len(split.y_test) > 0
 
     def loss(model: nn.Module) -> float | None:
-        return evaluate_loss(model, split.x_test, split.y_test) if labelled else None
+        return evaluate_data(model, model_data)[1]
 
-    accuracy_fp32 = evaluate(net, split.x_test, split.y_test) if labelled else None
+    accuracy_fp32 = evaluate_data(net, model_data)[0]
     plan = _plan_with_kind(allocation.plan(), act_kind)
     qmodel, accuracy, kinds = quantized_accuracy(
-        net, plan, split, calib_images=calib_images, act_kind=act_kind, seed=seed
+        net, plan, model_data, calib_images=calib_images, act_kind=act_kind, seed=seed
     )
     rows = []
     for wbits, abits in baselines:
@@ -368,7 +374,7 @@ def run_pipeline(
         base_model, base_accuracy, _ = quantized_accuracy(
             net,
             BitPlan.uniform(name, wbits, abits, act_kind),
-            split,
+            model_data,
             calib_images=calib_images,
             act_kind=act_kind,
             seed=seed,
@@ -380,8 +386,14 @@ def run_pipeline(
     if verify:
         from quant.verify import verify_bit_exact
 
-        say(f"verifying the integer-only model on {min(verify_images, len(split.x_test))} images")
-        report = verify_bit_exact(qmodel, split.x_test[:verify_images])
+        # with no labelled evaluation images, the calibration images serve: bit-exactness needs no labels
+        images = (
+            model_data.eval_tensors(verify_images)[0]
+            if model_data.num_eval
+            else model_data.calib_batch(verify_images, seed + 1)[0]
+        )
+        say(f"verifying the integer-only model on {len(images)} images")
+        report = verify_bit_exact(qmodel, images)
         lap("verify")
 
     result = PipelineResult(
@@ -402,6 +414,7 @@ def run_pipeline(
             (str(r.layer), int(r.wbits), int(r.abits)): float(r.sensitivity_se) for r in scores.itertuples(index=False)
         },
         unresolved=unresolved,
+        data=model_data.to_json(),
     )
     if out is not None:
         result = _write_outputs(result, Path(out), plan, target)
@@ -419,6 +432,13 @@ OUTPUT_FILES: dict[str, str] = {
 }
 """What ``run_pipeline(out=...)`` writes (key in ``PipelineResult.outputs`` → file name); the folder is replaced
 as a whole (``allocator.outputs.replace_folder``), so it may hold nothing else."""
+
+
+def _digits_or_folder(model: nn.Module, data: str, seed: int) -> ModelData:
+    """Data for a model given as an ``nn.Module``: checked against its input size and channels."""
+    from quant.data import model_data_config, open_data
+
+    return open_data(data, model_data_config(model), seed=seed, model_label=type(model).__name__)
 
 
 def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim.Target) -> PipelineResult:

@@ -45,12 +45,6 @@ from allocator.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
 """
 
-NOT_LANDED = (
-    "train_and_save still calls torch.save on --out in place; the atomic quant.checkpoint.save_checkpoint "
-    "(engineer 'real'/'data', issue #15 item 1) is not wired into `mixbit train` yet"
-)
-
-
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
@@ -80,7 +74,6 @@ def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.mark.slow  # two short training runs in subprocesses
-@pytest.mark.xfail(strict=True, reason=NOT_LANDED)
 def test_kill_while_the_checkpoint_is_written(tmp_path: Path, good_checkpoint: bytes) -> None:
     out = tmp_path / "model.pt"
     out.write_bytes(good_checkpoint)
@@ -92,7 +85,6 @@ def test_kill_while_the_checkpoint_is_written(tmp_path: Path, good_checkpoint: b
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_LANDED)
 def test_disk_full_while_the_checkpoint_is_written(tmp_path: Path, good_checkpoint: bytes) -> None:
     out = tmp_path / "model.pt"
     out.write_bytes(good_checkpoint)
@@ -109,7 +101,6 @@ def test_disk_full_while_the_checkpoint_is_written(tmp_path: Path, good_checkpoi
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_LANDED)
 def test_real_full_filesystem_keeps_the_previous_checkpoint(tmp_path: Path, good_checkpoint: bytes) -> None:
     with full_tmpfs(tmp_path / "mnt", size_kib=4 * len(good_checkpoint) // 1024 + 64) as mnt:
         os.remove(mnt / "filler")

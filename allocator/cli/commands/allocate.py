@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int, positive_float
 
@@ -36,11 +36,89 @@ def _act_kind(text: str) -> str:
     return text
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.5,0.5,0.5, got {text!r}"
+        ) from None
+    if not values or len(values) > 4:
+        raise argparse.ArgumentTypeError(f"expected 1 to 4 comma-separated numbers, got {text!r}")
+    return values
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, synthetic: bool = True) -> None:
+    """The weights and data flags allocate, verify and train share (one meaning everywhere)."""
+    kinds = "digits (scikit-learn), synthetic (data-free, PSAQ-ViT) or" if synthetic else "digits (scikit-learn) or"
+    parser.add_argument(
+        "--data",
+        default=None,
+        help=f"{kinds} an image folder: DIR/train/<class> + DIR/val/<class> (or test/), or DIR/<class> "
+        "(split 75/25 by --seed); default digits unless --calib-data is given",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="the model's weights: .pt/.pth (state dict, also "
+        "{'model': ...}/{'state_dict': ...}) or .safetensors; default: shipped testbed or random",
+    )
+    parser.add_argument("--calib-data", metavar="DIR", help="images to calibrate and score on (DIR/<class>/*)")
+    parser.add_argument("--eval-data", metavar="DIR", help="labelled images to evaluate on (DIR/<class>/*)")
+    parser.add_argument("--eval-images", type=int, metavar="N", help="evaluate on a stratified, seeded N-image subset")
+    parser.add_argument("--img-size", type=int, metavar="PX", help="build the model for this image side (pixels)")
+    parser.add_argument("--interpolation", help="resize interpolation (default: the model's data config, e.g. bicubic)")
+    parser.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the model's data config)")
+    parser.add_argument("--mean", type=_floats, metavar="R,G,B", help="normalisation mean (default: model's)")
+    parser.add_argument("--std", type=_floats, metavar="R,G,B", help="normalisation std (default: model's)")
+    if synthetic:
+        parser.add_argument(
+            "--synthetic-steps",
+            type=int,
+            metavar="N",
+            help="--data synthetic: Adam steps per stage (2 stages; default 500, 50 for models over 5 M "
+            "parameters on a CPU)",
+        )
+        parser.add_argument(
+            "--synthetic-images", type=int, default=32, metavar="N", help="--data synthetic: images (default 32)"
+        )
+
+
+def data_options(args: argparse.Namespace) -> Any:
+    """``quant.inputs.DataOptions`` from the flags ``add_data_arguments`` defined."""
+    from quant.errors import InputError
+    from quant.inputs import DataOptions
+
+    data = args.data if args.data is not None else (None if args.calib_data else "digits")
+    steps = getattr(args, "synthetic_steps", None)
+    if steps is not None and steps < 1:
+        raise InputError(f"--synthetic-steps must be at least 1, got {steps}")
+    images = getattr(args, "synthetic_images", 32)
+    if images < 1:
+        raise InputError(f"--synthetic-images must be at least 1, got {images}")
+    if data == "digits" and (args.calib_data or args.eval_data):
+        raise InputError("--calib-data/--eval-data take image folders; leave --data digits out")
+    return DataOptions(
+        data=data,
+        calib_data=args.calib_data,
+        eval_data=args.eval_data,
+        eval_images=args.eval_images,
+        img_size=args.img_size,
+        interpolation=args.interpolation,
+        crop_pct=args.crop_pct,
+        mean=args.mean,
+        std=args.std,
+        synthetic_steps=steps,
+        synthetic_images=images,
+        seed=args.seed,
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("allocate", help="choose per-layer bits under a budget (the whole pipeline)")
     parser.add_argument("--target", required=True, help="shipped target name or a TOML file")
     parser.add_argument("--model", required=True, help="timm model name or a testbed model (mixbit_vit_digits)")
-    parser.add_argument("--data", default="digits", help="digits (scikit-learn) or an image folder (default: digits)")
+    add_data_arguments(parser)
     parser.add_argument("--latency-ms", type=positive_float(), help="latency limit in ms (vector-unit time included)")
     parser.add_argument("--latency-of", type=_bit_pair, metavar="WxAy", help="latency limit = that uniform plan's")
     parser.add_argument("--size-mb", type=positive_float(), help="weight size limit in MB (10^6 bytes)")
@@ -96,19 +174,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sim
     from allocator.cli.main import emit_json
     from allocator.ilp.model import Limits
-    from allocator.pipeline.run import run_pipeline
+    from allocator.outputs import check_output_dir
+    from allocator.pipeline.run import OUTPUT_FILES, run_pipeline
+    from quant.inputs import model_and_data
     from sim.errors import InputError
 
     if args.latency_ms is not None and args.latency_of is not None:
         raise InputError("give --latency-ms or --latency-of, not both")
     limits = Limits(latency_ms=args.latency_ms, size_mb=args.size_mb, bops=args.bops, onchip=args.onchip)
     log = None if args.json else (lambda message: print(f"mixbit: {message}", file=sys.stderr))
+    progress = not args.json and sys.stderr.isatty()
+    target = sim.load_target(args.target)  # no torch needed: a wrong target fails in a fraction of a second
+    if args.out is not None:
+        check_output_dir(args.out, owned=OUTPUT_FILES.values())
+    # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
+    # fails here, before the workload, the cost table or the sensitivity pass (progress lines start only
+    # after every check, so an error is the only line on stderr)
+    net, _, data = model_and_data(
+        args.model, data_options(args), checkpoint=args.checkpoint, progress=progress, log=log
+    )
     result = run_pipeline(
-        args.model,
-        args.target,
-        data=args.data,
+        net,
+        target,
+        data=data,
+        model_name=args.model,
         limits=limits,
         latency_of=args.latency_of,
         sensitivity=args.sensitivity,
@@ -122,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         quadratic_draws=args.quadratic_draws,
         quadratic_estimator=args.estimator,
         seed=args.seed,
-        progress=not args.json and sys.stderr.isatty(),
+        progress=progress,
         log=log,
     )
     obj = result.to_json()
@@ -156,6 +248,11 @@ def _print_summary(result: PipelineResult) -> None:
             f"{acc(b.accuracy):>9} {loss(b.test_loss):>10}"
         )
     print(f"FP32 accuracy {acc(result.accuracy_fp32)}, test loss {loss(result.test_loss_fp32)}")
+    data = result.data
+    if data:
+        print(f"data: {', '.join(f'{k} {v}' for k, v in data.get('sources', {}).items())}")
+        if data.get("eval_skipped"):
+            print(f"accuracy not measured: {data['eval_skipped']}")
     print()
     print(f"{'layer':<32} {'wbits':>5} {'abits':>5}")
     for choice in a.chosen:

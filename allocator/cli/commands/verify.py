@@ -8,10 +8,10 @@ compares every quantization point. Exit status: 0 when nothing differs, 1 on any
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int
+from allocator.cli.commands.allocate import add_data_arguments, data_options
 
 __all__ = ["EXIT_MISMATCH", "register", "run", "verify_plan"]
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", required=True, help="timm model name or testbed model (mixbit_vit_test, ...)")
     parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
-    parser.add_argument("--data", default="digits", help="'digits' or an image folder DIR/<class>/*")
+    add_data_arguments(parser)
     parser.add_argument(
         "--images", type=bounded_int(1, MAX_COUNT), default=200, metavar="N", help="test images compared (default 200)"
     )
@@ -39,79 +39,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="training images to calibrate on",
     )
-    parser.add_argument(
-        "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
-    )
     parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="data split and random-weight seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
 
-def _load_model(name: str, checkpoint: str | None, seed: int) -> tuple[Any, str]:
-    """The float model and where its weights came from (a checkpoint path, or "random")."""
-    import torch
-
-    import quant
-    from quant.errors import InputError
-    from quant.models import create_model
-
-    path = Path(checkpoint) if checkpoint else Path(quant.__file__).parent / "checkpoints" / f"{name}.pt"
-    if checkpoint and not path.is_file():
-        raise InputError(f"--checkpoint {checkpoint}: no such file")
-    torch.manual_seed(seed)
-    if not path.is_file():
-        return create_model(name), "random"
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model = create_model(name, **saved.get("model_kwargs", {}))
-        model.load_state_dict(saved["state_dict"])
-    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"checkpoint {path}: cannot load it into {name}: {str(exc).splitlines()[0]}") from None
-    return model.eval(), str(path)
-
-
-def _images_for(model: Any, images: Any) -> Any:
-    """Grey images repeated to the model's input channels (digits into a 3-channel timm model)."""
-    from quant.errors import InputError
-
-    channels = model.patch_embed.proj.in_channels
-    if images.shape[1] == channels:
-        return images
-    if images.shape[1] == 1:
-        return images.repeat(1, channels, 1, 1)
-    raise InputError(f"--data has {images.shape[1]}-channel images; the model takes {channels} channels")
-
-
 def verify_plan(
     model_name: str,
     plan_path: str,
-    data: str = "digits",
+    data: Any = "digits",
     images: int = 200,
     calibration: int = 256,
     checkpoint: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Quantize, calibrate, verify; the JSON object ``mixbit verify --json`` prints."""
+    """Quantize, calibrate, verify; the JSON object ``mixbit verify --json`` prints. ``data``: ``digits``,
+    ``synthetic``, a folder, or ``quant.inputs.DataOptions``. Without labelled evaluation images the
+    calibration images are compared (bit-exactness needs no labels) and accuracies are None."""
     import torch
 
     from allocator.bridge.plan import read_bit_plan
     from quant.calibrate import calibrate_
     from quant.errors import InputError
+    from quant.inputs import DataOptions, model_and_data
     from quant.integer import to_integer
     from quant.quantize import QuantConfig, quantize_
-    from quant.testbed import load_data
     from quant.verify import exact_codes, verify_bit_exact
 
     if images < 1 or calibration < 1:
         raise InputError(f"--images and --calibration must be at least 1, got {images} and {calibration}")
     plan = read_bit_plan(plan_path)
-    model, weights = _load_model(model_name, checkpoint, seed)
-    img_size = model.patch_embed.img_size[0]
-    split = load_data(data, img_size=img_size, channels=model.patch_embed.proj.in_channels, seed=seed)
+    options = data if isinstance(data, DataOptions) else DataOptions(data=data, seed=seed)
+    model, weights, opened = model_and_data(model_name, options, checkpoint=checkpoint)
     quantize_(model, QuantConfig(plan=plan))
-    calibrate_(model, _images_for(model, split.x_train[:calibration]))
-    test_images = _images_for(model, split.x_test[:images])
-    labels = split.y_test[:images]
+    calibrate_(model, opened.calib_batch(calibration, seed)[0])
+    if opened.num_eval:
+        test_images, labels = opened.eval_tensors(images)
+    else:
+        test_images, labels = opened.calib_batch(images, seed + 1)[0], None
     integer = to_integer(model)
     report = verify_bit_exact(model, test_images, integer)
     with torch.no_grad():
@@ -119,14 +84,14 @@ def verify_plan(
     _, exact_logits = exact_codes(model, test_images)
     integer_logits = integer(test_images)
 
-    def accuracy(logits: torch.Tensor) -> float:
-        return float((logits.argmax(dim=-1) == labels).double().mean())
+    def accuracy(logits: torch.Tensor) -> float | None:
+        return None if labels is None else float((logits.argmax(dim=-1) == labels).double().mean())
 
     return {
         "model": model_name,
         "plan": str(plan_path),
-        "data": data,
-        "weights": weights,
+        "data": opened.name,
+        "weights": weights.source,
         **report.to_json(),
         "accuracy": {
             "integer": accuracy(integer_logits),
@@ -145,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
 
     torch_threads()
-    result = verify_plan(args.model, args.bits, args.data, args.images, args.calibration, args.checkpoint, args.seed)
+    result = verify_plan(
+        args.model, args.bits, data_options(args), args.images, args.calibration, args.checkpoint, args.seed
+    )
     if args.json:
         emit_json(result)
     else:
@@ -157,10 +124,13 @@ def run(args: argparse.Namespace) -> int:
             where = f"{first['tensor']}{first['index']}"
             print(f"  first mismatch: {where}: integer {first['integer']}, exact {first['exact']}")
         acc = result["accuracy"]
-        print(
-            f"  accuracy: integer {acc['integer']:.4f}, exact {acc['exact']:.4f}, "
-            f"fake-quant float32 {acc['fake_quant']:.4f} (weights: {result['weights']})"
-        )
+        if acc["integer"] is None:
+            print(f"  accuracy: not measured, no labelled images (weights: {result['weights']})")
+        else:
+            print(
+                f"  accuracy: integer {acc['integer']:.4f}, exact {acc['exact']:.4f}, "
+                f"fake-quant float32 {acc['fake_quant']:.4f} (weights: {result['weights']})"
+            )
     return 0 if result["mismatches"] == 0 else EXIT_MISMATCH
 
 
