@@ -26,6 +26,7 @@ __all__ = [
     "calibrate_",
     "create_model",
     "evaluate",
+    "export",
     "fake_quantize",
     "gemm_layers",
     "gemm_names",
@@ -54,6 +55,7 @@ _LAZY = {
     "IntegerModel": "quant.integer",
     "to_integer": "quant.integer",
     "verify_bit_exact": "quant.verify",
+    "export": "quant.exports",
 }
 
 

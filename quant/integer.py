@@ -18,7 +18,7 @@ input quantizer, stated once in :meth:`IntegerModel.forward`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,6 +39,9 @@ __all__ = [
     "IntLayerNorm",
     "IntMatMul",
     "IntegerModel",
+    "WidthError",
+    "Widths",
+    "check_width",
     "to_fixed",
     "to_integer",
 ]
@@ -46,6 +49,60 @@ __all__ = [
 ACT_FRAC_BITS = 16
 """Fraction bits of the fixed-point activations (GEMM outputs, residual stream): one LSB is 2^−16."""
 _SATURATE = (1 << 31) - 1  # fixed-point values are saturated to int32 before a dyadic multiply (int64-safe)
+
+
+class WidthError(InputError):
+    """A tensor of the integer model left the width its datapath gives it (names the layer and the tensor)."""
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Bits (sign included) a hardware datapath gives each tensor; the integer model checks them as it runs.
+
+    ``accumulator_bits``: GEMM accumulators — one width, or a width per GEMM name (what the PE model says:
+    ``sim.resources.accumulator_bits`` of the layer's bit pair, at most 32); GEMMs a mapping leaves out get
+    32. ``activation_bits``: every fixed-point tensor between the GEMMs (GEMM outputs after requantization
+    and bias, residual operands and sums, LayerNorm, softmax and GELU outputs, attention logits, the model's
+    logits), an int32 with ``ACT_FRAC_BITS`` fraction bits by default. Quantizer codes are clamped to their
+    bits by construction. ``check=False`` turns the checks off.
+    """
+
+    accumulator_bits: int | Mapping[str, int] = 32
+    activation_bits: int = 32
+    check: bool = True
+
+    def __post_init__(self) -> None:
+        acc = self.accumulator_bits
+        for bits in (*(acc.values() if isinstance(acc, Mapping) else [acc]), self.activation_bits):
+            if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 64:
+                raise InputError(f"widths: a width must be an integer number of bits from 2 to 64, got {bits!r}")
+
+    def accumulator(self, layer: str) -> int:
+        if isinstance(self.accumulator_bits, Mapping):
+            return int(self.accumulator_bits.get(layer, 32))
+        return self.accumulator_bits
+
+    def to_json(self) -> dict[str, Any]:
+        acc = dict(self.accumulator_bits) if isinstance(self.accumulator_bits, Mapping) else self.accumulator_bits
+        return {"accumulator_bits": acc, "activation_bits": self.activation_bits, "check": self.check}
+
+
+_CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches")
+
+
+def check_width(name: str, value: Tensor, bits: int, role: str) -> None:
+    """Raise ``WidthError`` if any element of ``value`` lies outside the signed ``bits``-bit range."""
+    if value.numel() == 0:
+        return
+    low, high = int(value.min()), int(value.max())
+    limit = 1 << (bits - 1)
+    if low < -limit or high > limit - 1:
+        worst = max(abs(low), abs(high))
+        layer, _, tensor = name.rpartition(".")
+        raise WidthError(
+            f"{layer or name}: {role} {tensor!r} ({name}) overflows its {bits}-bit width: values reach "
+            f"{low}..{high} (|x| ≈ 2^{math.log2(worst):.1f}, allowed -2^{bits - 1}..2^{bits - 1}-1)"
+        )
 
 
 def to_fixed(values: Tensor, frac_bits: int = ACT_FRAC_BITS) -> Tensor:
@@ -194,6 +251,7 @@ class IntGemm:
     shift: Tensor
     bias: Tensor
     kernel: tuple[int, int] | None = None
+    weight_bits: int = 8
 
     @classmethod
     def build(cls, name: str, module: Any) -> IntGemm:
@@ -222,6 +280,7 @@ class IntGemm:
             shift,
             to_fixed(bias.detach()),
             kernel,  # type: ignore[arg-type]
+            weight_params.bits,
         )
 
     @property
@@ -444,7 +503,8 @@ class IntegerModel:
     quantizer (the only float→int step) and returns integer logits (fixed point, 2^−16 per unit).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, widths: Widths | None = None) -> None:
+        self.widths = widths or Widths()
         name = type(model).__name__
         _require(
             hasattr(model, "blocks")
@@ -529,11 +589,18 @@ class IntegerModel:
         codes: dict[str, Tensor] = {}
         seen: list[tuple[str, torch.dtype]] = []
 
+        widths = self.widths
+
         def keep(name: str, value: Tensor, point: bool = False) -> Tensor:
             if trace:
                 seen.append((name, value.dtype))
             if point:
                 codes[name] = value
+            if widths.check and not name.endswith(_CODE_SUFFIXES):
+                if name.endswith(".acc"):
+                    check_width(name, value, widths.accumulator(name.removesuffix(".acc")), "accumulator")
+                else:
+                    check_width(name, value, widths.activation_bits, "fixed-point tensor")
             return value
 
         image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
@@ -542,51 +609,55 @@ class IntegerModel:
         tokens = keep("patch_embed.proj.out", self.patch_embed.output(acc))
         prefix = self.class_token.expand(tokens.shape[0], -1, -1)
         tokens = keep("tokens", torch.cat([prefix, tokens], dim=1))
+        keep("pos_add.sum", tokens + self.pos_embed)
         stream = keep("pos_add.output_quant", self.pos_add(tokens, self.pos_embed), point=True)
         for block in self.blocks:
             stream = self._run_block(block, stream, keep)
         normed = keep("norm.out", self.norm(P.decode_int(stream, self.stream_out.params)))
         pooled = keep("pool", normed[:, 0])
-        head_codes, logits = self.head(pooled)
-        keep("head.input_quant", head_codes, point=True)
+        logits = self._gemm(self.head, pooled, keep)
         keep("logits", logits, point=True)
         return IntegerRun(logits, codes, tuple(seen))
 
     def _run_block(self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor]) -> Tensor:
         n = block.name
         x = keep(f"{n}.norm1.out", block.norm1(P.decode_int(stream, block.stream_in.params)))
-        qkv_codes, qkv = block.qkv(x)
-        keep(f"{n}.attn.qkv.input_quant", qkv_codes, point=True)
-        keep(f"{n}.attn.qkv.out", qkv)
+        qkv = self._gemm(block.qkv, x, keep)
         batch, tokens, width = qkv.shape
         heads = block.num_heads
         q, k, v = qkv.reshape(batch, tokens, 3, heads, width // 3 // heads).permute(2, 0, 3, 1, 4).unbind(0)
         if block.q_scale is not None:
             q = keep(f"{n}.attn.q_scaled", intops.requantize(q, *block.q_scale))
-        q_codes, k_codes, logits = block.matmul_qk(q, k)
-        keep(f"{n}.attn.matmul_qk.a_quant", q_codes, point=True)
-        keep(f"{n}.attn.matmul_qk.b_quant", k_codes, point=True)
-        keep(f"{n}.attn.logits", logits)
+        logits = keep(f"{n}.attn.logits", self._matmul(block.matmul_qk, q, k, keep))
         probs = keep(f"{n}.attn.softmax", softmax_fixed(logits))
-        p_codes, v_codes, mixed = block.matmul_av(probs, v)
-        keep(f"{n}.attn.matmul_av.a_quant", p_codes, point=True)
-        keep(f"{n}.attn.matmul_av.b_quant", v_codes, point=True)
+        mixed = self._matmul(block.matmul_av, probs, v, keep)
         mixed = keep(f"{n}.attn.heads", mixed.transpose(1, 2).reshape(batch, tokens, width // 3))
-        proj_codes, out = block.proj(mixed)
-        keep(f"{n}.attn.proj.input_quant", proj_codes, point=True)
-        keep(f"{n}.attn.proj.out", out)
+        out = self._gemm(block.proj, mixed, keep)
         residual = keep(f"{n}.add1.a", block.stream_in(stream))
+        keep(f"{n}.add1.sum", residual + out)
         stream = keep(f"{n}.add1.output_quant", block.add1(residual, out), point=True)
         x = keep(f"{n}.norm2.out", block.norm2(P.decode_int(stream, block.stream_mid.params)))
-        fc1_codes, hidden = block.fc1(x)
-        keep(f"{n}.mlp.fc1.input_quant", fc1_codes, point=True)
-        keep(f"{n}.mlp.fc1.out", hidden)
+        hidden = self._gemm(block.fc1, x, keep)
         hidden = keep(f"{n}.mlp.act", gelu_fixed(hidden))
-        fc2_codes, out = block.fc2(hidden)
-        keep(f"{n}.mlp.fc2.input_quant", fc2_codes, point=True)
-        keep(f"{n}.mlp.fc2.out", out)
+        out = self._gemm(block.fc2, hidden, keep)
         residual = keep(f"{n}.add2.a", block.stream_mid(stream))
+        keep(f"{n}.add2.sum", residual + out)
         return keep(f"{n}.add2.output_quant", block.add2(residual, out), point=True)
+
+    @staticmethod
+    def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor]) -> Tensor:
+        """Encode, accumulate and requantize one weight GEMM, keeping (and checking) each tensor."""
+        codes = keep(gemm.input_name, gemm.encoder(x), point=True)
+        acc = keep(f"{gemm.name}.acc", gemm.accumulate(codes))
+        return keep(f"{gemm.name}.out", gemm.output(acc))
+
+    @staticmethod
+    def _matmul(mm: IntMatMul, a: Tensor, b: Tensor, keep: Callable[..., Tensor]) -> Tensor:
+        """Attention's activation GEMM: both operands encoded, accumulated (kept and checked), requantized."""
+        a_codes = keep(f"{mm.name}.a_quant", mm.a_encoder(a), point=True)
+        b_codes = keep(f"{mm.name}.b_quant", mm.b_encoder(b), point=True)
+        acc = keep(f"{mm.name}.acc", mm.accumulate(a_codes, b_codes))
+        return intops.requantize(acc, mm.mantissa, mm.shift)
 
     def forward(self, images: Tensor) -> Tensor:
         """Integer logits (int64; value·2^−16 are the real logits) of float images (N, C, H, W)."""
@@ -614,6 +685,8 @@ class IntegerModel:
         }
 
 
-def to_integer(model: nn.Module) -> IntegerModel:
-    """The integer-only twin of a quantized, calibrated timm ViT (see :class:`IntegerModel`)."""
-    return IntegerModel(model)
+def to_integer(model: nn.Module, widths: Widths | None = None) -> IntegerModel:
+    """The integer-only twin of a quantized, calibrated timm ViT (see :class:`IntegerModel`); ``widths``: the
+    datapath widths it checks every tensor against as it runs (default 32-bit accumulators and activations)."""
+    return IntegerModel(model, widths)
+

@@ -25,8 +25,10 @@ __all__ = [
     "EXP_FRAC_BITS",
     "GELU_FRAC_BITS",
     "LN_FRAC_BITS",
+    "LN_RECIPROCAL_BITS",
     "LOGIT_FRAC_BITS",
     "PROB_FRAC_BITS",
+    "SOFTMAX_RECIPROCAL_BITS",
     "Rounding",
     "accumulator_bits",
     "check_requant_fits",
@@ -59,6 +61,10 @@ GELU_FRAC_BITS = 12
 """Fraction bits of the fixed-point GELU input (the fc1 output) and of the sigmoid factor."""
 LN_FRAC_BITS = 12
 """Fraction bits of the normalised LayerNorm value (x − μ)/σ before the affine requantization."""
+SOFTMAX_RECIPROCAL_BITS = 2 * EXP_FRAC_BITS + 8
+"""Shiftmax's per-row reciprocal is ⌊2^SOFTMAX_RECIPROCAL_BITS / Σ exp⌋."""
+LN_RECIPROCAL_BITS = 40
+"""I-LayerNorm's per-row reciprocal is ⌊2^LN_RECIPROCAL_BITS / σ⌋."""
 
 
 def _int64(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -228,9 +234,8 @@ def shiftmax(logits: torch.Tensor, frac_bits: int = LOGIT_FRAC_BITS, dim: int = 
     shifted = logits - logits.amax(dim=dim, keepdim=True)  # ≤ 0, so every exponential is ≤ 1
     exp = shift_exp2(_times_log2e(shifted), frac_bits)
     total = exp.sum(dim=dim, keepdim=True)  # ≥ 2^EXP_FRAC_BITS: the row maximum contributes exactly 1
-    reciprocal_bits = 2 * EXP_FRAC_BITS + 8
-    reciprocal = torch.div(torch.full_like(total, 1 << reciprocal_bits), total, rounding_mode="floor")
-    return shift_round(exp * reciprocal, reciprocal_bits - PROB_FRAC_BITS, "half_up")
+    reciprocal = torch.div(torch.full_like(total, 1 << SOFTMAX_RECIPROCAL_BITS), total, rounding_mode="floor")
+    return shift_round(exp * reciprocal, SOFTMAX_RECIPROCAL_BITS - PROB_FRAC_BITS, "half_up")
 
 
 def shift_gelu(x: torch.Tensor, frac_bits: int = GELU_FRAC_BITS) -> torch.Tensor:
@@ -283,6 +288,5 @@ def int_layernorm(x: torch.Tensor, eps_codes: int) -> torch.Tensor:
     centred = x - mean
     variance = torch.div((centred * centred).sum(dim=-1, keepdim=True), channels, rounding_mode="floor")
     std = torch.clamp(isqrt(variance + eps_codes), min=1)
-    reciprocal_bits = 40
-    reciprocal = torch.div(torch.full_like(std, 1 << reciprocal_bits), std, rounding_mode="floor")
-    return shift_round(centred * reciprocal, reciprocal_bits - LN_FRAC_BITS, "half_up")
+    reciprocal = torch.div(torch.full_like(std, 1 << LN_RECIPROCAL_BITS), std, rounding_mode="floor")
+    return shift_round(centred * reciprocal, LN_RECIPROCAL_BITS - LN_FRAC_BITS, "half_up")

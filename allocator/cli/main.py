@@ -21,7 +21,7 @@ from allocator.serialize import json_default
 
 __all__ = ["build_parser", "emit_json", "main"]
 
-COMMANDS = ("targets", "simulate", "allocate", "verify", "sweep", "train")
+COMMANDS = ("targets", "simulate", "allocate", "verify", "export", "sweep", "train")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

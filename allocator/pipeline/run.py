@@ -47,6 +47,8 @@ __all__ = [
     "score_options",
 ]
 
+EXPORT_FILES = {"qonnx": "model.qonnx.onnx", "onnx-int": "model.int.onnx", "npz": "npz"}
+"""Where ``allocate --export`` writes each format inside the output folder (npz: a folder)."""
 DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
 # standard errors a score may move (against the chosen option) before a layer counts as unresolved (≈ 95 %)
 UNRESOLVED_Z = 2.0
@@ -98,6 +100,7 @@ class PipelineResult:
     sensitivity_se: dict[tuple[str, int, int], float] = field(default_factory=dict, repr=False)
     unresolved: tuple[Flip, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
+    exports: dict[str, Any] = field(default_factory=dict)  # format -> quant.exports.ExportResult JSON
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -119,6 +122,8 @@ class PipelineResult:
                 "data": self.data,
             }
         )
+        if self.exports:
+            obj["exports"] = self.exports
         if self.verify is not None:
             obj["verify"] = self.verify.to_json()
         for row in obj.get("options", []):
@@ -249,6 +254,7 @@ def run_pipeline(
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    exports: Sequence[str] = (),
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -273,8 +279,15 @@ def run_pipeline(
         raise InputError(f"max_draws must be at least 1, got {max_draws}")
     if quadratic_draws is not None and quadratic_draws < 1:
         raise InputError(f"quadratic_draws must be at least 1 (or None for the exact form), got {quadratic_draws}")
+    if exports:
+        from quant.exports import check_format
+
+        for fmt in exports:
+            check_format(fmt)
+        if out is None:
+            raise InputError("--export needs --out: the exports are written beside plan.json")
     if out is not None:  # an unusable --out fails now, not after the whole run
-        check_output_dir(out, owned=OUTPUT_FILES.values())
+        check_output_dir(out, owned=OWNED_FILES)
     limits = limits or Limits()
     seconds: dict[str, float] = {}
     began = time.perf_counter()
@@ -417,7 +430,7 @@ def run_pipeline(
         data=model_data.to_json(),
     )
     if out is not None:
-        result = _write_outputs(result, Path(out), plan, target)
+        result = _write_outputs(result, Path(out), plan, target, qmodel, tuple(exports))
         lap("write")
     return result
 
@@ -432,6 +445,8 @@ OUTPUT_FILES: dict[str, str] = {
 }
 """What ``run_pipeline(out=...)`` writes (key in ``PipelineResult.outputs`` → file name); the folder is replaced
 as a whole (``allocator.outputs.replace_folder``), so it may hold nothing else."""
+OWNED_FILES: tuple[str, ...] = (*OUTPUT_FILES.values(), *EXPORT_FILES.values())
+"""Every name an output folder may hold: the files above and ``allocate --export``'s exports."""
 
 
 def _digits_or_folder(model: nn.Module, data: str, seed: int) -> ModelData:
@@ -441,18 +456,37 @@ def _digits_or_folder(model: nn.Module, data: str, seed: int) -> ModelData:
     return open_data(data, model_data_config(model), seed=seed, model_label=type(model).__name__)
 
 
-def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim.Target) -> PipelineResult:
+def _write_outputs(
+    result: PipelineResult,
+    out: Path,
+    plan: BitPlan,
+    target: sim.Target,
+    qmodel: nn.Module | None = None,
+    exports: tuple[str, ...] = (),
+) -> PipelineResult:
     """Write every file into a staging folder, then swap it in for ``out`` whole: no half-written results and no
-    stale files of an earlier run."""
+    stale files of an earlier run. ``exports``: ``quant.exports`` formats of the planned model, written beside
+    plan.json (``EXPORT_FILES``)."""
     from allocator.pipeline import plots
 
     files = dict(OUTPUT_FILES)
     if result.pareto is None:
         files.pop("pareto_plot")
     final = Path(os.path.abspath(out))
+    files.update({f"export_{fmt}": EXPORT_FILES[fmt] for fmt in exports})
     result = replace(result, outputs={key: str(final / name) for key, name in files.items()})
 
     def write(staging: Path) -> PipelineResult:
+        nonlocal result
+        if exports:
+            from quant.exports import export
+
+            written = {}
+            for fmt in exports:
+                done = export(qmodel, fmt, staging / EXPORT_FILES[fmt], model_name=result.model)
+                written[fmt] = {**done.to_json(), "path": str(final / EXPORT_FILES[fmt])}
+                written[fmt]["files"] = {str(final / Path(f).relative_to(staging)): n for f, n in done.files.items()}
+            result = replace(result, exports=written)
         plan.save(staging / files["plan"])
         table = result.allocation.problem.to_frame()
         table.insert(
@@ -476,7 +510,7 @@ def _write_outputs(result: PipelineResult, out: Path, plan: BitPlan, target: sim
         (staging / files["result"]).write_text(json.dumps(result.to_json(), indent=1, default=json_default) + "\n")
         return result
 
-    return replace_folder(out, write, owned=OUTPUT_FILES.values())
+    return replace_folder(out, write, owned=OWNED_FILES)
 
 
 def _pct(value: float | None) -> str:

@@ -15,6 +15,8 @@ from quant.integer import (
     ACT_FRAC_BITS,
     IntEncoder,
     IntGemm,
+    WidthError,
+    Widths,
     to_fixed,
     to_integer,
 )
@@ -46,6 +48,8 @@ EVERY_KIND = {  # every non-uniform activation quantizer kind, where its distrib
     "blocks.1.mlp.fc1": L(4, 3, act_kind="ptf"),
     "blocks.1.attn.qkv": L(8, 8, act_kind="auto"),
 }
+WIDE = Widths(accumulator_bits=64)
+"""The every_kind plan's 8-bit log2 probabilities decode up to 2^30: its attention·v accumulator needs 40 bits."""
 PLANS = {
     "w8a8": BitPlan.uniform("mixbit_vit_test", 8, 8),
     "w4a4": BitPlan.uniform("mixbit_vit_test", 4, 4),
@@ -71,7 +75,7 @@ def quantized_testbed(plan: str) -> tuple[torch.nn.Module, torch.Tensor]:
 @pytest.mark.parametrize("plan", list(PLANS))
 def test_integer_model_matches_exact_mode_everywhere(plan: str) -> None:
     model, images = quantized_testbed(plan)
-    report = verify_bit_exact(model, images)
+    report = verify_bit_exact(model, images, to_integer(model, WIDE if plan == "every_kind" else None))
     assert report.mismatches == 0, report.first
     # every activation quantizer of the 2-block model (10 per block + patch, pos_add, head) and the logits
     assert report.points == 2 * 10 + 3 + 1
@@ -81,8 +85,9 @@ def test_integer_model_matches_exact_mode_everywhere(plan: str) -> None:
 
 def test_every_intermediate_is_an_integer_tensor() -> None:
     model, images = quantized_testbed("every_kind")
-    run = to_integer(model).run(images, trace=True)
-    assert len(run.intermediates) == 2 * 23 + 8  # every tensor the forward makes
+    run = to_integer(model, WIDE).run(images, trace=True)
+    # every tensor the forward makes: per block 23, plus 6 accumulators and 2 residual sums the width checks see
+    assert len(run.intermediates) == 2 * (23 + 8) + 8 + 3
     floats = [(name, dtype) for name, dtype in run.intermediates if dtype != torch.int64]
     assert floats == []
     assert run.logits.dtype == torch.int64
@@ -114,6 +119,32 @@ def test_accumulator_widths_follow_the_worst_case() -> None:
     bits, dtype = widths["blocks.0.attn.matmul_av"]  # 8-bit log2 probabilities decode up to 2^30
     assert bits > 32 and dtype == torch.int64
     assert all(dtype == torch.int32 for name, (bits, dtype) in widths.items() if bits <= 32)
+
+
+def test_a_model_built_to_overflow_names_the_layer_and_tensor() -> None:
+    torch.manual_seed(0)
+    model = create_model("mixbit_vit_test")
+    quantize_(model, QuantConfig(wbits=8, abits=8, weight_method="minmax"))
+    images = torch.randn(8, 1, 16, 16)
+    calibrate_(model, images)
+    with torch.no_grad():  # fc1 outputs near 4e4 leave the int32 fixed point (16 fraction bits: |x| < 2^15)
+        model.blocks[1].mlp.fc1.bias += 4e4
+    overflow = r"^blocks\.1\.mlp\.fc1: fixed-point tensor 'out' \(blocks\.1\.mlp\.fc1\.out\) overflows its 32-bit"
+    with pytest.raises(WidthError, match=overflow):
+        to_integer(model).run(images)
+    assert to_integer(model, Widths(activation_bits=40)).run(images).logits.shape == (8, 10)
+
+
+def test_accumulators_as_narrow_as_a_pe_model_says_are_checked() -> None:
+    model, images = quantized_testbed("w8a8")
+    with pytest.raises(WidthError, match=r"^patch_embed\.proj: accumulator 'acc' .* overflows its 12-bit width"):
+        to_integer(model, Widths(accumulator_bits=12)).run(images)
+    per_layer = Widths(accumulator_bits={"patch_embed.proj": 32, "blocks.0.attn.qkv": 10})
+    with pytest.raises(WidthError, match=r"^blocks\.0\.attn\.qkv: accumulator"):
+        to_integer(model, per_layer).run(images)
+    with pytest.raises(InputError, match="from 2 to 64"):
+        Widths(accumulator_bits=65)
+    assert to_integer(model, Widths(check=False, accumulator_bits=2)).run(images).logits.shape == (16, 10)
 
 
 def test_verify_reports_the_first_mismatch() -> None:

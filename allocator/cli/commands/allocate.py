@@ -169,16 +169,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", help="folder for plan.json, problem.csv, report.md and plots (replaced whole; checked before work)"
     )
+    parser.add_argument(
+        "--export",
+        metavar="FORMATS",
+        help="also write the planned model beside plan.json: comma-separated qonnx, onnx-int, npz (needs --out)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import sim
+    from allocator.cli.commands.export import parse_formats
     from allocator.cli.main import emit_json
     from allocator.ilp.model import Limits
     from allocator.outputs import check_output_dir
-    from allocator.pipeline.run import OUTPUT_FILES, run_pipeline
+    from allocator.pipeline.run import OWNED_FILES, run_pipeline
     from quant.inputs import model_and_data
     from sim.errors import InputError
 
@@ -189,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.json and sys.stderr.isatty()
     target = sim.load_target(args.target)  # no torch needed: a wrong target fails in a fraction of a second
     if args.out is not None:
-        check_output_dir(args.out, owned=OUTPUT_FILES.values())
+        check_output_dir(args.out, owned=OWNED_FILES)
     # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
     # fails here, before the workload, the cost table or the sensitivity pass (progress lines start only
     # after every check, so an error is the only line on stderr)
@@ -216,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=progress,
         log=log,
+        exports=parse_formats(args.export) if args.export else (),
     )
     obj = result.to_json()
     if args.json:

@@ -1,0 +1,220 @@
+"""`mixbit export`: write a planned model as QONNX, integer ONNX or npz + manifest, and check what was written.
+
+Quantizes ``--model`` with the bit plan, calibrates it on the training split of ``--data``, writes ``--out``
+in ``--format``, then (unless ``--no-check``) checks the export on ``--images`` test images: onnx-int under
+onnxruntime against the integer model (0 mismatches), qonnx under qonnx's executor against the fake-quant
+model (within ``quant.exports.check.QONNX_TOLERANCE``) and qonnx's inference cost against mixbit's MACs,
+BOPs and weight bits for the plan. Exit status: 0 when the checks pass, 1 when one fails, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXIT_CHECK_FAILED", "export_plan", "parse_formats", "predicted_cost", "register", "run"]
+
+EXIT_CHECK_FAILED = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="write a planned model as QONNX, integer ONNX or npz, and check it",
+        description="Export the quantized model (qonnx: fake-quant graph with Quant nodes; onnx-int: integer-only "
+        "ONNX graph; npz: integer arrays + manifest.json) and check it on test images. "
+        "Exit status 0: checks pass; 1: a check failed; 2: bad input.",
+    )
+    parser.add_argument("--model", required=True, help="timm model name or testbed model (mixbit_vit_digits, ...)")
+    parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
+    parser.add_argument("--format", required=True, metavar="FORMAT", help="qonnx, onnx-int or npz")
+    parser.add_argument("--out", required=True, metavar="PATH", help="file to write (npz: a folder)")
+    parser.add_argument("--data", default="digits", help="'digits', 'synthetic' or an image folder DIR/<class>/*")
+    parser.add_argument(
+        "--images", type=int, default=50, metavar="N", help="test images the check runs on (default 50)"
+    )
+    parser.add_argument("--calibration", type=int, default=256, metavar="N", help="training images to calibrate on")
+    parser.add_argument(
+        "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
+    )
+    parser.add_argument("--no-check", action="store_true", help="write the export without checking it")
+    parser.add_argument("--seed", type=int, default=0, help="data split and random-weight seed")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(func=run)
+
+
+def parse_formats(text: str) -> list[str]:
+    """``qonnx,onnx-int`` -> ["qonnx", "onnx-int"]; ``InputError`` for an empty list or an unknown format."""
+    from quant.errors import InputError
+    from quant.exports import check_format
+
+    formats = [part.strip() for part in text.split(",") if part.strip()]
+    if not formats:
+        raise InputError(f"export formats: expected a comma-separated list, got {text!r}")
+    return [check_format(fmt) for fmt in dict.fromkeys(formats)]
+
+
+def predicted_cost(net: Any, plan: Any) -> dict[str, Any]:
+    """mixbit's MACs, BOPs (MACs·wbits·abits) and weight bits for ``plan`` at batch 1, from the workload."""
+    from allocator.bridge.workload import workload_from_model
+
+    workload = workload_from_model(net)
+    layers = {}
+    for gemm in workload.gemms:
+        bits = plan.bits_for(gemm.name)
+        macs = int(gemm.m) * int(gemm.n) * int(gemm.k) * int(gemm.count)
+        layers[gemm.name] = {
+            "macs": macs,
+            "bops": macs * bits.wbits * bits.abits,
+            "weight_bits": int(gemm.weight_params) * bits.wbits,
+        }
+    return {
+        "macs": sum(v["macs"] for v in layers.values()),
+        "bops": sum(v["bops"] for v in layers.values()),
+        "weight_bits": sum(v["weight_bits"] for v in layers.values()),
+        "layers": layers,
+    }
+
+
+def compare_cost(path: str, net: Any, plan: Any) -> dict[str, Any]:
+    """qonnx's inference cost of the exported graph beside mixbit's prediction; ``equal`` when all three agree."""
+    from quant.exports.check import qonnx_cost
+
+    theirs = qonnx_cost(path)
+    ours = predicted_cost(net, plan)
+    figures = {
+        "macs": (ours["macs"], theirs["macs"]),
+        "bops": (ours["bops"], theirs["bops"]),
+        "weight_bits": (ours["weight_bits"], theirs["weight_bits"]),
+    }
+    return {
+        "mixbit": {k: v[0] for k, v in figures.items()},
+        "qonnx": {k: v[1] for k, v in figures.items()},
+        "unsupported_ops": theirs["unsupported"],
+        "equal": all(int(a) == int(b) for a, b in figures.values()),
+    }
+
+
+def _check_out(path: Path, fmt: str) -> None:
+    """Fail before any work when ``path`` cannot be written."""
+    from quant.errors import InputError
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--out {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {path}: folder {parent} is not writable")
+    if path.exists() and (fmt == "npz") != path.is_dir():
+        raise InputError(f"--out {path}: exists and is {'a folder' if path.is_dir() else 'a file'}")
+
+
+def export_plan(
+    model_name: str,
+    plan_path: str,
+    fmt: str,
+    out: str,
+    *,
+    data: str = "digits",
+    images: int = 50,
+    calibration: int = 256,
+    checkpoint: str | None = None,
+    check: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Quantize, calibrate, export and check; the JSON object ``mixbit export --json`` prints."""
+    from allocator.bridge.plan import read_bit_plan
+    from allocator.cli.commands.verify import _images_for, _load_model
+    from quant.calibrate import calibrate_
+    from quant.errors import InputError
+    from quant.exports import export
+    from quant.integer import to_integer
+    from quant.quantize import QuantConfig, quantize_
+    from quant.testbed import load_data
+
+    (fmt,) = parse_formats(fmt) if "," not in fmt else (None,)
+    if fmt is None:
+        raise InputError("--format takes one format (qonnx, onnx-int or npz)")
+    if images < 1 or calibration < 1:
+        raise InputError(f"--images and --calibration must be at least 1, got {images} and {calibration}")
+    _check_out(Path(out), fmt)
+    plan = read_bit_plan(plan_path)
+    if plan.model and plan.model != model_name:
+        raise InputError(f"--bits {plan_path}: the plan is for model {plan.model!r}, not {model_name!r}")
+    net, weights = _load_model(model_name, checkpoint, seed)
+    split = load_data(data, img_size=net.patch_embed.img_size[0], channels=net.patch_embed.proj.in_channels, seed=seed)
+    import copy
+
+    model = quantize_(copy.deepcopy(net), QuantConfig(plan=plan))
+    calibrate_(model, _images_for(model, split.x_train[:calibration]))
+    result = export(model, fmt, out, model_name=model_name)
+    obj: dict[str, Any] = {"model": model_name, "plan": str(plan_path), "weights": weights, **result.to_json()}
+    if not check:
+        return obj
+    test_images = _images_for(model, split.x_test[:images])
+    if fmt == "onnx-int":
+        from quant.exports.check import check_onnx_int
+
+        obj["check"] = check_onnx_int(out, to_integer(model), test_images).to_json()
+        obj["ok"] = obj["check"]["mismatches"] == 0
+    elif fmt == "qonnx":
+        from quant.exports.check import check_qonnx
+
+        obj["check"] = check_qonnx(out, model, test_images).to_json()
+        obj["inference_cost"] = compare_cost(out, net, plan)
+        obj["ok"] = obj["check"]["within_tolerance"] and obj["inference_cost"]["equal"]
+    else:
+        from quant.exports.check import check_npz
+
+        obj["check"] = check_npz(out, to_integer(model), test_images).to_json()
+        obj["ok"] = obj["check"]["mismatches"] == 0
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    from allocator.cli.commands.verify import torch_threads
+    from allocator.cli.main import emit_json
+
+    torch_threads()
+    result = export_plan(
+        args.model,
+        args.bits,
+        args.format,
+        args.out,
+        data=args.data,
+        images=args.images,
+        calibration=args.calibration,
+        checkpoint=args.checkpoint,
+        check=not args.no_check,
+        seed=args.seed,
+    )
+    if args.json:
+        emit_json(result)
+    else:
+        size = result["bytes"] / 1e6
+        print(
+            f"{args.model} with {args.bits}: wrote {result['format']} to {result['path']} ({size:.3f} MB, "
+            f"{result['seconds']:.2f} s)"
+        )
+        check = result.get("check")
+        if check is not None and "mismatches" in check:
+            print(
+                f"  check: {check['checked']:,} elements of {check['outputs']} outputs on {check['images']} images, "
+                f"{check['mismatches']} mismatches"
+            )
+        elif check is not None:
+            print(
+                f"  check: qonnx executor vs fake-quant on {check['images']} images: max |Δlogit| "
+                f"{check['max_abs_logit_gap']:.3g} (logit scale {check['logit_scale']:.3g}), argmax agreement "
+                f"{check['argmax_agreement']:.4f}, within tolerance: {check['within_tolerance']}"
+            )
+        cost = result.get("inference_cost")
+        if cost is not None:
+            print(
+                f"  inference cost (mixbit / qonnx): MACs {cost['mixbit']['macs']:,} / {cost['qonnx']['macs']:,.0f}, "
+                f"BOPs {cost['mixbit']['bops']:,} / {cost['qonnx']['bops']:,.0f}, weight bits "
+                f"{cost['mixbit']['weight_bits']:,} / {cost['qonnx']['weight_bits']:,.0f}: "
+                f"{'equal' if cost['equal'] else 'DIFFERENT'}"
+            )
+    return 0 if result.get("ok", True) else EXIT_CHECK_FAILED
