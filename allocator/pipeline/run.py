@@ -375,7 +375,7 @@ def run_pipeline(
         return evaluate_data(model, model_data)[1]
 
     accuracy_fp32 = evaluate_data(net, model_data)[0]
-    plan = _plan_with_kind(allocation.plan(), act_kind)
+    plan = _plan_with_kind({**allocation.plan(), "model": name}, act_kind)  # the model's name, not its class
     qmodel, accuracy, kinds = quantized_accuracy(
         net, plan, model_data, calib_images=calib_images, act_kind=act_kind, seed=seed
     )
