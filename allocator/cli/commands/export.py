@@ -125,13 +125,12 @@ def export_plan(
 ) -> dict[str, Any]:
     """Quantize, calibrate, export and check; the JSON object ``mixbit export --json`` prints."""
     from allocator.bridge.plan import read_bit_plan
-    from allocator.cli.commands.verify import _images_for, _load_model
     from quant.calibrate import calibrate_
     from quant.errors import InputError
     from quant.exports import export
+    from quant.inputs import DataOptions, model_and_data
     from quant.integer import to_integer
     from quant.quantize import QuantConfig, quantize_
-    from quant.testbed import load_data
 
     (fmt,) = parse_formats(fmt) if "," not in fmt else (None,)
     if fmt is None:
@@ -142,17 +141,17 @@ def export_plan(
     plan = read_bit_plan(plan_path)
     if plan.model and plan.model != model_name:
         raise InputError(f"--bits {plan_path}: the plan is for model {plan.model!r}, not {model_name!r}")
-    net, weights = _load_model(model_name, checkpoint, seed)
-    split = load_data(data, img_size=net.patch_embed.img_size[0], channels=net.patch_embed.proj.in_channels, seed=seed)
+    net, weights, opened = model_and_data(model_name, DataOptions(data=data, seed=seed), checkpoint=checkpoint)
     import copy
 
     model = quantize_(copy.deepcopy(net), QuantConfig(plan=plan))
-    calibrate_(model, _images_for(model, split.x_train[:calibration]))
+    calibrate_(model, opened.calib_batch(calibration, seed)[0])
     result = export(model, fmt, out, model_name=model_name)
-    obj: dict[str, Any] = {"model": model_name, "plan": str(plan_path), "weights": weights, **result.to_json()}
+    obj: dict[str, Any] = {"model": model_name, "plan": str(plan_path), "weights": str(weights), **result.to_json()}
     if not check:
         return obj
-    test_images = _images_for(model, split.x_test[:images])
+    # labelled evaluation images when the data has them, else other calibration-split images (no labels needed)
+    test_images = opened.eval_tensors(images)[0] if opened.num_eval else opened.calib_batch(images, seed + 1)[0]
     if fmt == "onnx-int":
         from quant.exports.check import check_onnx_int
 
