@@ -98,7 +98,8 @@ def test_train_small_folder_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     result = json.loads(capsys.readouterr().out)
     assert result["classes"] == 2 and result["checkpoint"] == str(out) and 0 <= result["accuracy"] <= 1
     saved = torch.load(out, weights_only=True)
-    assert saved["model_kwargs"] == {"num_classes": 2, "in_chans": 1}
+    # the image size is recorded so the checkpoint loads back at the size it was trained at (#15 item 10)
+    assert saved["model_kwargs"] == {"num_classes": 2, "in_chans": 1, "img_size": 8}
 
 
 def test_train_rejects_bad_epochs() -> None:
