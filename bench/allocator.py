@@ -83,7 +83,7 @@ def additivity(
     ]
     errors = []
     for rows in chosen:
-        plan = {str(problem.layer[r]): (int(problem.wbits[r]), int(problem.abits[r])) for r in rows}
+        plan = {str(problem.option_layer[r]): (int(problem.wbits[r]), int(problem.abits[r])) for r in rows}
         whole = sim.simulate(workload, target, bits=plan, ideal_memory=ideal_memory).cycles
         summed = problem.fixed_cycles + problem.latency_cycles[rows].sum()
         errors.append(abs(summed - whole) / whole)

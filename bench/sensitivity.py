@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from allocator.sensitivity.scores import (  # noqa: E402
-    fisher_scores,
+    fisher_traces,
     hessian_scores,
     hessian_traces,
     quantizable_layers,
@@ -204,8 +204,8 @@ def quality(quick: bool) -> dict[str, Any]:
     _log(f"hessian traces: {hessian.draws} draws, {hessian_s:.0f} s")
     # a second seed: how much of the disagreement with the measurements is the estimator's own noise
     hessian_seed1 = hessian_traces(traced, LOSS, sens_data, max_draws=draws, tol=TOL, seed=1, progress=False)
-    fisher = fisher_scores(traced, LOSS, sens_data, progress=False)
-    fisher_raw = fisher_scores(traced, LOSS, sens_data, normalize=False, progress=False)
+    fisher = fisher_traces(traced, LOSS, sens_data, progress=False)
+    fisher_raw = fisher_traces(traced, LOSS, sens_data, normalize=False, progress=False)
     errors = quantization_errors(traced, [(calib, None)], [2, 3, 8], [3, 4, 8], layers=layers)
     pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
     tables = {name: scores_from_traces(t, errors, pairs) for name, t in

@@ -60,7 +60,7 @@ class Widths:
     """Bits (sign included) a hardware datapath gives each tensor; the integer model checks them as it runs.
 
     ``accumulator_bits``: GEMM accumulators — one width, or a width per GEMM name (what the PE model says:
-    ``sim.resources.accumulator_bits`` of the layer's bit pair, at most 32); GEMMs a mapping leaves out get
+    ``sim.resources.pe_accumulator_bits`` of the layer's bit pair, at most 32); GEMMs a mapping leaves out get
     32. ``activation_bits``: every fixed-point tensor between the GEMMs (GEMM outputs after requantization
     and bias, residual operands and sums, LayerNorm, softmax and GELU outputs, attention logits, the model's
     logits), an int32 with ``ACT_FRAC_BITS`` fraction bits by default. Quantizer codes are clamped to their

@@ -2,7 +2,8 @@
 
 Every function here takes and returns torch ``int64`` tensors (torch, not numpy: the models, the exact mode
 and the integer model all live in torch, so no tensor crosses a library boundary; ``int64`` because every
-intermediate fits in 63 bits, which :func:`accumulator_bits` and :func:`check_requant_fits` make checkable).
+intermediate fits in 63 bits; the integer model derives each GEMM's worst-case accumulator bits from its
+operands' ranges and checks every tensor against the width its datapath gives it, ``quant.integer.Widths``).
 Floats appear only in the conversion-time helpers that turn a real scale into integers (:func:`dyadic`,
 :func:`dyadic_tensor`); nothing that runs per image touches a float.
 
@@ -30,8 +31,6 @@ __all__ = [
     "PROB_FRAC_BITS",
     "SOFTMAX_RECIPROCAL_BITS",
     "Rounding",
-    "accumulator_bits",
-    "check_requant_fits",
     "dyadic",
     "dyadic_tensor",
     "int_gemm",
@@ -170,27 +169,10 @@ def requantize(
     return shift_round(scaled, shift, rounding)
 
 
-def accumulator_bits(k: int, a_bits: int, b_bits: int, *, a_signed: bool = True, b_signed: bool = True) -> int:
-    """Worst-case bits (sign included) of a sum of ``k`` products of ``a_bits`` × ``b_bits`` codes.
-
-    int8×int8 over K = 1536: 15 + 11 + 1 = 27 bits, so an int32 accumulator holds it; 31 bits and more need int64.
-    """
-    if k < 1 or a_bits < 1 or b_bits < 1:
-        raise ValueError(f"accumulator_bits: k, a_bits, b_bits must be ≥ 1, got {k}, {a_bits}, {b_bits}")
-    a_max = 1 << (a_bits - 1) if a_signed else (1 << a_bits) - 1
-    b_max = 1 << (b_bits - 1) if b_signed else (1 << b_bits) - 1
-    return (k * a_max * b_max).bit_length() + 1
-
-
-def check_requant_fits(acc_bits: int, mantissa_bits: int = MANTISSA_BITS + 1) -> bool:
-    """Whether acc·m (``acc_bits`` and ``mantissa_bits`` signed bits) fits in an int64 without overflow."""
-    return acc_bits + mantissa_bits - 1 <= 64
-
-
 def int_gemm(a: torch.Tensor, b: torch.Tensor, acc_bits: int | None = None) -> torch.Tensor:
     """a @ b on integer codes, accumulated in int32 where ``acc_bits`` ≤ 32 says it cannot overflow, else int64.
 
-    ``acc_bits`` is the worst case from :func:`accumulator_bits`; None means unknown, so int64. Returns int64.
+    ``acc_bits`` is the worst case (``quant.integer.IntGemm.acc_bits``); None means unknown, so int64. Returns int64.
     """
     _int64(a, "int_gemm a")
     _int64(b, "int_gemm b")

@@ -49,10 +49,10 @@ __all__ = [
     "RESOURCE_NAMES",
     "ComponentResources",
     "Resources",
-    "accumulator_bits",
     "array_dsps",
     "bit_pairs",
     "estimate_resources",
+    "pe_accumulator_bits",
 ]
 
 
@@ -163,7 +163,9 @@ class Resources:
         return pd.DataFrame(rows, columns=["component", *RESOURCE_NAMES]).set_index("component")
 
 
-def accumulator_bits(weight_bits: int, act_bits: int, max_reduction: int = MAX_REDUCTION, signed: bool = True) -> int:
+def pe_accumulator_bits(
+    weight_bits: int, act_bits: int, max_reduction: int = MAX_REDUCTION, signed: bool = True
+) -> int:
     """Accumulator width (bits) that cannot overflow over ``max_reduction`` products (arXiv 2301.13376), <= 32."""
     alpha = math.log2(max_reduction) + weight_bits + act_bits - 1 - int(signed)
     return min(32, math.ceil(alpha + math.log2(1 + 2.0**-alpha) + 1))
@@ -219,11 +221,11 @@ def _array(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
 def _accumulators(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
     acc = target.accelerator
     # a PE doing p products per cycle keeps p accumulators: size for the pair with the most accumulator bits
-    per_pe_bits = max(macs_per_pe(acc.pe, w, a) * accumulator_bits(w, a) for w, a in pairs)
+    per_pe_bits = max(macs_per_pe(acc.pe, w, a) * pe_accumulator_bits(w, a) for w, a in pairs)
     bits = acc.rows * acc.cols * per_pe_bits
     if acc.dataflow in ("ws", "is"):
         # partial sums leave the array every K fold and are accumulated at the column bottoms
-        bits += acc.cols * max(accumulator_bits(w, a) for w, a in pairs)
+        bits += acc.cols * max(pe_accumulator_bits(w, a) for w, a in pairs)
     return ComponentResources("accumulators", lut=_ceil(FINN_LUT_SCALE * bits), ff=bits)
 
 
@@ -245,7 +247,7 @@ def _buffers(target: Target, weight_bits: int, act_bits: int) -> ComponentResour
     ports = {
         "ifmap": (buffers.ifmap_bytes, ifmap_lanes * act_bits, buffers.ifmap_memory),
         "filter": (buffers.filter_bytes, filter_lanes * weight_bits, buffers.filter_memory),
-        "ofmap": (buffers.ofmap_bytes, cols_edge * accumulator_bits(weight_bits, act_bits), buffers.ofmap_memory),
+        "ofmap": (buffers.ofmap_bytes, cols_edge * pe_accumulator_bits(weight_bits, act_bits), buffers.ofmap_memory),
     }
     bram36 = uram = 0
     for size, port_bits, memory in ports.values():

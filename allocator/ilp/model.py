@@ -292,7 +292,7 @@ def _allocation(
     if rows is None:
         message = explain_infeasible(problem, limits) if status == "infeasible" else f"solver status {status}"
         return Allocation(status, None, (), None, limits, problem, message, refinements, seconds)
-    chosen = tuple(Choice(str(problem.layer[r]), int(problem.wbits[r]), int(problem.abits[r])) for r in rows)
+    chosen = tuple(Choice(str(problem.option_layer[r]), int(problem.wbits[r]), int(problem.abits[r])) for r in rows)
     objective = float(problem.sensitivity[rows].sum())
     return Allocation(status, objective, chosen, _predict(problem, rows), limits, problem, "", refinements, seconds)
 

@@ -47,6 +47,7 @@ OPTION_COLUMNS: tuple[str, ...] = (
     "bops",
     "onchip_bits",
 )
+_FIELD = {"layer": "option_layer"}  # table column -> Problem field, where they differ
 _COST_COLUMNS: tuple[str, ...] = ("latency_cycles", "size_bits", "bops", "onchip_bits")
 
 # BRAM36_BITS and URAM_BITS (Xilinx UG573 block sizes) come from sim.target, their one definition.
@@ -108,7 +109,8 @@ def _column(values: Iterable, dtype: type, name: str) -> np.ndarray:
 class Problem:
     """The ILP's input: one row (an *option*) per layer and (wbits, abits) choice, plus the plan-wide terms.
 
-    Row arrays (equal length): ``layer`` (name), ``wbits``, ``abits`` (bits), ``sensitivity`` (Ω, unitless,
+    Row arrays (equal length): ``option_layer`` (the name of the layer the row is a choice for; the table's
+    ``layer`` column), ``wbits``, ``abits`` (bits), ``sensitivity`` (Ω, unitless,
     lower is better), ``latency_cycles`` (cycles, stalls included), ``size_bits`` (weight bits stored),
     ``bops`` (bit operations: MACs × wbits × abits), ``onchip_bits`` (weight bits that must sit on chip when
     weights are kept resident). ``layers`` gives the layer order; rows are kept sorted by it, then by bits.
@@ -117,7 +119,7 @@ class Problem:
     be given per solve in ``allocator.ilp.Limits``).
     """
 
-    layer: np.ndarray
+    option_layer: np.ndarray
     wbits: np.ndarray
     abits: np.ndarray
     sensitivity: np.ndarray
@@ -135,7 +137,7 @@ class Problem:
 
     def __post_init__(self) -> None:
         columns = {
-            "layer": _column(self.layer, object, "layer"),
+            "option_layer": _column(self.option_layer, object, "layer"),
             "wbits": _column(self.wbits, np.int64, "wbits"),
             "abits": _column(self.abits, np.int64, "abits"),
             "sensitivity": _column(self.sensitivity, np.float64, "sensitivity"),
@@ -144,7 +146,7 @@ class Problem:
             "bops": _column(self.bops, np.float64, "bops"),
             "onchip_bits": _column(self.onchip_bits, np.float64, "onchip_bits"),
         }
-        rows = len(columns["layer"])
+        rows = len(columns["option_layer"])
         for name, values in columns.items():
             if len(values) != rows:
                 raise InputError(f"problem column {name!r} has {len(values)} rows; 'layer' has {rows}")
@@ -153,7 +155,7 @@ class Problem:
             duplicate = next(name for name in layers if layers.count(name) > 1)
             raise InputError(f"problem: layer {duplicate!r} is listed twice in the layer order")
         position = {name: i for i, name in enumerate(layers)}
-        for name in columns["layer"]:
+        for name in columns["option_layer"]:
             if name not in position:
                 raise InputError(f"problem: option row for layer {name!r}, which is not in the layer order")
         if not np.isfinite(self.clock_mhz) or self.clock_mhz <= 0:
@@ -167,16 +169,17 @@ class Problem:
             bad = ~np.isfinite(values) | (values < 0)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
+                layer, wbits, abits = (columns[c][row] for c in ("option_layer", "wbits", "abits"))
                 raise InputError(
-                    f"problem: layer {columns['layer'][row]!r} at W{columns['wbits'][row]}A{columns['abits'][row]} "
-                    f"has {name}={values[row]}; must be a finite number >= 0"
+                    f"problem: layer {layer!r} at W{wbits}A{abits} has {name}={values[row]}; "
+                    "must be a finite number >= 0"
                 )
         for name in ("wbits", "abits"):
             if (columns[name] <= 0).any():
                 row = int(np.flatnonzero(columns[name] <= 0)[0])
-                raise InputError(f"problem: layer {columns['layer'][row]!r} has {name}={columns[name][row]}")
+                raise InputError(f"problem: layer {columns['option_layer'][row]!r} has {name}={columns[name][row]}")
 
-        layer_index = np.array([position[name] for name in columns["layer"]], dtype=np.int64)
+        layer_index = np.array([position[name] for name in columns["option_layer"]], dtype=np.int64)
         order = np.lexsort((columns["abits"], columns["wbits"], layer_index))
         for name, values in columns.items():
             values = values[order]
@@ -186,7 +189,8 @@ class Problem:
         keys = np.stack([layer_index, self.wbits, self.abits], axis=1) if rows else np.zeros((0, 3), np.int64)
         if rows and (np.diff(keys, axis=0) == 0).all(axis=1).any():
             row = int(np.flatnonzero((np.diff(keys, axis=0) == 0).all(axis=1))[0])
-            raise InputError(f"problem: layer {self.layer[row]!r} has W{self.wbits[row]}A{self.abits[row]} twice")
+            layer, wbits, abits = self.option_layer[row], self.wbits[row], self.abits[row]
+            raise InputError(f"problem: layer {layer!r} has W{wbits}A{abits} twice")
         bounds = np.searchsorted(layer_index, np.arange(len(layers) + 1))
         choice_rows = tuple(np.arange(bounds[i], bounds[i + 1]) for i in range(len(layers)))
         for i, rows_i in enumerate(choice_rows):
@@ -224,7 +228,7 @@ class Problem:
         if layers is None:
             layers = tuple(dict.fromkeys(frame["layer"].astype(str)))
         return cls(
-            **{c: frame[c].to_numpy() for c in OPTION_COLUMNS},
+            **{_FIELD.get(c, c): frame[c].to_numpy() for c in OPTION_COLUMNS},
             layers=tuple(layers),
             clock_mhz=clock_mhz,
             fixed_cycles=fixed_cycles,
@@ -235,7 +239,7 @@ class Problem:
 
     def to_frame(self) -> pd.DataFrame:
         """The option table: one row per layer and bit choice, columns ``OPTION_COLUMNS``."""
-        frame = pd.DataFrame({c: np.asarray(getattr(self, c)) for c in OPTION_COLUMNS})
+        frame = pd.DataFrame({c: np.asarray(getattr(self, _FIELD.get(c, c))) for c in OPTION_COLUMNS})
         frame["layer"] = frame["layer"].astype(str)
         for c in _COST_COLUMNS:
             if np.all(np.mod(frame[c], 1) == 0):
@@ -250,7 +254,7 @@ class Problem:
         """
         scores = _sensitivity_lookup(sensitivity)
         new = np.array(self.sensitivity, dtype=np.float64)
-        for row, key in enumerate(zip(self.layer, self.wbits, self.abits, strict=True)):
+        for row, key in enumerate(zip(self.option_layer, self.wbits, self.abits, strict=True)):
             key = (str(key[0]), int(key[1]), int(key[2]))
             if key in scores:
                 new[row] = scores.pop(key)
@@ -301,8 +305,13 @@ class Problem:
             return [int(b) for b in self.abits[rows]]
         return [(int(w), int(a)) for w, a in zip(self.wbits[rows], self.abits[rows], strict=True)]
 
+    @property
+    def layer(self) -> np.ndarray:
+        """Alias of ``option_layer`` (kept for callers of the earlier name; ``layers`` is the layer order)."""
+        return self.option_layer
+
     def __len__(self) -> int:
-        return len(self.layer)
+        return len(self.option_layer)
 
     def __repr__(self) -> str:
         return (

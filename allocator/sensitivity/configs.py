@@ -7,7 +7,7 @@ with ``@register_scorer(TheirConfig)``; the pipeline and the CLI build configs, 
 - ``HessianQuadraticConfig``: ΔᵀHΔ with the actual quantization errors (``hessian_scores``), exact or with
   random-sign products, the estimator chosen by the model's size unless asked for.
 - ``HessianTraceConfig``: HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces (``hessian_traces``).
-- ``FisherConfig``: empirical-Fisher traces times ‖Δ‖² (``fisher_scores``), LampQ's type-aware scaling.
+- ``FisherConfig``: empirical-Fisher traces times ‖Δ‖² (``fisher_traces``), LampQ's type-aware scaling.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class HessianTraceConfig(ScorerConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class FisherConfig(ScorerConfig):
-    """Empirical-Fisher traces times ‖Δ‖²; ``normalize``: LampQ's type-aware scaling (``fisher_scores``)."""
+    """Empirical-Fisher traces times ‖Δ‖²; ``normalize``: LampQ's type-aware scaling (``fisher_traces``)."""
 
     normalize: bool = True
 

@@ -5,7 +5,7 @@ Every quantizable GEMM of a model is scored for each (wbits, abits) pair with
     Ω_i(w, a) = Tr(H_w,i)/n_w,i · ‖Q_w(W_i) − W_i‖² + Tr(H_a,i)/n_a,i · ‖Q_a(A_i) − A_i‖²
 
 (HAWQ-V2, arXiv 1911.03852, eq. 7; HAWQ-V3, arXiv 2011.10680, §3.3), where the traces come from the loss
-Hessian (``hessian_traces``) or the empirical Fisher (``fisher_scores``) and the errors from ``quant``'s own
+Hessian (``hessian_traces``) or the empirical Fisher (``fisher_traces``) and the errors from ``quant``'s own
 quantizers at each bit width.
 
 Hessian traces (Hutchinson, Tr(H) = E[vᵀHv] over Rademacher v): one Hessian-vector product over all quantized
@@ -58,6 +58,7 @@ __all__ = [
     "Traces",
     "component_type",
     "fisher_scores",
+    "fisher_traces",
     "hessian_scores",
     "hessian_traces",
     "quantizable_layers",
@@ -761,7 +762,7 @@ def _traces(
 # ---------------------------------------------------------------------------------------------- fisher
 
 
-def fisher_scores(
+def fisher_traces(
     model: nn.Module,
     loss_fn: LossFn,
     data: Batch | Iterable[Batch],
@@ -830,6 +831,11 @@ def fisher_scores(
         values = _normalize_by_type(keys, values, numel)
     counts = np.zeros(len(keys), dtype=np.int64)
     return _traces("fisher", chosen, keys, values, counts, numel, 0, samples, time.perf_counter() - start)
+
+
+fisher_scores = fisher_traces
+"""The contract's name for :func:`fisher_traces` (it returns traces, not scores; ``scores_from_traces`` makes
+scores of them)."""
 
 
 def _normalize_by_type(
@@ -1270,7 +1276,7 @@ def sensitivity_table(
     dispatched through the registry (``allocator.sensitivity.configs.score``); the preferred form. Without it,
     the older keywords build one: ``method="hessian"``, ``form="quadratic"``: ``hessian_scores`` (ΔᵀHΔ with the
     actual errors; ``options`` ``draws=None``: exact, ``draws=k``: k random-sign products per bit width);
-    ``form="trace"``: HAWQ-V2's Tr(H)/n·‖Δ‖² from ``hessian_traces``; ``method="fisher"``: ``fisher_scores``
+    ``form="trace"``: HAWQ-V2's Tr(H)/n·‖Δ‖² from ``hessian_traces``; ``method="fisher"``: ``fisher_traces``
     traces times ‖Δ‖². ``traces``: reuse traces computed before (trace form). ``calibration``: data whose
     activations set the quantizers (default ``data``); ``act_method``: how they are fitted."""
     pairs = _check_bit_pairs(bit_pairs)
@@ -1371,7 +1377,7 @@ def _fisher_scores(
     config: FisherConfig,
     calibration: Batch | Iterable[Batch] | None,
 ) -> pd.DataFrame:
-    traces = fisher_scores(model, loss_fn, data, normalize=config.normalize, **config.common())
+    traces = fisher_traces(model, loss_fn, data, normalize=config.normalize, **config.common())
     return _scores_for(model, data, pairs, traces, config, calibration)
 
 

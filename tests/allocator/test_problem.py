@@ -248,7 +248,7 @@ def test_rows_are_sorted_by_layer_order_then_bits_and_read_only() -> None:
     again = Problem.from_frame(shuffled, clock_mhz=200.0, layers=problem.layers)
     pd.testing.assert_frame_equal(again.to_frame(), problem.to_frame())
     for i, rows in enumerate(problem.choice_rows):
-        assert set(problem.layer[rows]) == {problem.layers[i]}
+        assert set(problem.option_layer[rows]) == {problem.layers[i]}
     with pytest.raises(ValueError, match="read-only"):
         problem.sensitivity[0] = 1.0
 
@@ -312,8 +312,23 @@ def test_per_layer_latencies_add_up_to_the_whole_model_simulation(target_name: s
     rng = np.random.default_rng(3)
     for _ in range(3):
         rows = np.array([rng.choice(r) for r in problem.choice_rows])
-        plan = {str(problem.layer[r]): (int(problem.wbits[r]), int(problem.abits[r])) for r in rows}
+        plan = {str(problem.option_layer[r]): (int(problem.wbits[r]), int(problem.abits[r])) for r in rows}
         whole = sim.simulate(workload, target, bits=plan, ideal_memory=ideal_memory)
         summed = problem.fixed_cycles + problem.latency_cycles[rows].sum()
         assert summed == pytest.approx(whole.cycles, rel=0.01)
         assert problem.cycles_to_ms(summed) == pytest.approx(whole.latency_ms, rel=0.01)
+
+
+def test_layer_is_an_alias_of_option_layer() -> None:
+    """``Problem.layer`` (the earlier name of the per-row layer column) stays readable and is the same array."""
+    problem = Problem.from_frame(
+        pd.DataFrame(
+            {"layer": ["b", "a", "b"], "wbits": [4, 8, 8], "abits": [8, 8, 8], "sensitivity": [1.0, 0.0, 0.5],
+             "latency_cycles": [10, 20, 20], "size_bits": [1, 2, 2], "bops": [1, 1, 1]}
+        ),
+        clock_mhz=100.0,
+    )  # fmt: skip
+    assert problem.layers == ("b", "a")
+    assert list(problem.option_layer) == ["b", "b", "a"]
+    assert problem.layer is problem.option_layer
+    assert list(problem.to_frame()["layer"]) == ["b", "b", "a"]

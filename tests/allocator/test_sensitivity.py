@@ -15,7 +15,7 @@ from torch.func import functional_call
 
 from allocator.sensitivity.scores import (
     component_type,
-    fisher_scores,
+    fisher_traces,
     hessian_scores,
     hessian_traces,
     quantizable_layers,
@@ -317,7 +317,7 @@ def test_weights_only_traces_drop_matmuls_and_leave_acts_nan() -> None:
 
 def test_fisher_matches_per_sample_gradients_and_normalises_per_type(tiny_vit: nn.Module, exact: dict) -> None:
     x, y = exact["x"][:6], exact["y"][:6]
-    raw = fisher_scores(tiny_vit, LOSS, [(x[:4], y[:4]), (x[4:], y[4:])], normalize=False, progress=False)
+    raw = fisher_traces(tiny_vit, LOSS, [(x[:4], y[:4]), (x[4:], y[4:])], normalize=False, progress=False)
     # reference: a plain loop of per-sample backward passes
     head = tiny_vit.head.weight
     squares = torch.zeros_like(head)
@@ -329,7 +329,7 @@ def test_fisher_matches_per_sample_gradients_and_normalises_per_type(tiny_vit: n
     assert frame.loc["head", "act_numel"] == 8  # the pooled class token, one sample
     assert (frame["weight_trace"] > 0).all() and (frame["act_trace"] > 0).all()
 
-    normalised = fisher_scores(tiny_vit, LOSS, (x, y), normalize=True, progress=False).to_frame()
+    normalised = fisher_traces(tiny_vit, LOSS, (x, y), normalize=True, progress=False).to_frame()
     # one layer per type here, so each type's per-element mean becomes exactly 1
     per_element = normalised["weight_trace"] / normalised["weight_numel"]
     np.testing.assert_allclose(per_element, 1.0, rtol=1e-9)
@@ -505,7 +505,7 @@ def test_model_without_quantizable_layers_is_an_input_error() -> None:
     with pytest.raises(InputError, match="no quantizable layers"):
         hessian_traces(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
     with pytest.raises(InputError, match="no quantizable layers"):
-        fisher_scores(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
+        fisher_traces(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), progress=False)
     with pytest.raises(InputError, match="no quantizable layers"):
         hessian_scores(_NoGemm(), LOSS, (torch.randn(2, 4), torch.tensor([0, 1])), [(4, 4)], progress=False)
 
@@ -516,7 +516,7 @@ def test_loss_that_ignores_the_model_is_an_input_error() -> None:
     with pytest.raises(InputError, match="does not depend"):
         hessian_traces(model, lambda out, y: torch.tensor(1.0), data, progress=False)
     with pytest.raises(InputError, match="does not depend"):
-        fisher_scores(model, lambda out, y: out.sum() * 0, data, progress=False)
+        fisher_traces(model, lambda out, y: out.sum() * 0, data, progress=False)
     with pytest.raises(InputError, match="does not depend"):
         hessian_scores(model, lambda out, y: torch.tensor(1.0), data, [(4, 4)], progress=False)
 
@@ -527,7 +527,7 @@ def test_nan_loss_is_an_input_error() -> None:
     with pytest.raises(InputError, match=r"not finite\) on data batch 0"):
         hessian_traces(model, LOSS, data, progress=False)
     with pytest.raises(InputError, match="not finite"):
-        fisher_scores(model, LOSS, data, progress=False)
+        fisher_traces(model, LOSS, data, progress=False)
     with pytest.raises(InputError, match="layer qkv: input 0 has NaN"):  # found while fitting, before the loss
         hessian_scores(model, LOSS, data, [(4, 4)], progress=False)
     with pytest.raises(InputError, match="layer qkv: input 0 has NaN"):
@@ -571,7 +571,7 @@ def test_model_state_is_restored(tiny_vit: nn.Module, exact: dict) -> None:
     try:
         hessian_traces(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), max_draws=2, progress=False)
         assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
-        fisher_scores(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), progress=False)
+        fisher_traces(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), progress=False)
         assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
         hessian_scores(tiny_vit, LOSS, (exact["x"][:4], exact["y"][:4]), [(4, 4)], progress=False)
         assert tiny_vit.training and [p.requires_grad for p in tiny_vit.parameters()] == flags
@@ -669,7 +669,7 @@ def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Modu
     errors = quantization_errors(tiny_vit, data, [2, 8], [4, 8])
     pd_testing.assert_frame_equal(traced[columns], scores_from_traces(traces, errors, pairs)[columns])
     fisher = score(tiny_vit, LOSS, data, pairs, FisherConfig(progress=False))
-    expected = scores_from_traces(fisher_scores(tiny_vit, LOSS, data, progress=False), errors, pairs)
+    expected = scores_from_traces(fisher_traces(tiny_vit, LOSS, data, progress=False), errors, pairs)
     pd_testing.assert_frame_equal(fisher[columns], expected[columns])
     assert fisher.attrs["estimator"]["estimator"] == "fisher traces"
 
@@ -776,3 +776,9 @@ def test_per_layer_stopping_rule_stops_each_estimate_on_its_own(mlp: nn.Module, 
     ):
         assert 0 < se <= target * abs(estimate), name
         assert abs(estimate - truth) <= 4 * se, name
+
+
+def test_fisher_scores_is_the_contract_name_of_fisher_traces() -> None:
+    import allocator
+
+    assert allocator.fisher_scores is allocator.fisher_traces is fisher_traces

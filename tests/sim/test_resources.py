@@ -16,8 +16,8 @@ from sim.resources import (
     HBM_INTERFACE,
     RESOURCE_NAMES,
     Resources,
-    accumulator_bits,
     bit_pairs,
+    pe_accumulator_bits,
 )
 
 # Golden figures at each target's widest bits. A change that moves one must say why in its commit.
@@ -73,11 +73,11 @@ def test_zcu102_breakdown_by_hand() -> None:
 )
 def test_accumulator_bits_follow_the_data_type_bound(weight_bits: int, act_bits: int, expected: int) -> None:
     # alpha = log2(4096) + W + A - 2 for signed activations; acc = ceil(alpha + log2(1 + 2^-alpha) + 1)
-    assert accumulator_bits(weight_bits, act_bits) == expected
+    assert pe_accumulator_bits(weight_bits, act_bits) == expected
 
 
 def test_accumulator_bits_are_capped_at_int32() -> None:
-    assert accumulator_bits(8, 8, max_reduction=2**20) == 32
+    assert pe_accumulator_bits(8, 8, max_reduction=2**20) == 32
 
 
 def test_lut_pe_single_precision_by_hand() -> None:
