@@ -7,8 +7,9 @@ of this module named after its op (``EXACT_OPS``: ``quantize``, ``linear``, ``co
 the model's own (timm) forward strings them together. The values are exact in float64:
 
 - a tensor the fake-quant model keeps in float is fixed point, X·2^−16 with |X| < 2^37 (< 2^53);
-- a quantizer's output is ``P.decode_int(codes)`` = n·grid_step and carries the quantizer that made it (as the
-  tensor attribute ``_mixbit_quantizer``), so its consumer recovers n = round(x/grid_step) exactly;
+- a quantizer's output is ``P.decode_int(codes)`` = n·grid_step, and the quantizer that made it is kept beside
+  it (``_streams``, keyed by the tensor's identity, held weakly), so its consumer recovers n = round(x/grid_step)
+  exactly;
 - q·2^−e (timm's power-of-two attention scale) is read with 16 + e fraction bits, without rounding.
 
 So each quantization point's tensor divided by its grid step is the integer model's codes, element for
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from quant import intops
 from quant import primitives as P
@@ -125,7 +127,9 @@ def record(quantizer: Any, codes: Tensor) -> None:
     if recorder is not None:
         recorder(quantizer, codes)
 
-STREAM_ATTR = "_mixbit_quantizer"
+_streams: WeakIdKeyDictionary = WeakIdKeyDictionary()
+"""The quantizer whose decoded codes a tensor holds, keyed by the tensor itself (by identity, weakly: an entry
+goes with its tensor). A tensor derived from it (a view, a sum) has no entry and is read as fixed point."""
 _MAX_EXTRA_FRAC_BITS = 24  # finer grids tried when reading a float64 operand exactly (q·2^-e)
 _ONE = 2.0**ACT_FRAC_BITS
 
@@ -157,7 +161,7 @@ def _weights_version(module: Any) -> tuple[Any, ...]:
 
 def _fixed(x: Tensor) -> Tensor:
     """Fixed-point integers of a float tensor: ⌊x·2^16 + 0.5⌋ (exact for tensors already on the grid)."""
-    tagged = getattr(x, STREAM_ATTR, None)
+    tagged = _streams.get(x)
     if tagged is not None:
         return _stream_to_fixed(x, tagged)
     return torch.floor(x.to(torch.float64) * _ONE + 0.5).to(torch.int64)
@@ -165,7 +169,7 @@ def _fixed(x: Tensor) -> Tensor:
 
 def _exact_int(x: Tensor) -> tuple[Tensor, int]:
     """(X, f) with x = X·2^−f exactly for the smallest f ≥ 16 that makes it so; else (⌊x·2^16 + 0.5⌋, 16)."""
-    if getattr(x, STREAM_ATTR, None) is not None:
+    if _streams.get(x) is not None:
         return _fixed(x), ACT_FRAC_BITS
     x = x.to(torch.float64)
     for frac_bits in range(ACT_FRAC_BITS, ACT_FRAC_BITS + _MAX_EXTRA_FRAC_BITS + 1):
@@ -194,7 +198,7 @@ def _decoded(codes: Tensor, quantizer: Any) -> Tensor:
     """Float64 values of a quantizer's codes, tagged with the quantizer."""
     params = quantizer_params(quantizer)
     values = P.decode(codes, params)
-    setattr(values, STREAM_ATTR, quantizer)
+    _streams[values] = quantizer
     return values
 
 
@@ -273,7 +277,7 @@ def gelu(module: Any, x: Tensor) -> Tensor:
 
 def layernorm(module: Any, x: Tensor) -> Tensor:
     """``QuantLayerNorm``: I-LayerNorm on the residual stream's integers, affine-requantized to fixed point."""
-    quantizer = getattr(x, STREAM_ATTR, None)
+    quantizer = _streams.get(x)
     if quantizer is None:  # a fixed-point input: its integers on the 2^-16 grid
         norm = _cached(module, ("ln", None, _ln_version(module)), lambda: IntLayerNorm.build("", module, 1 / _ONE))
         return _from_fixed(norm(_fixed(x)))
