@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -205,7 +205,13 @@ def open_image(path: Path, channels: int, where: str = "--data") -> Any:
     16-bit grey images (PNG ``I;16``) are scaled to 8 bits (not clipped, as PIL's ``convert("L")`` does);
     images over Pillow's pixel limit are refused rather than decoded (decompression bombs).
     """
-    from PIL import Image, UnidentifiedImageError
+    return _read_image(path, where, lambda img: (img.load(), _to_mode(img, channels))[1])
+
+
+def _read_image(path: Path, where: str, use: Callable[[Any], Any]) -> Any:
+    """``use(img)`` on the opened image at ``path``, with images over Pillow's pixel limit (decompression bombs)
+    refused before decoding and every decoder error turned into one ``InputError`` naming ``where`` and the file."""
+    from PIL import Image
 
     try:
         with warnings.catch_warnings():
@@ -216,13 +222,12 @@ def open_image(path: Path, channels: int, where: str = "--data") -> Any:
                         f"{where}: image {path} is {img.width}x{img.height} pixels, over the "
                         f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?)"
                     )
-                img.load()
-                return _to_mode(img, channels)
+                return use(img)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"{where}: image {path} refused: {str(exc).splitlines()[0][:160]}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:  # PIL decoders raise many kinds of error for damaged files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{where}: cannot read image {path}: {reason[:200]}") from None
 
@@ -533,23 +538,7 @@ SCAN_LIMIT = 5000
 
 
 def _verify_image(path: Path, flag: str) -> None:
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise InputError(
-                        f"{flag}: image {path} is {img.width}x{img.height} pixels, over the "
-                        f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?)"
-                    )
-                img.verify()
-    except InputError:
-        raise
-    except Exception as exc:  # PIL decoders raise many kinds of error for damaged files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{flag}: cannot read image {path}: {reason[:200]}") from None
+    _read_image(path, flag, lambda img: img.verify())
 
 
 def _check_images(folder: ClassFolder, channels: int, flag: str, model_label: str) -> None:
