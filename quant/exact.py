@@ -40,6 +40,7 @@ from quant.integer import (
     IntLayerNorm,
     IntMatMul,
     StreamToFixed,
+    decoded_bound,
     gelu_fixed,
     quantizer_params,
     softmax_fixed,
@@ -283,7 +284,9 @@ def layernorm(module: Any, x: Tensor) -> Tensor:
         return _from_fixed(norm(_fixed(x)))
     params = quantizer_params(quantizer)
     key = ("ln", id(quantizer), _version(quantizer), _ln_version(module))
-    norm = _cached(module, key, lambda: IntLayerNorm.build("", module, float(P.grid_step(params))))
+    norm = _cached(
+        module, key, lambda: IntLayerNorm.build("", module, float(P.grid_step(params)), decoded_bound(params))
+    )
     return _from_fixed(norm(P.decode_int(_codes_of(x, quantizer), params)))
 
 

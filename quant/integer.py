@@ -8,7 +8,8 @@ Number formats inside the integer model (every tensor is ``int64``; no float aft
   float: GEMM outputs (after bias), the residual stream, the LayerNorm input, the GELU input. A GEMM's
   accumulator is requantized into it by a dyadic factor per output channel; the residual add is then a
   plain integer add of two tensors on the same grid (the add's requantization is the GEMM's).
-  On hardware this is an int32 with 16 fraction bits while |x| < 2^15; here int64 holds it unchecked.
+  On hardware this is an int32 with 16 fraction bits while |x| < 2^15; here int64 holds it and every tensor is
+  checked against the width its datapath gives it (``Widths``), the nonlinear operators' intermediates included.
 - **integer logits**: the head's output in fixed point, so ``argmax`` is the prediction.
 
 The only float→int step is the image entering the patch embedding: ``quant.primitives.encode`` of its
@@ -42,6 +43,7 @@ __all__ = [
     "WidthError",
     "Widths",
     "check_width",
+    "decoded_bound",
     "to_fixed",
     "to_integer",
 ]
@@ -63,17 +65,24 @@ class Widths:
     ``sim.resources.pe_accumulator_bits`` of the layer's bit pair, at most 32); GEMMs a mapping leaves out get
     32. ``activation_bits``: every fixed-point tensor between the GEMMs (GEMM outputs after requantization
     and bias, residual operands and sums, LayerNorm, softmax and GELU outputs, attention logits, the model's
-    logits), an int32 with ``ACT_FRAC_BITS`` fraction bits by default. Quantizer codes are clamped to their
-    bits by construction. ``check=False`` turns the checks off.
+    logits), an int32 with ``ACT_FRAC_BITS`` fraction bits by default. ``nonlinear_bits``: every intermediate
+    inside Shiftmax, ShiftGELU and I-LayerNorm (exponentials, sums, reciprocals, products; 32 bits, as I-ViT's
+    integer-only datapath), except the LayerNorm's row statistics Σ(x − μ)² and the variance
+    (``intops.ROW_STATISTICS``), which get ``statistics_bits`` (48: the DSP48E2 accumulator, UG579, that FPGA
+    designs sum them in). Quantizer codes are clamped to their bits by construction. ``check=False`` turns the
+    checks off.
     """
 
     accumulator_bits: int | Mapping[str, int] = 32
     activation_bits: int = 32
+    nonlinear_bits: int = 32
+    statistics_bits: int = 48
     check: bool = True
 
     def __post_init__(self) -> None:
         acc = self.accumulator_bits
-        for bits in (*(acc.values() if isinstance(acc, Mapping) else [acc]), self.activation_bits):
+        others = (self.activation_bits, self.nonlinear_bits, self.statistics_bits)
+        for bits in (*(acc.values() if isinstance(acc, Mapping) else [acc]), *others):
             if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 64:
                 raise InputError(f"widths: a width must be an integer number of bits from 2 to 64, got {bits!r}")
 
@@ -84,7 +93,24 @@ class Widths:
 
     def to_json(self) -> dict[str, Any]:
         acc = dict(self.accumulator_bits) if isinstance(self.accumulator_bits, Mapping) else self.accumulator_bits
-        return {"accumulator_bits": acc, "activation_bits": self.activation_bits, "check": self.check}
+        return {
+            "accumulator_bits": acc,
+            "activation_bits": self.activation_bits,
+            "nonlinear_bits": self.nonlinear_bits,
+            "statistics_bits": self.statistics_bits,
+            "check": self.check,
+        }
+
+    def observer(self, op: str) -> intops.Observer | None:
+        """What checks the intermediates of the nonlinear operator named ``op`` (None when checks are off)."""
+        if not self.check:
+            return None
+
+        def observe(part: str, value: Tensor) -> None:
+            bits = self.statistics_bits if part in intops.ROW_STATISTICS else self.nonlinear_bits
+            check_width(f"{op}.{part}", value, bits, "intermediate")
+
+        return observe
 
 
 _CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches")
@@ -204,7 +230,7 @@ def quantizer_params(quantizer: Any) -> QParams:
     return params.to(torch.float64)
 
 
-def _decoded_bound(params: QParams) -> int:
+def decoded_bound(params: QParams) -> int:
     """Largest |decode_int(code)| over every code the quantizer can emit."""
     qmin, qmax = params.code_range
     codes = torch.arange(qmin, qmax + 1, dtype=torch.int64)
@@ -264,7 +290,7 @@ class IntGemm:
         if kernel is not None and (tuple(module.stride) != kernel or module.padding not in ((0, 0), "valid")):
             raise InputError(f"{name}: integer patch embedding needs stride = kernel size and no padding")
         k = weight_int.shape[1]
-        acc_bits = (k * _decoded_bound(params) * int(weight_int.abs().max().clamp(min=1))).bit_length() + 1
+        acc_bits = (k * decoded_bound(params) * int(weight_int.abs().max().clamp(min=1))).bit_length() + 1
         in_step = float(P.grid_step(params)) if params.scale.dim() == 0 else float(params.scale)
         w_step = P.grid_step(weight_params).reshape(-1)
         mantissa, shift = _requant_factors(in_step * w_step * 2.0**ACT_FRAC_BITS, acc_bits)
@@ -330,7 +356,7 @@ class IntMatMul:
     @classmethod
     def build(cls, name: str, module: Any, k: int, a_frac_bits: int = ACT_FRAC_BITS) -> IntMatMul:
         a_params, b_params = quantizer_params(module.a_quant), quantizer_params(module.b_quant)
-        acc_bits = (k * _decoded_bound(a_params) * _decoded_bound(b_params)).bit_length() + 1
+        acc_bits = (k * decoded_bound(a_params) * decoded_bound(b_params)).bit_length() + 1
         for params, operand in ((a_params, "a_quant"), (b_params, "b_quant")):
             if params.scale.dim() > 0:
                 raise InputError(f"{name}.{operand}: per-channel quantizers are not supported on attention operands")
@@ -359,8 +385,9 @@ class IntMatMul:
         return a_codes, b_codes, intops.requantize(acc, self.mantissa, self.shift)
 
 
-LN_PRESHIFT = 16
-"""Bits the LayerNorm input's integers are shifted left by, so ⌊√var⌋ keeps 2^−16 relative precision."""
+LN_CENTRED_BITS = 16
+"""The LayerNorm input's integers are shifted left (``IntLayerNorm.preshift``) as far as their range allows with
+|x − μ| < 2^16, so ⌊√var⌋ keeps precision while (x − μ)·reciprocal stays a 32-bit product."""
 
 
 @dataclass(frozen=True)
@@ -373,13 +400,18 @@ class IntLayerNorm:
 
     name: str
     eps_codes: int
+    preshift: int
     mantissa: Tensor
     shift: Tensor
     bias: Tensor
 
     @classmethod
-    def build(cls, name: str, module: nn.LayerNorm, input_step: float) -> IntLayerNorm:
-        eps_codes = math.floor(module.eps / input_step**2 * 4.0**LN_PRESHIFT + 0.5)
+    def build(
+        cls, name: str, module: nn.LayerNorm, input_step: float, input_bound: int | None = None
+    ) -> IntLayerNorm:
+        """``input_bound``: the largest |n| the input integers reach (their quantizer's); unknown: no pre-shift."""
+        preshift = 0 if input_bound is None else max(0, LN_CENTRED_BITS - (2 * input_bound).bit_length())
+        eps_codes = math.floor(module.eps / input_step**2 * 4.0**preshift + 0.5)
         channels = module.normalized_shape[-1]
         weight = module.weight.detach() if module.weight is not None else torch.ones(channels)
         bias = module.bias.detach() if module.bias is not None else torch.zeros(channels)
@@ -387,10 +419,10 @@ class IntLayerNorm:
         mantissa, shift = _requant_factors(
             weight.to(torch.float64) * 2.0 ** (ACT_FRAC_BITS - intops.LN_FRAC_BITS), norm_bits
         )
-        return cls(name, eps_codes, mantissa, shift, to_fixed(bias))
+        return cls(name, eps_codes, preshift, mantissa, shift, to_fixed(bias))
 
-    def __call__(self, n: Tensor) -> Tensor:
-        normed = intops.int_layernorm(torch.bitwise_left_shift(n, LN_PRESHIFT), self.eps_codes)
+    def __call__(self, n: Tensor, observe: intops.Observer | None = None) -> Tensor:
+        normed = intops.int_layernorm(torch.bitwise_left_shift(n, self.preshift), self.eps_codes, observe)
         return intops.requantize(normed, self.mantissa, self.shift) + self.bias
 
 
@@ -435,7 +467,7 @@ class StreamToFixed:
 
     @classmethod
     def build(cls, params: QParams) -> StreamToFixed:
-        bound_bits = _bits_for_bound(_decoded_bound(params))
+        bound_bits = _bits_for_bound(decoded_bound(params))
         mantissa, shift = intops.dyadic(float(P.grid_step(params)) * 2.0**ACT_FRAC_BITS, 63 - bound_bits - 1)
         return cls(params, mantissa, shift)
 
@@ -443,14 +475,19 @@ class StreamToFixed:
         return intops.requantize(P.decode_int(codes, self.params), self.mantissa, self.shift)
 
 
-def gelu_fixed(x: Tensor) -> Tensor:
-    """ShiftGELU of fixed-point x, back in fixed point."""
-    return intops.shift_round(intops.shift_gelu(x, ACT_FRAC_BITS), ACT_FRAC_BITS)
+GELU_SHIFT = ACT_FRAC_BITS - intops.GELU_FRAC_BITS
+"""Fraction bits fixed-point values lose on their way into ShiftGELU, whose x·σ then fits 32 bits."""
 
 
-def softmax_fixed(x: Tensor) -> Tensor:
+def gelu_fixed(x: Tensor, observe: intops.Observer | None = None) -> Tensor:
+    """ShiftGELU of fixed-point x (rounded to ``GELU_FRAC_BITS`` fraction bits first), back in fixed point."""
+    gelu = intops.shift_gelu(intops.shift_round(x, GELU_SHIFT), intops.GELU_FRAC_BITS, observe)  # units 2^-24
+    return intops.shift_round(gelu, 2 * intops.GELU_FRAC_BITS - ACT_FRAC_BITS)
+
+
+def softmax_fixed(x: Tensor, observe: intops.Observer | None = None) -> Tensor:
     """Shiftmax over the last axis of fixed-point logits; probabilities in fixed point."""
-    return intops.shiftmax(x, ACT_FRAC_BITS)
+    return intops.shiftmax(x, ACT_FRAC_BITS, observe=observe)
 
 
 assert intops.PROB_FRAC_BITS == ACT_FRAC_BITS, "Shiftmax's output must be on the fixed-point grid"
@@ -537,7 +574,7 @@ class IntegerModel:
             stream = blocks[-1].add2.params
         self.blocks: tuple[IntBlock, ...] = tuple(blocks)
         self.stream_out = StreamToFixed.build(stream)
-        self.norm = IntLayerNorm.build("norm", model.norm, float(P.grid_step(stream)))
+        self.norm = IntLayerNorm.build("norm", model.norm, float(P.grid_step(stream)), decoded_bound(stream))
         self.head = IntGemm.build("head", model.head)
 
     @staticmethod
@@ -564,7 +601,7 @@ class IntegerModel:
         return IntBlock(
             name=name,
             stream_in=StreamToFixed.build(stream),
-            norm1=IntLayerNorm.build(f"{name}.norm1", block.norm1, float(P.grid_step(stream))),
+            norm1=IntLayerNorm.build(f"{name}.norm1", block.norm1, float(P.grid_step(stream)), decoded_bound(stream)),
             qkv=IntGemm.build(f"{name}.attn.qkv", attn.qkv),
             matmul_qk=IntMatMul.build(f"{name}.attn.matmul_qk", attn.matmul_qk, attn.head_dim, a_frac),
             q_scale=q_scale,
@@ -572,7 +609,9 @@ class IntegerModel:
             proj=IntGemm.build(f"{name}.attn.proj", attn.proj),
             add1=add1,
             stream_mid=StreamToFixed.build(add1.params),
-            norm2=IntLayerNorm.build(f"{name}.norm2", block.norm2, float(P.grid_step(add1.params))),
+            norm2=IntLayerNorm.build(
+                f"{name}.norm2", block.norm2, float(P.grid_step(add1.params)), decoded_bound(add1.params)
+            ),
             fc1=IntGemm.build(f"{name}.mlp.fc1", mlp.fc1),
             fc2=IntGemm.build(f"{name}.mlp.fc2", mlp.fc2),
             add2=IntAdd.build(f"{name}.add2", block.add2),
@@ -613,15 +652,15 @@ class IntegerModel:
         stream = keep("pos_add.output_quant", self.pos_add(tokens, self.pos_embed), point=True)
         for block in self.blocks:
             stream = self._run_block(block, stream, keep)
-        normed = keep("norm.out", self.norm(P.decode_int(stream, self.stream_out.params)))
+        normed = keep("norm.out", self.norm(P.decode_int(stream, self.stream_out.params), widths.observer("norm")))
         pooled = keep("pool", normed[:, 0])
         logits = self._gemm(self.head, pooled, keep)
         keep("logits", logits, point=True)
         return IntegerRun(logits, codes, tuple(seen))
 
     def _run_block(self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor]) -> Tensor:
-        n = block.name
-        x = keep(f"{n}.norm1.out", block.norm1(P.decode_int(stream, block.stream_in.params)))
+        n, observer = block.name, self.widths.observer
+        x = keep(f"{n}.norm1.out", block.norm1(P.decode_int(stream, block.stream_in.params), observer(f"{n}.norm1")))
         qkv = self._gemm(block.qkv, x, keep)
         batch, tokens, width = qkv.shape
         heads = block.num_heads
@@ -629,16 +668,16 @@ class IntegerModel:
         if block.q_scale is not None:
             q = keep(f"{n}.attn.q_scaled", intops.requantize(q, *block.q_scale))
         logits = keep(f"{n}.attn.logits", self._matmul(block.matmul_qk, q, k, keep))
-        probs = keep(f"{n}.attn.softmax", softmax_fixed(logits))
+        probs = keep(f"{n}.attn.softmax", softmax_fixed(logits, observer(f"{n}.attn.softmax")))
         mixed = self._matmul(block.matmul_av, probs, v, keep)
         mixed = keep(f"{n}.attn.heads", mixed.transpose(1, 2).reshape(batch, tokens, width // 3))
         out = self._gemm(block.proj, mixed, keep)
         residual = keep(f"{n}.add1.a", block.stream_in(stream))
         keep(f"{n}.add1.sum", residual + out)
         stream = keep(f"{n}.add1.output_quant", block.add1(residual, out), point=True)
-        x = keep(f"{n}.norm2.out", block.norm2(P.decode_int(stream, block.stream_mid.params)))
+        x = keep(f"{n}.norm2.out", block.norm2(P.decode_int(stream, block.stream_mid.params), observer(f"{n}.norm2")))
         hidden = self._gemm(block.fc1, x, keep)
-        hidden = keep(f"{n}.mlp.act", gelu_fixed(hidden))
+        hidden = keep(f"{n}.mlp.act", gelu_fixed(hidden, observer(f"{n}.mlp.act")))
         out = self._gemm(block.fc2, hidden, keep)
         residual = keep(f"{n}.add2.a", block.stream_mid(stream))
         keep(f"{n}.add2.sum", residual + out)

@@ -18,6 +18,7 @@ Sources:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -29,7 +30,9 @@ __all__ = [
     "LN_RECIPROCAL_BITS",
     "LOGIT_FRAC_BITS",
     "PROB_FRAC_BITS",
+    "ROW_STATISTICS",
     "SOFTMAX_RECIPROCAL_BITS",
+    "Observer",
     "Rounding",
     "dyadic",
     "dyadic_tensor",
@@ -60,10 +63,24 @@ GELU_FRAC_BITS = 12
 """Fraction bits of the fixed-point GELU input (the fc1 output) and of the sigmoid factor."""
 LN_FRAC_BITS = 12
 """Fraction bits of the normalised LayerNorm value (x − μ)/σ before the affine requantization."""
-SOFTMAX_RECIPROCAL_BITS = 2 * EXP_FRAC_BITS + 8
-"""Shiftmax's per-row reciprocal is ⌊2^SOFTMAX_RECIPROCAL_BITS / Σ exp⌋."""
-LN_RECIPROCAL_BITS = 40
-"""I-LayerNorm's per-row reciprocal is ⌊2^LN_RECIPROCAL_BITS / σ⌋."""
+SOFTMAX_RECIPROCAL_BITS = 30
+"""Shiftmax's per-row reciprocal is ⌊2^SOFTMAX_RECIPROCAL_BITS / Σ exp⌋. Every exp ≤ Σ exp, so exp·reciprocal
+≤ 2^30: the product fits an int32 (32-bit intermediates, as I-ViT's integer-only datapath keeps them)."""
+LN_RECIPROCAL_BITS = 24
+"""I-LayerNorm's per-row reciprocal is ⌊2^LN_RECIPROCAL_BITS / σ⌋. |x − μ| ≤ √C·σ, so (x − μ)·reciprocal
+≤ 2·√C·2^24 (σ ≥ 1 and the floor of σ): below 2^31 for C ≤ 1024 channels, an int32 product."""
+
+Observer = Callable[[str, torch.Tensor], None]
+"""Called with (part, tensor) for each intermediate of a nonlinear operator, so a caller can check its width."""
+ROW_STATISTICS = frozenset({"square_sum", "variance"})
+"""Intermediates that are per-row statistics (LayerNorm's Σ(x − μ)² and variance): hardware keeps them in a
+wider accumulator (a DSP48E2 cascade accumulates in 48 bits, UG579); every other intermediate is per element."""
+
+
+def _observe(observe: Observer | None, part: str, value: torch.Tensor) -> torch.Tensor:
+    if observe is not None:
+        observe(part, value)
+    return value
 
 
 def _int64(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -206,34 +223,42 @@ def _times_log2e(x: torch.Tensor) -> torch.Tensor:
     return x + torch.bitwise_right_shift(x, 1) - torch.bitwise_right_shift(x, 4)
 
 
-def shiftmax(logits: torch.Tensor, frac_bits: int = LOGIT_FRAC_BITS, dim: int = -1) -> torch.Tensor:
+def shiftmax(
+    logits: torch.Tensor, frac_bits: int = LOGIT_FRAC_BITS, dim: int = -1, observe: Observer | None = None
+) -> torch.Tensor:
     """Integer softmax (I-ViT Shiftmax) of fixed-point logits with ``frac_bits`` fraction bits.
 
     Returns probabilities in units of 2^−PROB_FRAC_BITS along ``dim``. Per row one integer division (the
-    reciprocal of the sum), then a multiply and a shift per element, as I-ViT's IntDiv.
+    reciprocal of the sum), then a multiply and a shift per element, as I-ViT's IntDiv. ``observe`` sees the
+    intermediates ``shifted``, ``exp``, ``sum``, ``reciprocal`` and ``product``.
     """
     _int64(logits, "shiftmax")
-    shifted = logits - logits.amax(dim=dim, keepdim=True)  # ≤ 0, so every exponential is ≤ 1
-    exp = shift_exp2(_times_log2e(shifted), frac_bits)
-    total = exp.sum(dim=dim, keepdim=True)  # ≥ 2^EXP_FRAC_BITS: the row maximum contributes exactly 1
+    shifted = _observe(observe, "shifted", _times_log2e(logits - logits.amax(dim=dim, keepdim=True)))  # ≤ 0
+    exp = _observe(observe, "exp", shift_exp2(shifted, frac_bits))  # every exponential is ≤ 1
+    total = _observe(observe, "sum", exp.sum(dim=dim, keepdim=True))  # ≥ 2^EXP_FRAC_BITS: the maximum gives 1
     reciprocal = torch.div(torch.full_like(total, 1 << SOFTMAX_RECIPROCAL_BITS), total, rounding_mode="floor")
-    return shift_round(exp * reciprocal, SOFTMAX_RECIPROCAL_BITS - PROB_FRAC_BITS, "half_up")
+    product = _observe(observe, "product", exp * _observe(observe, "reciprocal", reciprocal))
+    return shift_round(product, SOFTMAX_RECIPROCAL_BITS - PROB_FRAC_BITS, "half_up")
 
 
-def shift_gelu(x: torch.Tensor, frac_bits: int = GELU_FRAC_BITS) -> torch.Tensor:
+def shift_gelu(x: torch.Tensor, frac_bits: int = GELU_FRAC_BITS, observe: Observer | None = None) -> torch.Tensor:
     """Integer GELU (I-ViT ShiftGELU): x·σ(1.702x) on fixed-point x with ``frac_bits`` fraction bits.
 
     Returns GELU(x) in units of 2^−(2·frac_bits). σ(t) for t ≤ 0 is e^t/(1 + e^t) with e^t by
-    :func:`shift_exp2`; σ(t) = 1 − σ(−t) for t > 0. One integer division per element.
+    :func:`shift_exp2`; σ(t) = 1 − σ(−t) for t > 0. One integer division per element. ``observe`` sees the
+    intermediates ``scaled``, ``exp``, ``numerator``, ``sigmoid`` and ``product``; with ``frac_bits`` = 12 every
+    one fits 32 bits while |x| < 2^7 (|x·σ| < 2^31).
     """
     _int64(x, "shift_gelu")
     # 1.702·x ≈ x + x/2 + x/8 + x/16 = 1.6875·x (I-ViT), then ·log2(e) for base 2
     scaled = x + torch.bitwise_right_shift(x, 1) + torch.bitwise_right_shift(x, 3) + torch.bitwise_right_shift(x, 4)
-    exp = shift_exp2(_times_log2e(-torch.abs(scaled)), frac_bits)  # e^(−|t|), units 2^-EXP_FRAC_BITS
+    scaled = _observe(observe, "scaled", _times_log2e(-torch.abs(scaled)))
+    exp = _observe(observe, "exp", shift_exp2(scaled, frac_bits))  # e^(−|t|), units 2^-EXP_FRAC_BITS
     one = 1 << EXP_FRAC_BITS
-    sigmoid_neg = torch.div(torch.bitwise_left_shift(exp, frac_bits), exp + one, rounding_mode="floor")
-    sigmoid = torch.where(x >= 0, (1 << frac_bits) - sigmoid_neg, sigmoid_neg)
-    return x * sigmoid
+    numerator = _observe(observe, "numerator", torch.bitwise_left_shift(exp, frac_bits))
+    sigmoid_neg = torch.div(numerator, exp + one, rounding_mode="floor")
+    sigmoid = _observe(observe, "sigmoid", torch.where(x >= 0, (1 << frac_bits) - sigmoid_neg, sigmoid_neg))
+    return _observe(observe, "product", x * sigmoid)
 
 
 def isqrt(x: torch.Tensor) -> torch.Tensor:
@@ -256,19 +281,23 @@ def isqrt(x: torch.Tensor) -> torch.Tensor:
 _POWERS_OF_TWO = torch.tensor([1 << i for i in range(63)], dtype=torch.int64)
 
 
-def int_layernorm(x: torch.Tensor, eps_codes: int) -> torch.Tensor:
+def int_layernorm(x: torch.Tensor, eps_codes: int, observe: Observer | None = None) -> torch.Tensor:
     """(x − μ)/√(var + eps) over the last axis of integer x, in units of 2^−LN_FRAC_BITS (I-LayerNorm).
 
     μ is rounded to an integer, var = ⌊Σ(x − μ)²/C⌋, σ = :func:`isqrt`(var + eps_codes) with eps in x's
     squared units; one integer reciprocal per row, then a multiply and a rounding shift per element.
     The affine γ, β belong to the requantization that follows (per-channel dyadic factors and offsets).
+    ``observe`` sees ``sum``, ``centred``, ``square_sum``, ``variance``, ``std``, ``reciprocal`` and ``product``
+    (the two ``ROW_STATISTICS`` are wider in hardware; the rest fit 32 bits while |x − μ| < 2^16).
     """
     _int64(x, "int_layernorm")
     channels = x.shape[-1]
-    total = x.sum(dim=-1, keepdim=True)
+    total = _observe(observe, "sum", x.sum(dim=-1, keepdim=True))
     mean = torch.div(2 * total + channels, 2 * channels, rounding_mode="floor")  # round half up
-    centred = x - mean
-    variance = torch.div((centred * centred).sum(dim=-1, keepdim=True), channels, rounding_mode="floor")
-    std = torch.clamp(isqrt(variance + eps_codes), min=1)
+    centred = _observe(observe, "centred", x - mean)
+    square_sum = _observe(observe, "square_sum", (centred * centred).sum(dim=-1, keepdim=True))
+    variance = _observe(observe, "variance", torch.div(square_sum, channels, rounding_mode="floor"))
+    std = _observe(observe, "std", torch.clamp(isqrt(variance + eps_codes), min=1))
     reciprocal = torch.div(torch.full_like(std, 1 << LN_RECIPROCAL_BITS), std, rounding_mode="floor")
-    return shift_round(centred * reciprocal, LN_RECIPROCAL_BITS - LN_FRAC_BITS, "half_up")
+    product = _observe(observe, "product", centred * _observe(observe, "reciprocal", reciprocal))
+    return shift_round(product, LN_RECIPROCAL_BITS - LN_FRAC_BITS, "half_up")

@@ -22,7 +22,9 @@ layers — or ``images`` — whose outputs it reads), and per op:
   ``shift`` (scalars), and ``q_scale`` [mantissa, shift] when q is scaled by a non-power-of-two first.
 - ``layernorm``: ``eps_codes``, ``preshift`` (input integers are shifted left by it), arrays
   ``mantissa``, ``shift``, ``bias`` (the affine γ, β as per-channel requantization and offset).
-- ``softmax`` (Shiftmax), ``gelu`` (ShiftGELU): no parameters; the number formats say it all.
+- ``softmax`` (Shiftmax), ``gelu`` (ShiftGELU): no parameters; the number formats say it all (GELU rounds its
+  fixed-point input right by ``gelu_input_shift`` to ``gelu_frac_bits`` fraction bits, computes x·σ(1.702x) in
+  units of 2^−2·gelu_frac_bits, and rounds that back to ``act_frac_bits``).
 - ``add`` (residual add, ``pos_add``): ``output_quant``; the residual operand is the stream's codes brought
   to fixed point by ``stream_mantissa``/``stream_shift``.
 
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from quant import intops
-from quant.integer import ACT_FRAC_BITS, LN_PRESHIFT, IntegerModel, IntEncoder, IntGemm, IntMatMul
+from quant.integer import ACT_FRAC_BITS, GELU_SHIFT, IntegerModel, IntEncoder, IntGemm, IntMatMul
 from quant.primitives import QParams
 
 __all__ = ["MANIFEST_VERSION", "npz_arrays"]
@@ -135,7 +137,7 @@ class _Writer:
                 "op": "layernorm",
                 "inputs": [source],
                 "eps_codes": int(norm.eps_codes),
-                "preshift": LN_PRESHIFT,
+                "preshift": int(norm.preshift),
                 "mantissa": self.array(f"{norm.name}.mantissa", norm.mantissa),
                 "shift": self.array(f"{norm.name}.shift", norm.shift),
                 "bias": self.array(f"{norm.name}.bias", norm.bias),
@@ -192,7 +194,8 @@ def npz_arrays(
             "exp_frac_bits": intops.EXP_FRAC_BITS,
             "prob_frac_bits": intops.PROB_FRAC_BITS,
             "softmax_reciprocal_bits": intops.SOFTMAX_RECIPROCAL_BITS,
-            "gelu_frac_bits": ACT_FRAC_BITS,
+            "gelu_frac_bits": intops.GELU_FRAC_BITS,
+            "gelu_input_shift": GELU_SHIFT,
             "rounding": "half_up: (x + 2^(s-1)) >> s",
         },
         "widths": dict(widths),

@@ -27,7 +27,7 @@ from quant.errors import InputError
 from quant.exports.graph import MAX_SHIFT, Graph, IntOps
 from quant.integer import (
     ACT_FRAC_BITS,
-    LN_PRESHIFT,
+    GELU_SHIFT,
     IntAdd,
     IntBlock,
     IntegerModel,
@@ -172,7 +172,7 @@ class _Builder:
         o = self.ops
         _check_shifts(norm.name, norm.shift)
         normed = o.int_layernorm(
-            o.shift_left(n, LN_PRESHIFT),
+            o.shift_left(n, norm.preshift),
             channels,
             norm.eps_codes,
             intops.LN_FRAC_BITS,
@@ -271,7 +271,8 @@ class _Builder:
         stream = self.residual_add(residual, out, block.add1, f"{n}.add1")
         x = self.layernorm(self.decode(stream, block.stream_mid.params), block.norm2, dim)
         hidden = self.linear(x, block.fc1)
-        hidden = o.shift_round(o.shift_gelu(hidden, ACT_FRAC_BITS, intops.EXP_FRAC_BITS), ACT_FRAC_BITS)
+        gelu = o.shift_gelu(o.shift_round(hidden, GELU_SHIFT), intops.GELU_FRAC_BITS, intops.EXP_FRAC_BITS)
+        hidden = o.shift_round(gelu, 2 * intops.GELU_FRAC_BITS - ACT_FRAC_BITS)
         out = self.linear(hidden, block.fc2)
         residual = self.stream_to_fixed(stream, block.stream_mid)
         return self.residual_add(residual, out, block.add2, f"{n}.add2")

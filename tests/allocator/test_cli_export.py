@@ -29,6 +29,53 @@ def test_export_onnx_int_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert status == 0 and result["ok"]
     assert result["check"]["mismatches"] == 0 and result["check"]["images"] == 8 and result["check"]["outputs"] == 24
     assert result["files"] == {str(out): out.stat().st_size} and result["bytes"] == out.stat().st_size
+    assert result["widths"]["accumulator_bits"] == 32  # no --target: 32-bit accumulators
+
+
+@pytest.mark.slow
+def test_export_npz_for_a_target_uses_its_pe_accumulator_widths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sim.resources import pe_accumulator_bits
+
+    layers = {"blocks.1.mlp.fc1": {"wbits": 2, "abits": 4}}
+    plan = write_plan(tmp_path, {"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}, "layers": layers})
+    out = tmp_path / "npz"
+    args = ["export", "--model", "mixbit_vit_test", "--bits", plan, "--format", "npz", "--out", str(out)]
+    assert main([*args, *SMALL, "--target", "zcu102", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] and result["check"]["mismatches"] == 0
+    acc = result["widths"]["accumulator_bits"]
+    assert acc["blocks.1.mlp.fc1"] == pe_accumulator_bits(2, 4) < acc["blocks.0.attn.qkv"] == pe_accumulator_bits(8, 8)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["widths"]["accumulator_bits"] == acc and manifest["widths"]["nonlinear_bits"] == 32
+
+
+def test_datapath_widths_follow_the_pe_model_and_narrow_ones_are_caught() -> None:
+    """The integer model checks accumulators against the target's widths: a PE model narrower than the values an
+    accumulator reaches is an error naming the GEMM (here W8A8 accumulators forced to the width of W2A2)."""
+    import torch
+
+    from allocator.bridge.widths import datapath_widths
+    from quant.calibrate import calibrate_
+    from quant.integer import WidthError, Widths, to_integer
+    from quant.models import create_model
+    from quant.plan import BitPlan
+    from quant.quantize import QuantConfig, gemm_names, quantize_
+    from sim.resources import pe_accumulator_bits
+
+    torch.manual_seed(0)
+    model = create_model("mixbit_vit_test")
+    plan = BitPlan.uniform("mixbit_vit_test", 8, 8)
+    quantize_(model, QuantConfig(plan=plan))
+    images = torch.randn(4, 1, 16, 16)
+    calibrate_(model, images)
+    widths = datapath_widths(model, plan)
+    assert widths.accumulator_bits == {name: pe_accumulator_bits(8, 8) for name in gemm_names(model)}
+    assert to_integer(model, widths).run(images).logits.shape == (4, 10)
+    narrow = Widths(accumulator_bits=dict.fromkeys(gemm_names(model), pe_accumulator_bits(2, 2)))
+    with pytest.raises(WidthError, match=r"^patch_embed\.proj: accumulator 'acc'"):
+        to_integer(model, narrow).run(images)
 
 
 @pytest.mark.slow  # the qonnx executor runs node by node: 10-40 s on this shared machine

@@ -99,7 +99,9 @@ def test_kill_at_every_step_of_the_swap(tmp_path: Path, atomic: bool) -> None:
     assert step >= 8 and seen == {"old", "new"}  # kills landed both before and after the swap
 
 
-ALLOCATE = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_digits", "--sensitivity-images", "16"]
+# a small run: 16 sensitivity images, 40 evaluation images (what is killed is the run, not its accuracy)
+ALLOCATE = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_digits"]
+ALLOCATE += ["--sensitivity-images", "16", "--eval-images", "40"]
 
 
 def cli(*args: str) -> list[str]:

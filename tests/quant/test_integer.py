@@ -132,7 +132,11 @@ def test_a_model_built_to_overflow_names_the_layer_and_tensor() -> None:
     overflow = r"^blocks\.1\.mlp\.fc1: fixed-point tensor 'out' \(blocks\.1\.mlp\.fc1\.out\) overflows its 32-bit"
     with pytest.raises(WidthError, match=overflow):
         to_integer(model).run(images)
-    assert to_integer(model, Widths(activation_bits=40)).run(images).logits.shape == (8, 10)
+    # with a wider fixed point, the GELU's x·σ(1.702x) is the next tensor to leave its 32 bits
+    inner = r"^blocks\.1\.mlp\.act: intermediate 'product' \(blocks\.1\.mlp\.act\.product\) overflows its 32-bit"
+    with pytest.raises(WidthError, match=inner):
+        to_integer(model, Widths(activation_bits=40)).run(images)
+    assert to_integer(model, Widths(activation_bits=40, nonlinear_bits=48)).run(images).logits.shape == (8, 10)
 
 
 def test_accumulators_as_narrow_as_a_pe_model_says_are_checked() -> None:

@@ -181,15 +181,45 @@ def test_isqrt_matches_loop_twin_on_small_values() -> None:
 def test_int_layernorm_close_to_layer_norm(spread: float) -> None:
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(16, 384, generator=generator, dtype=torch.float64) * spread + 2
-    frac = 12
+    # the integer model pre-shifts the input so |x − μ| < 2^16 (quant.integer.LN_CENTRED_BITS): do the same here
+    frac = min(12, 15 - math.ceil(math.log2(4 * spread)))
     codes = torch.round(x * 2**frac).long()
     eps = 1e-6
     got = intops.int_layernorm(codes, round(eps * 4**frac)).double() / 2**intops.LN_FRAC_BITS
     reference = torch.nn.functional.layer_norm(codes.double() / 2**frac, (384,), eps=eps)
-    # error: rounded mean, ⌊var⌋, ⌊√⌋ (relative 1/σ_codes) and the 2^-12 output step
+    # error: rounded mean, ⌊var⌋, ⌊√⌋ (relative 1/σ_codes), the reciprocal (relative σ_codes/2^24) and the 2^-12
+    # output step
     bound = 5e-3 if spread >= 1 else 0.05
     assert (got - reference).abs().max().item() < bound
 
 
 def test_int_layernorm_constant_row_is_zero() -> None:
     assert intops.int_layernorm(torch.full((1, 8), 77), 0).tolist() == [[0] * 8]
+
+
+def test_nonlinear_intermediates_fit_32_bits_in_their_design_range() -> None:
+    """Shiftmax, ShiftGELU (at GELU_FRAC_BITS, |x| < 2^7) and I-LayerNorm (|x − μ| < 2^16, C ≤ 1024) keep every
+    intermediate in 32 bits, the row statistics in 48; the observer sees each one by name."""
+    generator = torch.Generator().manual_seed(5)
+    seen: dict[str, int] = {}
+
+    def observe(part: str, value: torch.Tensor) -> None:
+        seen[part] = max(seen.get(part, 0), int(value.abs().max()))
+
+    # the worst rows: a one-hot row (exp = Σ exp), logits that span far more than e^-63
+    logits = torch.cat([torch.full((1, 197), -(1 << 28)), torch.randint(-(1 << 20), 1 << 20, (7, 197))])
+    logits[0, 0] = 1 << 28
+    intops.shiftmax(logits, 16, observe=observe)
+    x = torch.randint(-(1 << 19) + 1, 1 << 19, (8, 64), generator=generator)  # |x| < 2^7 at 12 fraction bits
+    intops.shift_gelu(x, intops.GELU_FRAC_BITS, observe=observe)
+    centred = torch.randint(-(1 << 15), 1 << 15, (4, 1024), generator=generator)
+    centred[0] = torch.tensor([1 << 15, -(1 << 15)] * 512)  # σ as large as it gets
+    centred[1] = 0
+    centred[1, 0] = (1 << 15) - 1  # one outlier over a flat row: |x − μ| = √C·σ at its largest
+    intops.int_layernorm(centred, 1, observe=observe)
+    parts = {"shifted", "exp", "sum", "reciprocal", "product", "scaled", "numerator", "sigmoid", "centred",
+             "square_sum", "variance", "std"}  # fmt: skip
+    assert parts <= set(seen)
+    for part, largest in seen.items():
+        bits = 48 if part in intops.ROW_STATISTICS else 32
+        assert largest < 1 << (bits - 1), (part, largest)

@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
     )
+    parser.add_argument(
+        "--target",
+        metavar="T",
+        help="shipped target or TOML file: accumulators get the widths its PE model gives each GEMM's bits "
+        "(checked as the integer model runs); default 32 bits",
+    )
     parser.add_argument("--no-check", action="store_true", help="write the export without checking it")
     parser.add_argument("--seed", type=int, default=0, help="data split and random-weight seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -122,14 +128,16 @@ def export_plan(
     checkpoint: str | None = None,
     check: bool = True,
     seed: int = 0,
+    target: str | None = None,
 ) -> dict[str, Any]:
-    """Quantize, calibrate, export and check; the JSON object ``mixbit export --json`` prints."""
+    """Quantize, calibrate, export and check; the JSON object ``mixbit export --json`` prints. ``target``: the
+    integer formats use (and are checked against) the accumulator widths of that target's PE model."""
     from allocator.bridge.plan import read_bit_plan
     from quant.calibrate import calibrate_
     from quant.errors import InputError
     from quant.exports import export
     from quant.inputs import DataOptions, model_and_data
-    from quant.integer import to_integer
+    from quant.integer import Widths, to_integer
     from quant.quantize import QuantConfig, quantize_
 
     (fmt,) = parse_formats(fmt) if "," not in fmt else (None,)
@@ -138,6 +146,10 @@ def export_plan(
     if images < 1 or calibration < 1:
         raise InputError(f"--images and --calibration must be at least 1, got {images} and {calibration}")
     _check_out(Path(out), fmt)
+    if target is not None:
+        import sim
+
+        sim.load_target(target)  # a bad target fails before any work
     plan = read_bit_plan(plan_path)
     if plan.model and plan.model != model_name:
         raise InputError(f"--bits {plan_path}: the plan is for model {plan.model!r}, not {model_name!r}")
@@ -146,8 +158,14 @@ def export_plan(
 
     model = quantize_(copy.deepcopy(net), QuantConfig(plan=plan))
     calibrate_(model, opened.calib_batch(calibration, seed)[0])
-    result = export(model, fmt, out, model_name=model_name)
+    widths = None
+    if target is not None:
+        from allocator.bridge.widths import datapath_widths
+
+        widths = datapath_widths(model, plan)
+    result = export(model, fmt, out, model_name=model_name, widths=widths)
     obj: dict[str, Any] = {"model": model_name, "plan": str(plan_path), "weights": str(weights), **result.to_json()}
+    obj["widths"] = (widths or Widths()).to_json()
     if not check:
         return obj
     # labelled evaluation images when the data has them, else other calibration-split images (no labels needed)
@@ -155,7 +173,7 @@ def export_plan(
     if fmt == "onnx-int":
         from quant.exports.check import check_onnx_int
 
-        obj["check"] = check_onnx_int(out, to_integer(model), test_images).to_json()
+        obj["check"] = check_onnx_int(out, to_integer(model, widths), test_images).to_json()
         obj["ok"] = obj["check"]["mismatches"] == 0
     elif fmt == "qonnx":
         from quant.exports.check import check_qonnx
@@ -166,7 +184,7 @@ def export_plan(
     else:
         from quant.exports.check import check_npz
 
-        obj["check"] = check_npz(out, to_integer(model), test_images).to_json()
+        obj["check"] = check_npz(out, to_integer(model, widths), test_images).to_json()
         obj["ok"] = obj["check"]["mismatches"] == 0
     return obj
 
@@ -187,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         check=not args.no_check,
         seed=args.seed,
+        target=args.target,
     )
     if args.json:
         emit_json(result)
