@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mounts import full_tmpfs
 
 from allocator import outputs
 from allocator.outputs import clean_stale_staging, replace_folder
@@ -160,3 +161,29 @@ def test_kill_minus_9_at_random_points_of_allocate(tmp_path: Path) -> None:
     assert final.returncode == 0
     assert "pareto_plot" not in whole_result(out)["outputs"]
     assert leftovers(out) == []  # staging folders of the killed runs are gone
+
+
+@pytest.mark.slow  # two digits-testbed allocations
+def test_real_full_filesystem_keeps_the_previous_result(tmp_path: Path) -> None:
+    """A real tmpfs that fills up while allocate writes: exit 2 with one `error:` line, the old folder whole."""
+    with full_tmpfs(tmp_path / "mnt", size_kib=4096) as mnt:
+        os.remove(mnt / "filler")
+        out = mnt / "res"
+        small = (*ALLOCATE, "--pareto-points", "0")
+        first = subprocess.run(cli(*small, "--out", str(out)), env=env(), capture_output=True)
+        assert first.returncode == 0, first.stderr
+        old = {p.name: p.read_bytes() for p in out.iterdir()}
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        (mnt / "filler").write_bytes(b"\0" * max(0, free - 3 * 4096))  # room for the up-front probe only
+        done = subprocess.run(
+            cli(*small, "--seed", "1", "--out", str(out)),
+            env=env(),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2, done.stderr
+        # the disk fills only at the end: progress lines come first, then one `error:` line
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and done.stderr.splitlines()[-1] == errors[0] and "No space left on device" in errors[0]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == old
+        assert sorted(p.name for p in mnt.iterdir()) == ["filler", "res"]  # no staging folder left behind

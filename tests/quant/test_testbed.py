@@ -100,6 +100,13 @@ def test_train_small_folder_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     saved = torch.load(out, weights_only=True)
     # the image size is recorded so the checkpoint loads back at the size it was trained at (#15 item 10)
     assert saved["model_kwargs"] == {"num_classes": 2, "in_chans": 1, "img_size": 8}
+    # ... and `verify` loads it (it could not: "size mismatch for pos_embed", cut off)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}}))
+    status = main(["verify", "--model", "mixbit_vit_test", "--checkpoint", str(out), "--bits", str(plan),
+                   "--data", str(tmp_path / "data"), "--json"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["mismatches"] == 0 and report["checked"] > 0
 
 
 def test_train_rejects_bad_epochs() -> None:
