@@ -49,6 +49,10 @@ def test_export_npz_for_a_target_uses_its_pe_accumulator_widths(
     assert acc["blocks.1.mlp.fc1"] == pe_accumulator_bits(2, 4) < acc["blocks.0.attn.qkv"] == pe_accumulator_bits(8, 8)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["widths"]["accumulator_bits"] == acc and manifest["widths"]["nonlinear_bits"] == 32
+    # the text summary of an npz export (it ended in a KeyError traceback after writing the files)
+    assert main([*args, *SMALL, "--target", "zcu102"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("mixbit_vit_test with ") and "0 mismatches" in lines[1] and "arrays of" in lines[1]
 
 
 def test_datapath_widths_follow_the_pe_model_and_narrow_ones_are_caught() -> None:

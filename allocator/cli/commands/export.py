@@ -216,7 +216,12 @@ def run(args: argparse.Namespace) -> int:
             f"{result['seconds']:.2f} s)"
         )
         check = result.get("check")
-        if check is not None and "mismatches" in check:
+        if check is not None and "arrays" in check:  # npz: the arrays read back against the integer model
+            print(
+                f"  check: {check['arrays']} arrays of {check['layers']} layers read back, {check['checked']:,} "
+                f"values, {check['mismatches']} mismatches"
+            )
+        elif check is not None and "mismatches" in check:
             print(
                 f"  check: {check['checked']:,} elements of {check['outputs']} outputs on {check['images']} images, "
                 f"{check['mismatches']} mismatches"
