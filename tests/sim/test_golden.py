@@ -115,3 +115,20 @@ def test_scalesim_reference_is_the_closed_form() -> None:
         for m, n, k, count in ((197, 1152, 384, 1), (197, 197, 64, 6), (197, 384, 1536, 1))
     )
     assert GOLDEN["scalesim_32x32"][(8, 8)][1] == expected
+
+
+# Input-stationary golden numbers: no shipped board builds an IS array, so zcu102's array is switched to IS
+# (``Target.replace_array``, as ``mixbit simulate --dataflow is`` does); fold pipelining and fused units stay.
+GOLDEN_IS: dict[str, dict[tuple[int, int], tuple[int, int]]] = {
+    "deit_s_block": {(8, 8): (539_411, 125_078), (4, 4): (528_757, 85_469)},
+    "deit_s_block_vector": {(8, 8): (1_167_453, 208_139), (4, 4): (1_153_680, 155_165)},
+}
+
+
+def test_golden_cycles_input_stationary() -> None:
+    target = sim.load_target("zcu102").replace_array(dataflow="is")
+    for workload in (deit_s_block, deit_s_block_with_vector_ops):
+        for bits, (cycles, ideal_cycles) in GOLDEN_IS[workload().name].items():
+            result = sim.simulate(workload(), target, bits)
+            ideal = sim.simulate(workload(), target, bits, ideal_memory=True)
+            assert (result.cycles, ideal.cycles) == (cycles, ideal_cycles), (workload().name, bits)
