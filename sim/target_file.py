@@ -298,6 +298,15 @@ def _build(path: Path, file: TargetFile) -> Target:
         bandwidth = memory.bandwidth_bytes_per_cycle * file.clock_mhz * 1e6 / 1e9
         sources["memory.bandwidth_gbps"] = sources["memory.bandwidth_bytes_per_cycle"]
     acc = file.accelerator
+    nonlinear = None if acc.nonlinear is None else parse_nonlinear(acc.nonlinear, f"{path}: accelerator.nonlinear")
+    if acc.nonlinear is not None:  # parse_nonlinear checked that every unit has a source: record it per number
+        for kind, spec in acc.nonlinear.items():
+            if kind == "lanes_pipeline_depth":
+                sources["accelerator.nonlinear.lanes_pipeline_depth"] = acc.nonlinear["source"]
+            elif isinstance(spec, dict):
+                for key, value in spec.items():
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        sources[f"accelerator.nonlinear.{kind}.{key}"] = spec["source"]
     if acc.pe in ("dsp_packed", "int8") and device.kind == "fpga" and device.dsp == 0:
         raise _fail(path, "accelerator.pe", f"{acc.pe} PEs need DSP slices and the device has none")
     if acc.pe == "dsp_packed" and device.dsp_kind == "dsp48e1":
@@ -323,9 +332,7 @@ def _build(path: Path, file: TargetFile) -> Target:
             buffers=_buffers(path, acc.buffers, device),
             vector_lanes=acc.vector_lanes,
             fold_pipelining=acc.fold_pipelining,
-            nonlinear=Nonlinear()
-            if acc.nonlinear is None
-            else parse_nonlinear(acc.nonlinear, f"{path}: accelerator.nonlinear"),
+            nonlinear=Nonlinear() if nonlinear is None else nonlinear,
         ),
         sources=tuple(sorted(sources.items())),
         published=None if file.published is None else _published(file.published),
