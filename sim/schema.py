@@ -82,10 +82,10 @@ class FileModel(BaseModel):
 class SourcedTable(FileModel):
     """A table whose ``SOURCED`` numbers each cite a source: ``source_<key> = "..."`` or the table's ``source``.
 
-Any other key may cite one too (``source_dataflow``); it is kept in ``sources`` but not required.
+    Any other key may cite one too (``source_dataflow``); it is kept in ``sources`` but not required.
 
-    A source is a citation (datasheet table, paper, repository file) or a text starting with ``assumption:``.
-    After validation ``sources`` maps each sourced key present to its text.
+        A source is a citation (datasheet table, paper, repository file) or a text starting with ``assumption:``.
+        After validation ``sources`` maps each sourced key present to its text.
     """
 
     sources: dict[str, str] = Field(default_factory=dict)

@@ -504,6 +504,12 @@ def _build_fusion(workload: Workload, target: Target) -> _Fusion:
     ptr = np.zeros(len(stages) + 1, dtype=np.int64)
     ptr[1:] = np.cumsum([len(chain) for chain in stages])
     flat = [stage for chain in stages for stage in chain]
+    for elements, _, _ in flat:
+        if elements > INT64_MAX:  # an implicit requantization of a huge GEMM's outputs; refused before int64 arrays
+            raise InputError(
+                f"workload {workload.name!r}: a fused chain over {float(elements):.3g} elements, beyond the "
+                f"simulator's 64-bit counters (at most {INT64_MAX:.3g}); split the GEMM"
+            )
     return _Fusion(
         fused_into=fused_into,
         standalone=standalone,

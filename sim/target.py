@@ -30,6 +30,8 @@ __all__ = [
     "Caps",
     "Device",
     "Memory",
+    "Published",
+    "PublishedResult",
     "Target",
 ]
 
@@ -141,6 +143,35 @@ class Accelerator:
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """One figure a paper reports for its design: a model at (wbits, abits), latency (ms) and/or frames per second."""
+
+    model: str
+    wbits: int
+    abits: int
+    latency_ms: float | None
+    fps: float | None
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a published design reports (``[published]`` of a target under ``targets/published/``).
+
+    Resources a paper leaves out are None; ``sources`` maps each given figure (``dsp``, ``lut``...) to its table.
+    """
+
+    paper: str
+    results: tuple[PublishedResult, ...]
+    dsp: int | None = None
+    lut: int | None = None
+    ff: int | None = None
+    bram36: float | None = None
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Target:
     """A board (or reference accelerator) with the accelerator on it.
 
@@ -157,6 +188,7 @@ class Target:
     memory: Memory
     accelerator: Accelerator
     sources: tuple[tuple[str, str], ...]
+    published: Published | None = None  # figures a paper reports for this design (targets/published/)
 
     @property
     def bytes_per_cycle(self) -> float:
@@ -178,9 +210,7 @@ class Target:
         """Whether the array runs operands of these widths (bits)."""
         return weight_bits in self.accelerator.weight_bits and act_bits in self.accelerator.act_bits
 
-    def replace_array(
-        self, rows: int | None = None, cols: int | None = None, dataflow: str | None = None
-    ) -> Target:
+    def replace_array(self, rows: int | None = None, cols: int | None = None, dataflow: str | None = None) -> Target:
         """A copy with another array shape or dataflow (CLI ``--rows/--cols/--dataflow``, sweep points).
 
         Values are checked (sizes in 1..MAX_ARRAY_SIDE, a known dataflow) but the fit is not: an override that

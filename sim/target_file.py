@@ -18,6 +18,9 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     fold_pipelining (optional bool: consecutive folds overlap fill and drain; default false = SCALE-Sim timing)
     [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
+    [published]                    # optional (targets/published/): what the paper reports for the design
+    paper, dsp, lut, ff, bram36    # resources the paper gives (each with a source), absent when it gives none
+    [[published.results]]          # model (timm name), wbits, abits, latency_ms and/or fps, source, note
 
 Every number needs a source: the table's ``source`` covers all its numbers, ``source_<key>`` overrides
 it for one key. A source is a citation (datasheet table, paper, repository file) or a string starting
@@ -60,10 +63,12 @@ from sim.target import (
     Memory,
     MemoryKind,
     PeKind,
+    Published,
+    PublishedResult,
     Target,
 )
 
-__all__ = ["TargetFile", "list_targets", "load_target"]
+__all__ = ["TargetFile", "list_published_targets", "list_targets", "load_target"]
 
 # Bounds of physical quantities. Sources: the largest FPGA in DESIGN's board list (Alveo U250: 1.7 M LUT,
 # 12,288 DSP, 2,688 BRAM36, 1,280 URAM) and today's fastest memories (an HBM3E stack moves about
@@ -178,6 +183,31 @@ class AcceleratorTable(SourcedTable):
         return self
 
 
+class PublishedResultTable(FileModel):
+    model: Annotated[str, Field(min_length=1)]
+    wbits: Annotated[int, Field(ge=1, le=32)]
+    abits: Annotated[int, Field(ge=1, le=32)]
+    latency_ms: Annotated[float | None, Field(gt=0, le=1e6)] = None
+    fps: Annotated[float | None, Field(gt=0, le=1e9)] = None
+    source: Annotated[str, Field(min_length=1)]
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _latency_or_fps(self) -> PublishedResultTable:
+        if self.latency_ms is None and self.fps is None:
+            raise keyed_error("latency_ms", "give latency_ms or fps (or both)")
+        return self
+
+
+class PublishedTable(SourcedTable):
+    paper: Annotated[str, Field(min_length=1)]
+    dsp: Annotated[int | None, SOURCED, Field(ge=0, le=MAX_BLOCKS)] = None
+    lut: Annotated[int | None, SOURCED, Field(ge=0, le=MAX_COUNT)] = None
+    ff: Annotated[int | None, SOURCED, Field(ge=0, le=MAX_COUNT)] = None
+    bram36: Annotated[float | None, SOURCED, Field(ge=0, le=MAX_BLOCKS)] = None
+    results: Annotated[list[PublishedResultTable], Field(min_length=1)]
+
+
 class TargetFile(SourcedTable):
     """A whole target file (the schema in this module's docstring)."""
 
@@ -189,6 +219,7 @@ class TargetFile(SourcedTable):
     caps: CapsTable | None = None
     memory: MemoryTable
     accelerator: AcceleratorTable
+    published: PublishedTable | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -210,6 +241,12 @@ def list_targets() -> list[str]:
     """Names of the shipped targets, sorted."""
     root = importlib.resources.files("targets")
     return sorted(p.name.removesuffix(".toml") for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def list_published_targets() -> list[Path]:
+    """Paths of the published designs shipped as targets (``targets/published/*.toml``), sorted by name."""
+    root = importlib.resources.files("targets") / "published"
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml"))
 
 
 def load_target(name_or_path: str | Path) -> Target:
@@ -261,6 +298,15 @@ def _build(path: Path, file: TargetFile) -> Target:
         bandwidth = memory.bandwidth_bytes_per_cycle * file.clock_mhz * 1e6 / 1e9
         sources["memory.bandwidth_gbps"] = sources["memory.bandwidth_bytes_per_cycle"]
     acc = file.accelerator
+    nonlinear = None if acc.nonlinear is None else parse_nonlinear(acc.nonlinear, f"{path}: accelerator.nonlinear")
+    if acc.nonlinear is not None:  # parse_nonlinear checked that every unit has a source: record it per number
+        for kind, spec in acc.nonlinear.items():
+            if kind == "lanes_pipeline_depth":
+                sources["accelerator.nonlinear.lanes_pipeline_depth"] = acc.nonlinear["source"]
+            elif isinstance(spec, dict):
+                for key, value in spec.items():
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        sources[f"accelerator.nonlinear.{kind}.{key}"] = spec["source"]
     if acc.pe in ("dsp_packed", "int8") and device.kind == "fpga" and device.dsp == 0:
         raise _fail(path, "accelerator.pe", f"{acc.pe} PEs need DSP slices and the device has none")
     if acc.pe == "dsp_packed" and device.dsp_kind == "dsp48e1":
@@ -286,11 +332,24 @@ def _build(path: Path, file: TargetFile) -> Target:
             buffers=_buffers(path, acc.buffers, device),
             vector_lanes=acc.vector_lanes,
             fold_pipelining=acc.fold_pipelining,
-            nonlinear=Nonlinear()
-            if acc.nonlinear is None
-            else parse_nonlinear(acc.nonlinear, f"{path}: accelerator.nonlinear"),
+            nonlinear=Nonlinear() if nonlinear is None else nonlinear,
         ),
         sources=tuple(sorted(sources.items())),
+        published=None if file.published is None else _published(file.published),
+    )
+
+
+def _published(table: PublishedTable) -> Published:
+    return Published(
+        paper=table.paper,
+        results=tuple(
+            PublishedResult(r.model, r.wbits, r.abits, r.latency_ms, r.fps, r.source, r.note) for r in table.results
+        ),
+        dsp=table.dsp,
+        lut=table.lut,
+        ff=table.ff,
+        bram36=table.bram36,
+        sources=tuple(sorted(table.sources.items())),
     )
 
 

@@ -133,8 +133,8 @@ def frontier(problem: Problem, quantity: Quantity, *, max_cost: float = math.inf
 
 def single_budget(problem: Problem, limits: Limits) -> Quantity | None:
     """The one budgeted quantity when the DP applies to ``limits`` (exactly one of latency/size/BOPs, no on-chip
-    limit, no ties), else None (solve with the ILP)."""
-    if problem.ties or limits.ties or limits.onchip:
+    limit, no energy limit, no ties), else None (solve with the ILP)."""
+    if problem.ties or limits.ties or limits.onchip or limits.energy_mj is not None:
         return None
     active = [name for name, value in (("latency", limits.latency_ms), ("size", limits.size_mb), ("bops", limits.bops))
               if value is not None]  # fmt: skip

@@ -7,9 +7,11 @@
                  Σ_i Σ_c size[i,c] · x[i,c] ≤ S                                  (model size, bits)
                  Σ_i Σ_c bops[i,c] · x[i,c] ≤ B                                  (bit operations)
                  Σ_i Σ_c onchip[i,c] · x[i,c] ≤ M                                (resident weights, bits)
+                 F_E + Σ_i Σ_c energy[i,c] · x[i,c] ≤ E                          (dynamic energy, mJ)
                  Σ_{c: f(c)=v} x[i,c] = Σ_{c: g(c)=v} x[j,c]       ∀ ties (i.f = j.g), values v
 
-F is the bit-independent vector-unit time. Budgets are met to one part in 10^9 (floating point).
+F is the bit-independent vector-unit time, F_E the bit-independent energy of the unfused vector operators.
+Budgets are met to one part in 10^9 (floating point).
 ``pareto_front`` sweeps L (ε-constraint) and solves every point to proven optimality.
 """
 
@@ -41,7 +43,7 @@ __all__ = [
     "pareto_front",
 ]
 
-Quantity = Literal["sensitivity", "latency", "size", "bops", "onchip"]
+Quantity = Literal["sensitivity", "latency", "size", "bops", "onchip", "energy"]
 Rescore = Callable[[dict[str, Any]], pd.DataFrame]
 
 # relative slack on every budget, so a budget equal to a plan's own cost (as the Pareto sweep produces) is met
@@ -64,7 +66,8 @@ class Limits:
     """The user's budgets; None means unlimited.
 
     ``latency_ms`` (ms, vector-unit time included), ``size_mb`` (weights, 10^6 bytes), ``bops`` (10^9 bit
-    operations), ``onchip`` (all weights resident in the target's BRAM/URAM), ``ties`` (added to the problem's).
+    operations), ``onchip`` (all weights resident in the target's BRAM/URAM), ``ties`` (added to the problem's),
+    ``energy_mj`` (mJ of dynamic energy per inference, vector operators included).
     """
 
     latency_ms: float | None = None
@@ -72,9 +75,10 @@ class Limits:
     bops: float | None = None
     onchip: bool = False
     ties: tuple[Tie, ...] = ()
+    energy_mj: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "size_mb", "bops"):
+        for name in ("latency_ms", "size_mb", "bops", "energy_mj"):
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value <= 0):
                 raise InputError(f"limit {name}={value}; must be a positive number")
@@ -87,6 +91,7 @@ class Limits:
             "bops": self.bops,
             "onchip": self.onchip,
             "ties": [str(tie) for tie in self.ties],
+            "energy_mj": self.energy_mj,
         }
 
 
@@ -102,16 +107,18 @@ class Choice:
 @dataclass(frozen=True)
 class Predicted:
     """A plan's costs: ``latency_ms`` (ms), ``size_mb`` (10^6 bytes of weights), ``bops`` (10^9 bit operations),
-    ``onchip_bits`` (resident weight bits), ``latency_cycles`` (cycles, vector-unit time included)."""
+    ``onchip_bits`` (resident weight bits), ``latency_cycles`` (cycles, vector-unit time included),
+    ``energy_mj`` (mJ of dynamic energy, vector operators included)."""
 
     latency_ms: float
     size_mb: float
     bops: float
     onchip_bits: float
     latency_cycles: float
+    energy_mj: float = 0.0
 
     def to_json(self) -> dict[str, float]:
-        return {"latency_ms": self.latency_ms, "size_mb": self.size_mb, "bops": self.bops}
+        return {"latency_ms": self.latency_ms, "size_mb": self.size_mb, "bops": self.bops, "energy_mj": self.energy_mj}
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,7 @@ def _quantity(problem: Problem, quantity: Quantity) -> np.ndarray:
         "size": problem.size_bits,
         "bops": problem.bops,
         "onchip": problem.onchip_bits,
+        "energy": problem.energy_mj,
     }[quantity]
 
 
@@ -196,6 +204,8 @@ def _budgets(problem: Problem, limits: Limits) -> dict[str, float]:
         budgets["size"] = limits.size_mb * 8e6
     if limits.bops is not None:
         budgets["bops"] = limits.bops * 1e9
+    if limits.energy_mj is not None:
+        budgets["energy"] = limits.energy_mj - problem.fixed_energy_mj
     if limits.onchip:
         if problem.onchip_capacity_bits is None:
             raise InputError("limit onchip: the problem has no on-chip capacity (build it from a target)")
@@ -283,6 +293,7 @@ def _predict(problem: Problem, rows: np.ndarray) -> Predicted:
         bops=float(problem.bops[rows].sum()) / 1e9,
         onchip_bits=float(problem.onchip_bits[rows].sum()),
         latency_cycles=latency_cycles,
+        energy_mj=problem.fixed_energy_mj + float(problem.energy_mj[rows].sum()),
     )
 
 
@@ -329,6 +340,7 @@ _DESCRIBE = {
     "size": ("size", "MB", "the smallest plan is"),
     "bops": ("BOPs", "G", "the fewest any plan has is"),
     "onchip": ("on-chip weights", "Mbit", "the smallest plan needs"),
+    "energy": ("energy", "mJ", "the least-energy plan takes"),
 }
 
 
@@ -336,13 +348,17 @@ def _in_user_units(problem: Problem, quantity: str, total: float) -> float:
     """A plan total of ``quantity`` (option-table units) in the units its limit is given in."""
     if quantity == "latency":
         return problem.cycles_to_ms(problem.fixed_cycles + total)
+    if quantity == "energy":
+        return problem.fixed_energy_mj + total
     return {"size": total / 8e6, "bops": total / 1e9, "onchip": total / 1e6}[quantity]
 
 
 def _limit_value(problem: Problem, limits: Limits, quantity: str) -> float:
     if quantity == "onchip":
         return (problem.onchip_capacity_bits or 0) / 1e6
-    return {"latency": limits.latency_ms, "size": limits.size_mb, "bops": limits.bops}[quantity]  # type: ignore[return-value]
+    return {"latency": limits.latency_ms, "size": limits.size_mb, "bops": limits.bops, "energy": limits.energy_mj}[
+        quantity
+    ]  # type: ignore[return-value]
 
 
 def _pair(limit: float, best: float) -> tuple[str, str]:
@@ -361,6 +377,7 @@ def _limits_with(limits: Limits, keep: Sequence[str]) -> Limits:
         bops=limits.bops if "bops" in keep else None,
         onchip=limits.onchip and "onchip" in keep,
         ties=limits.ties,
+        energy_mj=limits.energy_mj if "energy" in keep else None,
     )
 
 

@@ -2,7 +2,9 @@
 
 One row per layer and (wbits, abits) choice — the ILP's whole input table. Costs come from ``sim``: latency
 cycles per layer (stalls included) from ``sim.cost_table``, and the bit-independent vector-unit cycles from
-``sim.vector_cycles``, so a plan's latency is ``fixed_cycles + Σ latency_cycles`` of its choices.
+``sim.vector_cycles``, so a plan's latency is ``fixed_cycles + Σ latency_cycles`` of its choices. Energy the same
+way: ``energy_mj`` per option from the cost table's dynamic energy, ``fixed_energy_mj`` from
+``sim.vector_energy_mj`` (unfused vector operators), so a plan's energy is ``fixed_energy_mj + Σ energy_mj``.
 
 Units: cycles of the accelerator clock (``clock_mhz``), bits; MB below means 10^6 bytes and G means 10^9.
 """
@@ -46,9 +48,10 @@ OPTION_COLUMNS: tuple[str, ...] = (
     "size_bits",
     "bops",
     "onchip_bits",
+    "energy_mj",
 )
 _FIELD = {"layer": "option_layer"}  # table column -> Problem field, where they differ
-_COST_COLUMNS: tuple[str, ...] = ("latency_cycles", "size_bits", "bops", "onchip_bits")
+_COST_COLUMNS: tuple[str, ...] = ("latency_cycles", "size_bits", "bops", "onchip_bits", "energy_mj")
 
 # BRAM36_BITS and URAM_BITS (Xilinx UG573 block sizes) come from sim.target, their one definition.
 
@@ -113,8 +116,10 @@ class Problem:
     ``layer`` column), ``wbits``, ``abits`` (bits), ``sensitivity`` (Ω, unitless,
     lower is better), ``latency_cycles`` (cycles, stalls included), ``size_bits`` (weight bits stored),
     ``bops`` (bit operations: MACs × wbits × abits), ``onchip_bits`` (weight bits that must sit on chip when
-    weights are kept resident). ``layers`` gives the layer order; rows are kept sorted by it, then by bits.
-    ``fixed_cycles`` (cycles) is added to every plan's latency; ``onchip_capacity_bits`` (bits, None when
+    weights are kept resident), ``energy_mj`` (mJ of dynamic energy; zeros when the table has none). ``layers``
+    gives the layer order; rows are kept sorted by it, then by bits.
+    ``fixed_cycles`` (cycles) is added to every plan's latency and ``fixed_energy_mj`` (mJ) to its energy;
+    ``onchip_capacity_bits`` (bits, None when
     unknown) bounds Σ onchip_bits when on-chip limits are asked for; ``ties`` always hold (user ties can also
     be given per solve in ``allocator.ilp.Limits``).
     """
@@ -133,6 +138,8 @@ class Problem:
     onchip_capacity_bits: int | None = None
     ties: tuple[Tie, ...] = ()
     model: str = ""
+    energy_mj: np.ndarray | None = None
+    fixed_energy_mj: float = 0.0
     choice_rows: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +152,9 @@ class Problem:
             "size_bits": _column(self.size_bits, np.float64, "size_bits"),
             "bops": _column(self.bops, np.float64, "bops"),
             "onchip_bits": _column(self.onchip_bits, np.float64, "onchip_bits"),
+            "energy_mj": _column(
+                np.zeros(len(self.option_layer)) if self.energy_mj is None else self.energy_mj, np.float64, "energy_mj"
+            ),
         }
         rows = len(columns["option_layer"])
         for name, values in columns.items():
@@ -162,6 +172,8 @@ class Problem:
             raise InputError(f"problem: clock_mhz={self.clock_mhz}; must be a positive number")
         if self.fixed_cycles < 0:
             raise InputError(f"problem: fixed_cycles={self.fixed_cycles}; must be >= 0")
+        if not np.isfinite(self.fixed_energy_mj) or self.fixed_energy_mj < 0:
+            raise InputError(f"problem: fixed_energy_mj={self.fixed_energy_mj}; must be a finite number >= 0")
         if self.onchip_capacity_bits is not None and self.onchip_capacity_bits < 0:
             raise InputError(f"problem: onchip_capacity_bits={self.onchip_capacity_bits}; must be >= 0")
         for name in ("sensitivity", *_COST_COLUMNS):
@@ -200,6 +212,7 @@ class Problem:
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "choice_rows", choice_rows)
         object.__setattr__(self, "fixed_cycles", int(self.fixed_cycles))
+        object.__setattr__(self, "fixed_energy_mj", float(self.fixed_energy_mj))
         object.__setattr__(self, "ties", tuple(Tie.parse(tie) for tie in self.ties))
         self.check_ties(self.ties)
 
@@ -214,14 +227,18 @@ class Problem:
         onchip_capacity_bits: int | None = None,
         ties: Sequence[Tie | Sequence] = (),
         model: str = "",
+        fixed_energy_mj: float = 0.0,
     ) -> Problem:
-        """A problem from a table with the ``OPTION_COLUMNS`` (``onchip_bits`` defaults to ``size_bits``).
+        """A problem from a table with the ``OPTION_COLUMNS`` (``onchip_bits`` defaults to ``size_bits``,
+        ``energy_mj`` to zeros).
 
         ``layers`` defaults to the order of first appearance in ``frame``.
         """
         frame = frame.copy()
         if "onchip_bits" not in frame.columns and "size_bits" in frame.columns:
             frame["onchip_bits"] = frame["size_bits"]
+        if "energy_mj" not in frame.columns:
+            frame["energy_mj"] = 0.0
         missing = [c for c in OPTION_COLUMNS if c not in frame.columns]
         if missing:
             raise InputError(f"problem table is missing column(s) {', '.join(missing)}")
@@ -235,6 +252,7 @@ class Problem:
             onchip_capacity_bits=onchip_capacity_bits,
             ties=tuple(Tie.parse(t) for t in ties),
             model=model,
+            fixed_energy_mj=fixed_energy_mj,
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -242,7 +260,7 @@ class Problem:
         frame = pd.DataFrame({c: np.asarray(getattr(self, _FIELD.get(c, c))) for c in OPTION_COLUMNS})
         frame["layer"] = frame["layer"].astype(str)
         for c in _COST_COLUMNS:
-            if np.all(np.mod(frame[c], 1) == 0):
+            if c != "energy_mj" and np.all(np.mod(frame[c], 1) == 0):
                 frame[c] = frame[c].astype(np.int64)
         return frame
 
@@ -273,6 +291,7 @@ class Problem:
             onchip_capacity_bits=self.onchip_capacity_bits,
             ties=self.ties,
             model=self.model,
+            fixed_energy_mj=self.fixed_energy_mj,
         )
 
     def cycles_to_ms(self, cycles: float) -> float:
@@ -360,14 +379,16 @@ def build_problem(
     ideal_memory: bool = False,
     cost_table: pd.DataFrame | None = None,
     vector_cycles: int | None = None,
+    vector_energy_mj: float | None = None,
     ties: Sequence[Tie | Sequence] = (),
 ) -> Problem:
     """The problem for ``workload`` on ``target``: costs from ``sim.cost_table``, Ω from ``sensitivity``.
 
     ``sensitivity`` has columns [layer, wbits, abits, sensitivity]; a layer's choices are the bit pairs that
     have both a cost and a score. ``bit_pairs`` defaults to every (wbits, abits) the target's array supports.
-    ``cost_table`` / ``vector_cycles`` replace the simulator's (same columns as ``sim.cost_table``: name, wbits,
-    abits, macs, weight_params, cycles) — for tests and for cost tables computed elsewhere.
+    ``cost_table`` / ``vector_cycles`` / ``vector_energy_mj`` replace the simulator's (same columns as
+    ``sim.cost_table``: name, wbits, abits, macs, weight_params, cycles, and energy_mj if energy is wanted) — for
+    tests and for cost tables computed elsewhere.
     """
     if bit_pairs is None:
         accel = target.accelerator
@@ -378,6 +399,8 @@ def build_problem(
 
         if cost_table is None:
             cost_table = sim.cost_table(workload, target, bit_pairs, ideal_memory=ideal_memory)
+            if vector_energy_mj is None:  # the simulator's energies: its unfused vector operators are the fixed part
+                vector_energy_mj = sim.vector_energy_mj(workload, target)
         if vector_cycles is None:
             vector_cycles = sim.vector_cycles(workload, target)
     missing = [c for c in ("name", "wbits", "abits", "macs", "weight_params", "cycles") if c not in cost_table.columns]
@@ -395,9 +418,12 @@ def build_problem(
         [(int(w), int(a)) in wanted for w, a in zip(cost_table["wbits"], cost_table["abits"], strict=True)]
     ]
     rows = []
-    for name, wbits, abits, macs, weight_params, cycles in costs[
-        ["name", "wbits", "abits", "macs", "weight_params", "cycles"]
-    ].itertuples(index=False):
+    energies = costs["energy_mj"] if "energy_mj" in costs.columns else pd.Series(0.0, index=costs.index)
+    for (name, wbits, abits, macs, weight_params, cycles), energy in zip(
+        costs[["name", "wbits", "abits", "macs", "weight_params", "cycles"]].itertuples(index=False),
+        energies,
+        strict=True,
+    ):
         key = (str(name), int(wbits), int(abits))
         if key[0] not in known:
             raise InputError(f"cost table: layer {key[0]!r} is not a GEMM of {workload.name!r}")
@@ -415,6 +441,7 @@ def build_problem(
                 "bops": int(macs) * key[1] * key[2],
                 # attention matmuls have no weights (weight_params = 0), so nothing of theirs stays on chip
                 "onchip_bits": weight_bits,
+                "energy_mj": float(energy),
             }
         )
     frame = pd.DataFrame(rows, columns=list(OPTION_COLUMNS))
@@ -432,4 +459,5 @@ def build_problem(
         onchip_capacity_bits=onchip_capacity_bits(target),
         ties=ties,
         model=workload.name,
+        fixed_energy_mj=float(vector_energy_mj or 0.0),
     )

@@ -248,5 +248,7 @@ def test_stdout_text_is_whole_or_nothing(capsys: pytest.CaptureFixture[str]) -> 
 def test_allocate_text_mode_prints_no_progress_before_a_late_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*ALLOC, "--latency-ms", "0.000001", "--pareto-points", "0"]) == 2
     one_error(capsys, "latency", "cannot be met")
+    assert main([*ALLOC, "--energy-mj", "0.000001", "--pareto-points", "0"]) == 2
+    one_error(capsys, "energy 1e-06 mJ cannot be met; the least-energy plan takes")
     assert main([*ALLOC, "--latency-of", "W7A7"]) == 2
     one_error(capsys, "--latency-of W7A7")

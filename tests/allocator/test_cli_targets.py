@@ -93,7 +93,7 @@ def test_bad_target_file_exits_2_naming_file_key_and_reason(capsys: pytest.Captu
     status, out, err = run(capsys, "targets", str(path), "--json")
     assert status == 2 and out == ""
     assert err.strip() == (
-        f"error: {path}: accelerator.rows: the 96x48 dsp_packed accelerator needs 4,736 DSP (array: 4,608), "
+        f"error: {path}: accelerator.rows: the 96x48 dsp_packed accelerator needs 4,696 DSP (array: 4,608), "
         "the device XCZU7EV-2FFVC1156E has 1,728"
     )
 

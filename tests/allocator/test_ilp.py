@@ -397,7 +397,7 @@ def test_allocation_json_and_plan_follow_the_contract() -> None:
     assert set(obj["layers"][0]) == {"name", "wbits", "abits"}
     assert len(obj["options"]) == len(problem)
     assert set(obj["options"][0]) >= {"layer", "wbits", "abits", "sensitivity", "latency_cycles", "size_bits", "bops"}
-    assert set(obj["predicted"]) == {"latency_ms", "size_mb", "bops"}
+    assert set(obj["predicted"]) == {"latency_ms", "size_mb", "bops", "energy_mj"}  # energy_mj: an addition (#16)
     assert obj["predicted"]["latency_ms"] <= limits.latency_ms * (1 + 1e-9)
     plan = allocation.plan()
     assert set(plan["layers"]) == set(problem.layers)

@@ -308,7 +308,9 @@ def test_per_layer_latencies_add_up_to_the_whole_model_simulation(target_name: s
     target = fake_target() if target_name == "fake" else sim.load_target(target_name)
     pairs = [(w, a) for w in (2, 4, 8) for a in (4, 8)]
     problem = build_problem(workload, target, sensitivity_table(workload, pairs), pairs, ideal_memory=ideal_memory)
-    assert problem.fixed_cycles == sim.vector_cycles(workload, target) > 0
+    assert problem.fixed_cycles == sim.vector_cycles(workload, target)
+    # on the lanes every vector operator is fixed time; zcu102 fuses them all into GEMM tails (option costs)
+    assert problem.fixed_cycles > 0 or target.accelerator.nonlinear.configured
     rng = np.random.default_rng(3)
     for _ in range(3):
         rows = np.array([rng.choice(r) for r in problem.choice_rows])

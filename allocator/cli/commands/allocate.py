@@ -124,6 +124,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size-mb", type=positive_float(), help="weight size limit in MB (10^6 bytes)")
     parser.add_argument("--bops", type=positive_float(), help="limit on bit operations, in G (10^9)")
     parser.add_argument("--onchip", action="store_true", help="all weights must fit in the target's BRAM/URAM")
+    parser.add_argument(
+        "--energy-mj",
+        type=positive_float(),
+        help="limit on dynamic energy per inference in mJ (vector operators included)",
+    )
     parser.add_argument("--sensitivity", choices=("hessian", "fisher"), default="hessian")
     parser.add_argument(
         "--hessian-form",
@@ -190,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.latency_ms is not None and args.latency_of is not None:
         raise InputError("give --latency-ms or --latency-of, not both")
-    limits = Limits(latency_ms=args.latency_ms, size_mb=args.size_mb, bops=args.bops, onchip=args.onchip)
+    limits = Limits(
+        latency_ms=args.latency_ms, size_mb=args.size_mb, bops=args.bops, onchip=args.onchip, energy_mj=args.energy_mj
+    )
     log = None if args.json else (lambda message: print(f"mixbit: {message}", file=sys.stderr))
     progress = not args.json and sys.stderr.isatty()
     target = sim.load_target(args.target)  # no torch needed: a wrong target fails in a fraction of a second
