@@ -1,6 +1,6 @@
 """Exact minimum-Ω plans under one budget: the multiple-choice knapsack solved by a Pareto-frontier dynamic program.
 
-With one budget (latency, size or BOPs) and no ties, the ILP of ``allocator.ilp.model`` is a multiple-choice
+With one budget (latency, size, BOPs or energy) and no ties, the ILP of ``allocator.ilp.model`` is a multiple-choice
 knapsack: pick one option per layer, minimise Σ Ω under Σ cost ≤ budget. The dynamic program keeps, after
 layer i, every partial plan of layers 0..i that no other partial plan beats on both cost and Ω (Nemhauser and
 Ullmann's list algorithm):
@@ -32,7 +32,7 @@ from allocator.ilp.problem import Problem
 
 __all__ = ["Frontier", "Quantity", "frontier", "single_budget", "solve_single_budget"]
 
-Quantity = Literal["latency", "size", "bops"]
+Quantity = Literal["latency", "size", "bops", "energy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +70,8 @@ class Frontier:
 
 
 def _cost(problem: Problem, quantity: str) -> np.ndarray:
-    return {"latency": problem.latency_cycles, "size": problem.size_bits, "bops": problem.bops}[quantity]
+    costs = {"latency": problem.latency_cycles, "size": problem.size_bits, "bops": problem.bops}
+    return problem.energy_mj if quantity == "energy" else costs[quantity]
 
 
 def _undominated(rows: np.ndarray, cost: np.ndarray, omega: np.ndarray) -> np.ndarray:
@@ -132,12 +133,14 @@ def frontier(problem: Problem, quantity: Quantity, *, max_cost: float = math.inf
 
 
 def single_budget(problem: Problem, limits: Limits) -> Quantity | None:
-    """The one budgeted quantity when the DP applies to ``limits`` (exactly one of latency/size/BOPs, no on-chip
-    limit, no energy limit, no ties), else None (solve with the ILP)."""
-    if problem.ties or limits.ties or limits.onchip or limits.energy_mj is not None:
+    """The one budgeted quantity when the DP applies to ``limits`` (exactly one of latency/size/BOPs/energy, no
+    on-chip limit, no ties), else None (solve with the ILP)."""
+    if problem.ties or limits.ties or limits.onchip:
         return None
-    active = [name for name, value in (("latency", limits.latency_ms), ("size", limits.size_mb), ("bops", limits.bops))
-              if value is not None]  # fmt: skip
+    budgets = (
+        ("latency", limits.latency_ms), ("size", limits.size_mb), ("bops", limits.bops), ("energy", limits.energy_mj)
+    )  # fmt: skip
+    active = [name for name, value in budgets if value is not None]
     return active[0] if len(active) == 1 else None  # type: ignore[return-value]
 
 
@@ -168,6 +171,8 @@ def _infeasible_message(problem: Problem, limits: Limits, quantity: str) -> str:
     if quantity == "latency":
         best = problem.cycles_to_ms(problem.fixed_cycles + cheapest)
         limit = limits.latency_ms
+    elif quantity == "energy":
+        best, limit = problem.fixed_energy_mj + cheapest, limits.energy_mj
     elif quantity == "size":
         best, limit = cheapest / 8e6, limits.size_mb
     else:

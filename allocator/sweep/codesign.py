@@ -22,7 +22,9 @@ from sim.workload import Workload
 
 __all__ = ["allocate_points", "design_key", "solve_point"]
 
-_COSTS = ("cycles", "latency_ms", "ilp_latency_ms", "size_mb", "gbops", "mean_wbits", "mean_abits", *RESOURCES)
+_COSTS = (
+    "cycles", "latency_ms", "ilp_latency_ms", "size_mb", "gbops", "energy_mj", "mean_wbits", "mean_abits", *RESOURCES
+)  # fmt: skip
 _SCORES: dict[tuple[str, str, tuple], pd.DataFrame] = {}
 
 
@@ -65,10 +67,9 @@ def allocate_points(
 ) -> list[dict[str, Any]]:
     """Result columns of each allocation point (the columns of ``run.allocate_point`` plus ``solver`` and
     ``solve_s``), points of one design sharing its problem and fronts."""
-    from allocator.ilp.model import Limits
     from allocator.ilp.problem import build_problem
     from allocator.sweep.batch import _estimate
-    from allocator.sweep.run import configure_target
+    from allocator.sweep.run import configure_target, point_limits
     from sim.errors import InputError
 
     rows: list[dict[str, Any]] = []
@@ -93,7 +94,7 @@ def allocate_points(
             rows.append({"error": failure})
             continue
         began = time.perf_counter()
-        limits = Limits(latency_ms=point.limit_latency_ms, size_mb=point.limit_size_mb, bops=point.limit_bops)
+        limits = point_limits(point)
         allocation, solver = solve_point(problem, limits, fronts)
         objective = math.nan if allocation.objective is None else float(allocation.objective)
         row: dict[str, Any] = {
@@ -121,6 +122,7 @@ def allocate_points(
                 ilp_latency_ms=float(predicted.latency_ms),
                 size_mb=float(predicted.size_mb),
                 gbops=float(predicted.bops),
+                energy_mj=float(predicted.energy_mj),
                 mean_wbits=sum(w for w, _ in bits.values()) / len(bits),
                 mean_abits=sum(a for _, a in bits.values()) / len(bits),
                 fits=bool(resources[-1]),

@@ -24,10 +24,12 @@ __all__ = ["FIELDS", "PointGrid", "Points", "point_ids"]
 # DesignPoint's fields, sorted: the order of the JSON text its id hashes
 FIELDS = (
     "abits", "allocate", "bandwidth_gbps", "choices", "clock_mhz", "cols", "dataflow", "filter_bytes",
-    "ifmap_bytes", "limit_bops", "limit_latency_ms", "limit_size_mb", "model", "ofmap_bytes", "rows",
-    "sensitivity", "target", "wbits",
+    "ifmap_bytes", "limit_bops", "limit_energy_mj", "limit_latency_ms", "limit_size_mb", "model", "ofmap_bytes",
+    "rows", "sensitivity", "target", "wbits",
 )  # fmt: skip
-BUDGET_AXES = ("latency_ms", "size_mb", "bops")
+# fields added after ids were first published: hashed only when set, so every earlier point keeps its id
+ID_WHEN_SET = frozenset({"limit_energy_mj"})
+BUDGET_AXES = ("latency_ms", "size_mb", "bops", "energy_mj")
 
 
 def _fragment(value: Any) -> str:
@@ -36,7 +38,12 @@ def _fragment(value: Any) -> str:
 
 def id_text(fields: Mapping[str, Any]) -> str:
     """The canonical JSON text of a point's fields (sorted keys, no spaces) that its id hashes."""
-    return "{" + ",".join(f'"{name}":{_fragment(_plain(fields[name]))}' for name in FIELDS) + "}"
+    parts = (
+        f'"{name}":{_fragment(_plain(fields[name]))}'
+        for name in FIELDS
+        if not (name in ID_WHEN_SET and fields[name] is None)
+    )
+    return "{" + ",".join(parts) + "}"
 
 
 def _plain(value: Any) -> Any:
@@ -137,7 +144,7 @@ class PointGrid:
             value_digit = digits[axis] if axis in digits else np.zeros(n, dtype=np.int64)
             fragments = table[digits["target"], value_digit] if table.ndim == 2 else table[value_digit]
             columns.append(fragments.tolist())
-        return point_ids(["{" + ",".join(parts) + "}" for parts in zip(*columns, strict=True)])
+        return point_ids(["{" + ",".join(p for p in parts if p) + "}" for parts in zip(*columns, strict=True)])
 
     def _fragment_tables(self) -> dict[str, tuple[str, np.ndarray]]:
         """field → (digit that picks it, array of its '"field":value' JSON fragments)."""
@@ -146,12 +153,16 @@ class PointGrid:
             for name, (axis, values) in self._field_tables().items():
                 fragments = np.empty(values.shape, dtype=object)
                 for where, value in np.ndenumerate(values):
-                    fragments[where] = f'"{name}":{_fragment(_plain(value))}'
+                    if name in ID_WHEN_SET and value is None:
+                        fragments[where] = ""  # left out of the id text (see ID_WHEN_SET)
+                    else:
+                        fragments[where] = f'"{name}":{_fragment(_plain(value))}'
                 tables[name] = (axis, fragments)
             for name, values in (("target", self.targets), ("model", self.models)):
                 tables[name] = (name, np.array([f'"{name}":{_fragment(v)}' for v in values], dtype=object))
             for name, value in self.constants:
-                tables[name] = ("", np.array([f'"{name}":{_fragment(_plain(value))}'], dtype=object))
+                fragment = "" if name in ID_WHEN_SET and value is None else f'"{name}":{_fragment(_plain(value))}'
+                tables[name] = ("", np.array([fragment], dtype=object))
             self._tables["fragments"] = tables
         return self._tables["fragments"]
 

@@ -24,7 +24,7 @@ The points are counted, never all built: more than ``MAX_POINTS`` is refused unl
 (``grid.PointGrid``).
 
 With ``allocate = true`` every point gets the minimum-Ω bit plan instead of a uniform simulation; the grid
-then has budget axes (``latency_ms``, ``size_mb``, ``bops`` in GBOPs) instead of ``bits``, ``choices``
+then has budget axes (``latency_ms``, ``size_mb``, ``bops`` in GBOPs, ``energy_mj``) instead of ``bits``, ``choices``
 lists the candidate [wbits, abits] pairs (default: all the target supports) and ``sensitivity`` is
 ``"proxy"`` (``proxy_sensitivity``, no data needed) or a CSV/parquet table with columns layer, wbits,
 abits, sensitivity (e.g. measured Hessian traces), relative to the sweep file, checked value by value
@@ -101,7 +101,8 @@ class DesignPoint:
 
     ``wbits``/``abits`` are the uniform bits of a simulation point and 0 on allocation points, whose bits
     the ILP chooses among ``choices`` (empty: every pair the target supports) under the budgets
-    ``limit_latency_ms`` (ms), ``limit_size_mb`` (1e6 bytes) and ``limit_bops`` (1e9 bit operations); an absent
+    ``limit_latency_ms`` (ms), ``limit_size_mb`` (1e6 bytes), ``limit_bops`` (1e9 bit operations) and
+    ``limit_energy_mj`` (mJ of dynamic energy per inference); an absent
     budget is ``None``. ``sensitivity`` is ``"proxy"`` or the path of a sensitivity table file.
     """
 
@@ -121,6 +122,7 @@ class DesignPoint:
     limit_latency_ms: float | None = None
     limit_size_mb: float | None = None
     limit_bops: float | None = None
+    limit_energy_mj: float | None = None
     sensitivity: str = ""
     choices: tuple[tuple[int, int], ...] = ()
 
@@ -535,13 +537,25 @@ def _table_problem(table: pd.DataFrame) -> str:
     return ""
 
 
+def point_limits(point: DesignPoint) -> Any:
+    """The ``allocator.ilp.Limits`` of an allocation point's budgets (absent ones are None)."""
+    from allocator.ilp.model import Limits
+
+    return Limits(
+        latency_ms=point.limit_latency_ms,
+        size_mb=point.limit_size_mb,
+        bops=point.limit_bops,
+        energy_mj=point.limit_energy_mj,
+    )
+
+
 def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Run the bit-allocation ILP on the point's design and budgets, then simulate the chosen plan.
 
     Sensitivity is ``proxy_sensitivity`` or the point's table file. An infeasible budget is a result
     (``status`` "infeasible", NaN costs), not an error.
     """
-    from allocator.ilp.model import Limits, allocate
+    from allocator.ilp.model import allocate
     from allocator.ilp.problem import build_problem
     from sim.simulate import simulate  # the function: `sim.simulate` is also a submodule name
 
@@ -552,14 +566,17 @@ def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> di
     else:
         scores = _sensitivity_table(point.sensitivity)
     problem = build_problem(workload, target, scores, pairs)
-    limits = Limits(latency_ms=point.limit_latency_ms, size_mb=point.limit_size_mb, bops=point.limit_bops)
+    limits = point_limits(point)
     allocation = allocate(problem, limits)
     row: dict[str, Any] = {
         "status": allocation.status,
         "objective": math.nan if allocation.objective is None else float(allocation.objective),
         "message": allocation.message,
     }
-    nan_costs = ("cycles", "latency_ms", "ilp_latency_ms", "size_mb", "gbops", "mean_wbits", "mean_abits", *_RESOURCES)
+    nan_costs = (
+        "cycles", "latency_ms", "ilp_latency_ms", "size_mb", "gbops", "energy_mj", "mean_wbits", "mean_abits",
+        *_RESOURCES,
+    )  # fmt: skip
     if not allocation.ok or allocation.predicted is None:
         return {**row, **dict.fromkeys(nan_costs, math.nan), "fits": False, "plan": ""}
     bits = {c.layer: (c.wbits, c.abits) for c in allocation.chosen}
@@ -571,6 +588,7 @@ def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> di
         "ilp_latency_ms": float(allocation.predicted.latency_ms),
         "size_mb": float(allocation.predicted.size_mb),
         "gbops": float(allocation.predicted.bops),
+        "energy_mj": float(allocation.predicted.energy_mj),
         "mean_wbits": sum(w for w, _ in bits.values()) / len(bits),
         "mean_abits": sum(a for _, a in bits.values()) / len(bits),
         "fits": bool(result.fits),

@@ -64,6 +64,7 @@ class GridTable(FileModel):
     latency_ms: _axis(Budget) | None = None
     size_mb: _axis(Budget) | None = None
     bops: _axis(Budget) | None = None
+    energy_mj: _axis(Budget) | None = None
     ifmap_kib: _axis(Kib) | None = None
     filter_kib: _axis(Kib) | None = None
     ofmap_kib: _axis(Kib) | None = None
@@ -84,6 +85,7 @@ class PointTable(FileModel):
     latency_ms: Budget | None = None
     size_mb: Budget | None = None
     bops: Budget | None = None
+    energy_mj: Budget | None = None
     ifmap_kib: Kib | None = None
     filter_kib: Kib | None = None
     ofmap_kib: Kib | None = None
@@ -91,7 +93,7 @@ class PointTable(FileModel):
 
 #: Design axes (keys of ``[grid]``), in file order; budgets only with ``allocate = true``.
 AXES: tuple[str, ...] = tuple(GridTable.model_fields)
-BUDGET_AXES: tuple[str, ...] = ("latency_ms", "size_mb", "bops")
+BUDGET_AXES: tuple[str, ...] = ("latency_ms", "size_mb", "bops", "energy_mj")
 #: Per-operand buffer sizes (KiB); instead of ``buffer_split``, not with it.
 OPERAND_BUFFER_AXES: tuple[str, ...] = ("ifmap_kib", "filter_kib", "ofmap_kib")
 

@@ -134,3 +134,30 @@ def test_plan_energy_is_the_simulated_energy(name: str) -> None:
         total = problem.fixed_energy_mj + float(problem.energy_mj[rows].sum())
         assert total == pytest.approx(sim.simulate(workload, target, plan).energy_mj, rel=1e-9)
         assert total > problem.fixed_energy_mj > 0
+
+
+def test_the_one_budget_dp_takes_an_energy_limit_and_equals_brute_force_and_the_ilp() -> None:
+    """An energy limit alone is a one-budget knapsack: the DP (the sweep's co-design solver) answers it exactly,
+    with the ILP's status, objective and message."""
+    from allocator.ilp.mckp import single_budget, solve_single_budget
+
+    rng = np.random.default_rng(17)
+    solved = infeasible = 0
+    for _ in range(60):
+        problem = random_energy_problem(rng, int(rng.integers(1, 6)))
+        low = problem.fixed_energy_mj + sum(problem.energy_mj[r].min() for r in problem.choice_rows)
+        high = problem.fixed_energy_mj + sum(problem.energy_mj[r].max() for r in problem.choice_rows)
+        limits = Limits(energy_mj=max(1e-9, low + rng.uniform(-0.2, 1.0) * (high - low)))
+        assert single_budget(problem, limits) == "energy"
+        got, ilp = solve_single_budget(problem, limits), allocate(problem, limits)
+        expected = brute_force(problem, limits)
+        assert got.status == ilp.status
+        if expected is None:
+            assert got.status == "infeasible" and got.message == ilp.message
+            infeasible += 1
+            continue
+        assert got.objective == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert got.objective == pytest.approx(ilp.objective, rel=1e-9, abs=1e-12)
+        assert got.predicted.energy_mj <= limits.energy_mj * (1 + 1e-9)
+        solved += 1
+    assert solved >= 20 and infeasible >= 3

@@ -323,6 +323,47 @@ latency_ms = {budgets}
     assert json.loads(tight["plan"])["layers"].keys() == {g.name for g in workloads["mixbit_vit_test"].gemms}
 
 
+@pytest.mark.slow
+def test_allocation_sweep_meets_each_energy_budget(tmp_path: Path, client: Any) -> None:
+    """``energy_mj`` is a budget axis: each point's plan is the minimum-Ω one within its energy (the DP,
+    equal to the ILP's), energy is recorded, and the ids of points without it are those of earlier releases."""
+    from allocator.ilp.model import Limits, allocate
+    from allocator.ilp.problem import build_problem
+    from allocator.sweep import proxy_sensitivity
+    from allocator.sweep.run import build_workloads
+    from sim import load_target
+
+    workloads = build_workloads(["mixbit_vit_test"])
+    workload, zcu102 = workloads["mixbit_vit_test"], load_target("zcu102").replace_array(rows=8)
+    pairs = [(8, 8), (4, 8), (4, 4), (2, 4)]
+    problem = build_problem(workload, zcu102, proxy_sensitivity(workload, pairs), pairs)
+    least = problem.fixed_energy_mj + sum(float(problem.energy_mj[r].min()) for r in problem.choice_rows)
+    most = problem.fixed_energy_mj + sum(float(problem.energy_mj[r].max()) for r in problem.choice_rows)
+    budgets = [least * 0.9, (least + most) / 2, most * 2]
+    text = f"""
+models = ["mixbit_vit_test"]
+allocate = true
+sensitivity = "proxy"
+choices = [[8, 8], [4, 8], [4, 4], [2, 4]]
+
+[grid]
+target = ["zcu102"]
+rows = [8]
+energy_mj = {budgets}
+"""
+    spec = load_sweep(write(tmp_path, text))
+    summary = run_sweep(spec, tmp_path / "out", client=client, workloads=workloads, progress=False)
+    assert (summary.done, summary.errors) == (3, 0)
+    frame = read_results(tmp_path / "out").sort_values("limit_energy_mj")
+    assert list(frame["status"]) == ["infeasible", "optimal", "optimal"]
+    assert "least-energy plan takes" in frame.iloc[0]["message"]
+    for row, budget in zip(frame.itertuples(), budgets, strict=True):
+        if row.status == "optimal":
+            assert row.energy_mj <= budget * (1 + 1e-9) and row.solver == "dp"
+            assert row.objective == pytest.approx(allocate(problem, Limits(energy_mj=budget)).objective, rel=1e-9)
+    assert frame.iloc[1]["objective"] > frame.iloc[2]["objective"]  # a tighter budget costs sensitivity
+
+
 def test_points_the_simulator_rejects_are_stored_with_their_error(tmp_path: Path, client: Any) -> None:
     spec = load_sweep(write(tmp_path, GRID))
     out = tmp_path / "out"
