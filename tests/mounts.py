@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["full_tmpfs", "readonly_tmpfs"]
+__all__ = ["fill", "full_tmpfs", "readonly_tmpfs"]
 
 
 def _mount(where: Path, options: str) -> None:
@@ -29,16 +29,23 @@ def _umount(where: Path) -> None:
     subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
 
 
+def fill(where: Path, name: str = "filler") -> Path:
+    """Fill the filesystem holding ``where`` to the last byte with the file ``where/name``; returns it."""
+    filler = where / name
+    with open(filler, "ab", buffering=0) as handle:
+        for chunk in (4096, 1):  # whole pages, then the last bytes
+            with contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * chunk)
+    return filler
+
+
 @contextlib.contextmanager
 def full_tmpfs(where: Path, size_kib: int = 256) -> Iterator[Path]:
-    """A ``size_kib`` tmpfs at ``where``, filled to the last byte; yields it."""
+    """A ``size_kib`` tmpfs at ``where``, filled to the last byte (the file ``filler``); yields it."""
     _mount(where, f"size={size_kib}k")
     try:
-        with open(where / "filler", "wb", buffering=0) as handle:
-            for chunk in (4096, 1):  # whole pages, then the last bytes
-                with contextlib.suppress(OSError):
-                    while True:
-                        handle.write(b"\0" * chunk)
+        fill(where)
         yield where
     finally:
         _umount(where)
