@@ -54,7 +54,12 @@ class Checkpoint:
 
 
 def _is_state_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+    """Tensors by name: a non-empty mapping of ``str`` keys to tensors (a key of another type is no parameter name)."""
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

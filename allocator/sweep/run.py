@@ -284,7 +284,8 @@ def _check_sensitivity_table(path: Path, name: str) -> str:
     try:
         columns = set(_sensitivity_table(resolved).columns)
     except Exception as exc:  # any reader error is the file's fault
-        raise _fail(path, "sensitivity", f"cannot read {table}: {exc}") from None
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise _fail(path, "sensitivity", f"cannot read {table}: {reason}") from None  # pandas' text may end in \n
     missing = {"layer", "wbits", "abits", "sensitivity"} - columns
     if missing:
         raise _fail(path, "sensitivity", f"{table} lacks column(s) {', '.join(sorted(missing))}")
