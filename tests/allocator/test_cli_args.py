@@ -20,6 +20,8 @@ from allocator.cli.main import main
 REPO = Path(__file__).resolve().parents[2]
 SIM = ["simulate", "--target", "zcu102"]
 ALLOC = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_digits"]
+VERIFY = ["verify", "--model", "m", "--bits", "p.json"]
+EXPORT = ["export", "--model", "m", "--bits", "p.json", "--format", "npz", "--out", "o"]
 
 
 def one_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -97,11 +99,57 @@ def test_help_is_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
         ([*SIM, "--gemm", "1,1,1", "--cols", "5000"], "--cols"),
         ([*SIM, "--gemm", "1,1,1", "--wbits", "-8"], "--wbits"),
         ([*SIM, "--gemm", "1,1,1", "--abits", "٣"], "--abits"),  # an Arabic-Indic three: int() would take it
+        # every count and size flag of every command (issue 15 audit: these were unbounded or untested)
+        ([*ALLOC, "--eval-images", "-1"], "--eval-images"),
+        ([*ALLOC, "--eval-images", "1000000001"], "--eval-images"),
+        ([*ALLOC, "--synthetic-images", "0"], "--synthetic-images"),
+        ([*ALLOC, "--synthetic-images", "10001"], "--synthetic-images"),
+        ([*ALLOC, "--synthetic-steps", "-1"], "--synthetic-steps"),
+        ([*ALLOC, "--synthetic-steps", "99999999999999999999"], "--synthetic-steps"),
+        ([*ALLOC, "--crop-pct", "0"], "--crop-pct"),
+        ([*ALLOC, "--crop-pct", "1.5"], "--crop-pct"),
+        ([*ALLOC, "--crop-pct", "nan"], "--crop-pct"),
+        ([*ALLOC, "--mean", "nan,0,0"], "--mean"),
+        ([*ALLOC, "--std", "0.2,0,0.2"], "--std"),
+        ([*ALLOC, "--std", "inf"], "--std"),
+        ([*VERIFY, "--images", "1000000001"], "--images"),
+        ([*VERIFY, "--eval-images", "0"], "--eval-images"),
+        ([*VERIFY, "--seed", "4294967296"], "--seed"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+        (["train", "--batch-size", "1000001"], "--batch-size"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["train", "--seed", "99999999999999999999"], "--seed"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--lr", "inf"], "--lr"),
+        (["train", "--lr", "-0.001"], "--lr"),
+        (["train", "--lr", "0"], "--lr"),
+        (["train", "--lr", "11"], "--lr"),
+        (["train", "--eval-images", "-3"], "--eval-images"),
+        (["train", "--channels", "2"], "--channels"),
+        ([*EXPORT, "--seed", "99999999999999999999"], "--seed"),  # was a ValueError traceback, exit 1
+        ([*EXPORT, "--seed", "-1"], "--seed"),
+        ([*EXPORT, "--images", "0"], "--images"),
+        ([*EXPORT, "--images", "-5"], "--images"),
+        ([*EXPORT, "--images", "1000000001"], "--images"),
+        ([*EXPORT, "--calibration", "0"], "--calibration"),
+        ([*EXPORT, "--calibration", "99999999999999999999"], "--calibration"),
     ],
 )
 def test_count_and_size_flags_are_bounded(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     one_error(capsys, f"argument {flag}:")
+
+
+@pytest.mark.parametrize(("size", "needle"), [("0", "positive"), ("-5", "positive"), ("2", "patch size"),
+                                             ("5000", "larger than 4096")])  # fmt: skip
+def test_train_img_size_is_bounded_before_training(
+    tmp_path: Path, size: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 15 for train (allocate's cases are in test_cli_data.py): refused before any training, no --out."""
+    out = tmp_path / "model.pt"
+    assert main(["train", "--img-size", size, "--epochs", "1", "--out", str(out)]) == 2
+    one_error(capsys, "--img-size", needle)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_act_kind_error_lists_every_kind_with_auto(capsys: pytest.CaptureFixture[str]) -> None:

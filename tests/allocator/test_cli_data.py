@@ -120,11 +120,11 @@ def test_unreadable_image(tmp_path: Path, capsys, no_expensive_stage) -> None:
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        (["--eval-images", "0"], "--eval-images must be at least 1, got 0"),
+        (["--eval-images", "0"], "argument --eval-images: must be at least 1, got 0"),
         (["--img-size", "0"], "--img-size must be a positive"),
         (["--img-size", "-5"], "--img-size must be a positive"),
         (["--img-size", "2"], "--img-size 2"),
-        (["--synthetic-steps", "0", "--data", "synthetic"], "--synthetic-steps must be at least 1"),
+        (["--synthetic-steps", "0", "--data", "synthetic"], "argument --synthetic-steps: must be at least 1"),
         (["--data", "digits", "--eval-data", "somewhere"], "--calib-data/--eval-data take image folders"),
     ],
 )
