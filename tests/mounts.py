@@ -1,7 +1,11 @@
 """Small real filesystems for output-path tests: a full tmpfs and a read-only one (needs root and mount(8)).
 
 Tests that use them skip where mounting is not allowed (an unprivileged container); the same cases are then
-covered by simulated ENOSPC/EROFS errors elsewhere.
+covered by simulated ENOSPC/EROFS errors: tests/allocator/test_cli_args.py::
+test_outputs_on_simulated_full_and_readonly_filesystems (the up-front --out probe of allocate, train, sweep),
+tests/faults/test_sweep_out.py::test_disk_full_while_parts_are_written_keeps_the_stored_parts,
+tests/faults/test_train_out.py::test_disk_full_while_the_checkpoint_is_written and
+tests/allocator/test_outputs.py::test_failed_writer_leaves_the_old_folder.
 """
 
 from __future__ import annotations

@@ -6,11 +6,15 @@ Each case asserts the exit status, that stderr is exactly one line starting ``er
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mounts import full_tmpfs, readonly_tmpfs
@@ -262,6 +266,88 @@ def test_outputs_on_full_and_readonly_filesystems(tmp_path: Path, capsys: pytest
                 assert main(argv) == 2
                 one_error(capsys, "--out", reason)
             assert sorted(p.name for p in where.iterdir()) == before
+
+
+def test_allocate_out_an_existing_file_is_refused_before_work(
+    a_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 11: ``--out FILE`` was checked only after the whole pipeline; now before (one line, no progress)."""
+    assert main([*ALLOC, "--out", str(a_file)]) == 2
+    one_error(capsys, "--out", str(a_file), "exists and is not a folder")
+    assert a_file.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def simulated_filesystem(monkeypatch: pytest.MonkeyPatch, where: Path, code: int) -> None:
+    """Make ``where`` behave as a read-only filesystem (EROFS: opening for writing fails) or a full one (ENOSPC:
+    files open, every write fails, as on /dev/full), for tests that run where a tmpfs cannot be mounted."""
+    real_open = os.open
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def faulty_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        named = isinstance(path, str | bytes | os.PathLike)  # (not a descriptor-relative open)
+        inside = named and Path(os.fsdecode(path)).resolve().is_relative_to(where)
+        if inside and flags & writing:
+            if code == errno.EROFS:
+                raise OSError(code, os.strerror(code), os.fsdecode(path))
+            return real_open("/dev/full", os.O_WRONLY)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", faulty_open)
+
+
+@pytest.mark.parametrize(("code", "reason"), [(errno.EROFS, "Read-only file system"),
+                                              (errno.ENOSPC, "No space left on device")])  # fmt: skip
+def test_outputs_on_simulated_full_and_readonly_filesystems(
+    code: int, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cases of test_outputs_on_full_and_readonly_filesystems where mounting is not allowed."""
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102"]\n')
+    where = (tmp_path / "fs").resolve()
+    where.mkdir()
+    (where / "old").mkdir()
+    simulated_filesystem(monkeypatch, where, code)
+    for argv in (
+        [*ALLOC, "--out", str(where / "res")],
+        [*ALLOC, "--out", str(where / "old")],  # an existing (empty) result folder
+        ["train", "--epochs", "1", "--out", str(where / "model.pt")],
+        ["sweep", str(sweep), "--out", str(where / "s.parquet")],
+        ["sweep", str(sweep), "--out", str(where / "old")],
+    ):
+        assert main(argv) == 2
+        one_error(capsys, "--out", reason)
+        assert sorted(p.name for p in where.iterdir()) == ["old"] and not list((where / "old").iterdir())
+
+
+@pytest.mark.parametrize("command", ["allocate", "sweep", "train"])
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed"])
+def test_unusable_stdout_is_refused_before_work(command: str, stdout: str, tmp_path: Path) -> None:
+    """Items 11 and 23 for the commands that work: refused at once, nothing written to --out."""
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102"]\n')
+    out = tmp_path / "out"
+    argv = {
+        "allocate": [*ALLOC, "--out", str(out), "--json"],
+        "sweep": ["sweep", str(sweep), "--out", str(out), "--json"],
+        "train": ["train", "--epochs", "1", "--out", str(out / "model.pt"), "--json"],
+    }[command]
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
+    redirect = ">/dev/full" if stdout == "/dev/full" else ">&-"
+    started = time.perf_counter()
+    done = subprocess.run(
+        f"exec {shlex.join([sys.executable, '-c', code, *argv])} {redirect}",
+        shell=True,
+        text=True,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=60,
+    )
+    expected = {"/dev/full": "error: cannot write to stdout: No space left on device",
+                "closed": "error: stdout is closed; nothing could be printed"}[stdout]  # fmt: skip
+    assert (done.returncode, done.stderr.splitlines()) == (2, [expected])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]  # no --out: refused before any work
+    assert time.perf_counter() - started < 20  # an import, not a training run or a sweep
 
 
 def test_stdout_on_dev_full_is_an_error() -> None:
