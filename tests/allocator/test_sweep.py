@@ -578,6 +578,51 @@ def test_cli_refuses_a_grid_above_the_ceiling_without_yes(tmp_path: Path, capsys
     assert time.perf_counter() - started < 5 and not (tmp_path / "out").exists()
 
 
+def test_yes_runs_a_grid_above_the_ceiling_chunk_by_chunk(
+    tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 8: ``--yes`` overrides the ceiling (patched down to 10 points here), and the run streams the grid in
+    parts of ``points_per_part``: the client never builds more points than one part at a time."""
+    import allocator.sweep.run as sweep_run
+    from allocator.sweep.grid import Points
+
+    path = write(tmp_path, 'models = ["mixbit_vit_test"]\npoints_per_part = 4\n[grid]\ntarget = ["zcu102", "kv260"]\n'
+                           'rows = [8, 16]\ncols = [8, 16]\nbits = [[8, 8], [4, 4]]\n')  # fmt: skip
+    monkeypatch.setattr(sweep_run, "MAX_POINTS", 10)
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"error: {path}: 16 design points is above the ceiling of 10; pass --yes (load_sweep(max_points=None)) to "
+        "run it anyway"
+    ]
+    assert not out.exists()
+
+    built: list[int] = []  # sizes of the batches of points made in this (the client) process
+    real_slice, real_columns = Points.slice_points, Points.columns
+
+    def counted_slice(self: Points, indices: Any) -> list[Any]:
+        built.append(len(indices))
+        return real_slice(self, indices)
+
+    def counted_columns(self: Points, indices: Any) -> dict[str, Any]:
+        built.append(len(indices))
+        return real_columns(self, indices)
+
+    def whole_grid(self: Points) -> Iterator[Any]:
+        raise AssertionError("the whole grid was iterated")
+
+    monkeypatch.setattr(Points, "slice_points", counted_slice)
+    monkeypatch.setattr(Points, "columns", counted_columns)
+    monkeypatch.setattr(Points, "__iter__", whole_grid)
+    argv = ["sweep", str(path), "--out", str(out), "--json", "--yes", "--scheduler", client.scheduler.address]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["points"], summary["done"], summary["parts"]) == (16, 16, 4)
+    assert len(read_results(out)) == 16 and len(list(out.glob("part-*.parquet"))) == 4
+    assert max(built, default=0) <= 4  # one part's points at most, never the grid
+
+
 @pytest.mark.parametrize(
     ("csv", "reason"),
     [
