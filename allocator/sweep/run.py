@@ -909,8 +909,17 @@ def _cluster(client: Any, scheduler: str | None, workers: int | None, timeout_s:
             dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
             silence_logs=logging.CRITICAL,
         )
-    with local, Client(local) as connected:
-        yield connected
+    from distributed.utils import silence_logging_cmgr
+
+    with contextlib.ExitStack() as quiet, local, Client(local) as connected:  # quiet exits last
+        try:
+            yield connected
+        except BaseException:
+            # Ctrl-C or an error: while the cluster closes, its scheduler (in this process) logs each message it
+            # can no longer send to the closed client at CRITICAL, with a traceback; the CLI's one error line
+            # already says what happened
+            quiet.enter_context(silence_logging_cmgr(logging.CRITICAL + 1))
+            raise
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -696,14 +697,19 @@ def test_a_failed_sweep_leaves_no_manifest(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.slow
-def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "parts"), [("--json", False), ("text", True)])
+def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path, mode: str, parts: bool) -> None:
+    """Item 19: Ctrl-C while workers simulate, before any part is stored (--json) and after some are (text mode).
+    Stderr is the one `error: interrupted` line besides the progress bar's lines (tqdm, which a terminal redraws
+    in place); nothing half-written is left: no lock, no temporary file, only whole parts and their manifest."""
     rows = ", ".join(str(v) for v in range(1, 101))
-    path = write(tmp_path, f'models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102", "kv260"]\n'
-                           f'rows = [{rows}]\ncols = [{rows}]\nclock_mhz = [100.0, 200.0, 300.0, 400.0]\n'
-                           'dataflow = ["os", "ws", "is"]\n')  # fmt: skip
+    path = write(tmp_path, f'models = ["mixbit_vit_test"]\n{"points_per_part = 200" if parts else ""}\n[grid]\n'
+                           f'target = ["zcu102", "kv260"]\nrows = [{rows}]\ncols = [{rows}]\n'
+                           'clock_mhz = [100.0, 200.0, 300.0, 400.0]\ndataflow = ["os", "ws", "is"]\n')  # fmt: skip
     out = tmp_path / "out"
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"  # as `mixbit`
     proc = subprocess.Popen(
-        [PYTHON, "-m", "allocator.cli.main", "sweep", str(path), "--out", str(out), "--json"],
+        [PYTHON, "-c", code, "sweep", str(path), "--out", str(out), *([mode] if mode == "--json" else [])],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -713,12 +719,26 @@ def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path) -> No
     deadline = time.monotonic() + 120
     while not (out / "_sweep.lock").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(6.0)  # the cluster is up and the workers are simulating
+    if parts:
+        while not list(out.glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    else:
+        time.sleep(6.0)  # the cluster is up and the workers are simulating
     assert proc.poll() is None, "the sweep ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert stdout == ""
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    progress = re.compile(r"sweep: +\d+%\|")  # tqdm's bar: "sweep:  12%|█▏   | 1200/240000 [...]"
+    assert [line for line in stderr.splitlines() if line.strip() and not progress.match(line)] == [
+        "error: interrupted"
+    ], stderr
     assert stderr.rstrip("\n").splitlines()[-1] == "error: interrupted"
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == ["error: interrupted"]
+    if parts:
+        names = sorted(p.name for p in out.iterdir())
+        stored = [name for name in names if name.startswith("part-") and name.endswith(".parquet")]
+        assert stored and names == sorted(["_sweep.json", *stored])  # no _sweep.lock, no .part-*.tmp
+        assert read_results(out)["point_id"].is_unique
+    else:
+        assert not out.exists()  # nothing stored: no folder, manifest or lock left
