@@ -696,6 +696,38 @@ def test_a_failed_sweep_leaves_no_manifest(tmp_path: Path, capsys: pytest.Captur
     assert existing.is_dir() and list(existing.iterdir()) == []  # the user's directory stays, and stays empty
 
 
+@pytest.mark.parametrize("mode", ["--json", "text"])
+def test_cli_unreachable_scheduler_into_a_fresh_out(
+    tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 21 through the CLI: exit 2, one line naming --scheduler, and the new --out is not created."""
+    import allocator.sweep.run as sweep_run
+
+    real_cluster = sweep_run._cluster
+    monkeypatch.setattr(  # a 1 s connect timeout instead of 10 s; the path to the error is the CLI's own
+        sweep_run,
+        "_cluster",
+        lambda client, scheduler, workers, timeout_s: real_cluster(client, scheduler, workers, 1.0),
+    )
+    path = write(tmp_path, REAL)
+    out = tmp_path / "fresh"
+    argv = ["sweep", str(path), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"]
+    assert main([*argv, *([mode] if mode == "--json" else [])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith("error: --scheduler: cannot reach a Dask scheduler at 'tcp://127.0.0.1:9'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
+def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GRID.replace('models = ["tiny"]', 'models = ["no_such_model_anywhere"]'))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and "no_such_model_anywhere" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("mode", "parts"), [("--json", False), ("text", True)])
 def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path, mode: str, parts: bool) -> None:
