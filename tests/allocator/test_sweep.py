@@ -661,6 +661,53 @@ def test_sensitivity_for_other_layers_fails_before_any_worker_runs(tmp_path: Pat
     assert not out.exists()  # nothing stored: no directory, no _sweep.json
 
 
+SCORES_SWEEP = 'models = ["mixbit_vit_test"]\nallocate = true\nsensitivity = "scores.csv"\nchoices = [[8, 8]]\n'
+SCORES_SWEEP += '[grid]\ntarget = ["zcu102"]\n'
+
+
+@pytest.mark.parametrize(
+    ("sweep", "scores", "needles"),
+    [
+        (bytes(range(256)) * 4, None, ["not UTF-8"]),
+        (b"\xef\xbb\xbf" + GRID.encode(), None, ["byte-order mark"]),
+        (SCORES_SWEEP.encode(), "layer,wbits,abits,sensitivity\nfc1,8,8,lots\n", [": sensitivity: ", "'lots'"]),
+        (
+            SCORES_SWEEP.encode(),
+            "layer,wbits,abits,sensitivity\nfc1,8,8,1\nfc2,8,8,1,2,3\n",
+            [": sensitivity: ", "Error tokenizing data"],
+        ),
+        (SCORES_SWEEP.encode(), bytes(range(256)).decode("latin-1"), [": sensitivity: "]),
+        # found late (after the cluster starts and the workload is built): still one line, in text mode too
+        (SCORES_SWEEP.encode(), "layer,wbits,abits,sensitivity\nfc9,8,8,1\n", ["layer 'fc9' is not a GEMM of"]),
+    ],
+    ids=["binary sweep file", "sweep BOM", "garbage score", "ragged csv", "binary csv", "unknown layer"],
+)
+@pytest.mark.parametrize("mode", ["--json", "text"])
+def test_bad_sweep_files_through_the_cli(
+    tmp_path: Path,
+    client: Any,
+    sweep: bytes,
+    scores: str | None,
+    needles: list[str],
+    mode: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Items 12, 18, 23 and 24 through the CLI: exit 2, one error line naming the file, nothing on stdout, no
+    --out created (the library tests assert the InputError only)."""
+    path = tmp_path / "sweep.toml"
+    path.write_bytes(sweep)
+    if scores is not None:
+        (tmp_path / "scores.csv").write_text(scores, encoding="latin-1")
+    out = tmp_path / "out"
+    argv = ["sweep", str(path), "--out", str(out), "--scheduler", client.scheduler.address]
+    assert main([*argv, *([mode] if mode == "--json" else [])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"error: {path}: ") and all(needle in line for needle in needles), line
+    assert not out.exists()
+
+
 def test_a_truncated_part_is_set_aside_and_its_points_recomputed(
     tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
