@@ -547,6 +547,39 @@ def test_a_second_sweep_on_a_locked_out_fails_at_once(
     assert summary.done == 16  # the lock went with its holder
 
 
+@pytest.mark.slow  # two real sweep processes: about 10 s
+def test_two_real_sweep_processes_on_one_out(tmp_path: Path) -> None:
+    """Item 2 end to end: while one `mixbit sweep` runs, a second on the same --out exits 2 at once with one line
+    and stores nothing; the first is not disturbed, and its rows are one per point."""
+    rows = ", ".join(str(v) for v in range(1, 51))
+    path = write(tmp_path, f'models = ["mixbit_vit_test"]\npoints_per_part = 500\n[grid]\ntarget = ["zcu102"]\n'
+                           f'rows = [{rows}]\ncols = [{rows}]\n')  # fmt: skip
+    out = tmp_path / "out"
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"  # as `mixbit`
+    argv = [PYTHON, "-c", code, "sweep", str(path), "--out", str(out), "--workers", "1", "--json"]
+    first = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "_sweep.lock").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first.poll() is None, "the first sweep ended before the second started"
+    began = time.perf_counter()
+    second = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    second_s = time.perf_counter() - began
+    held = first.poll() is None  # the first still held the lock when the second gave up
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert held and (second.returncode, second.stdout) == (2, "")
+    assert second.stderr.splitlines() == [
+        f"error: --out: {out} is in use by another mixbit sweep (it holds {out / '_sweep.lock'}); wait for it to "
+        "finish or use another --out"
+    ]
+    assert second_s < 15  # at once: the imports and the sweep file, no cluster, no waiting for the lock
+    assert json.loads(stdout)["done"] == 2500
+    frame = read_results(out)
+    assert len(frame) == 2500 and frame["point_id"].is_unique
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == ["_pareto.parquet", "_sweep.json"]
+
+
 def test_read_results_keeps_one_row_per_point_id(tmp_path: Path, client: Any) -> None:
     spec = load_sweep(write(tmp_path, GRID))
     out = tmp_path / "out"
