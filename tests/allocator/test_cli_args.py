@@ -156,6 +156,33 @@ def test_train_img_size_is_bounded_before_training(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("size", ["0", "-5", "2", "5000"])
+def test_verify_img_size_is_bounded_before_work(tmp_path: Path, size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}}))
+    assert main(["verify", "--model", "mixbit_vit_test", "--bits", str(plan), "--img-size", size, "--json"]) == 2
+    one_error(capsys, "--img-size")
+
+
+@pytest.mark.parametrize("command", ["verify", "train"])
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", bytes(range(256)) * 8], ids=["text", "random"])
+def test_corrupt_checkpoint_in_verify_and_train(
+    tmp_path: Path, command: str, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 16 for the commands other than allocate (they share the loader)."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}}))
+    argv = {
+        "verify": ["verify", "--model", "mixbit_vit_test", "--bits", str(plan)],
+        "train": ["train", "--model", "mixbit_vit_test", "--epochs", "1", "--out", str(tmp_path / "m.pt")],
+    }[command]
+    assert main([*argv, "--checkpoint", str(bad)]) == 2
+    one_error(capsys, str(bad), "checkpoint")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "plan.json"]
+
+
 def test_act_kind_error_lists_every_kind_with_auto(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*ALLOC, "--act-kind", "wat"]) == 2
     one_error(capsys, "--act-kind", "'wat'", "uniform", "log2", "auto")

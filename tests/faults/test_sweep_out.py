@@ -103,6 +103,8 @@ def test_kill_minus_9_at_random_points_of_a_sweep(tmp_path: Path) -> None:
     assert final["point_id"].is_unique and len(final) == POINTS
     pd.testing.assert_frame_equal(comparable(final), reference, check_dtype=False)
     assert final["pareto"].equals(read_results(tmp_path / "reference")["pareto"])
+    # the killed runs' temporaries (.part-*.tmp, ._sweep.*.tmp, ._pareto.*.tmp) and lock are gone after the rerun
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == ["_pareto.parquet", "_sweep.json"]
 
 
 # ---------------------------------------------------------------------------------------------------------
