@@ -27,7 +27,16 @@ from torch import Tensor, nn
 
 from quant.errors import InputError
 
-__all__ = ["Checkpoint", "Weights", "fit_head_", "load_checkpoint", "load_model", "read_checkpoint", "save_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "Weights",
+    "fit_head_",
+    "load_checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "remove_stale_temporaries",
+    "save_checkpoint",
+]
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net")
 _DDP_PREFIX = "module."
@@ -54,7 +63,12 @@ class Checkpoint:
 
 
 def _is_state_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+    """Tensors by name: a non-empty mapping of ``str`` keys to tensors (a key of another type is no parameter name)."""
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -247,6 +261,44 @@ def load_checkpoint(model_name: str, path: str | Path, **overrides: Any) -> tupl
     return model.eval(), checkpoint
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` (``.<name>.<pid>.<random>.tmp`` beside it) whose writer process is gone,
+    as a kill -9 mid-write leaves them; returns them. A live writer's temporary (another pid) is left alone."""
+    import os
+
+    prefix = f".{path.name}."
+    try:
+        entries = os.listdir(path.parent)
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid_text = entry[len(prefix) : -len(".tmp")].split(".")[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        stale = path.parent / entry
+        try:
+            stale.unlink()
+        except OSError:
+            continue
+        removed.append(stale)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a number no pid can be
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def save_checkpoint(
     path: str | Path,
     model_name: str,
@@ -259,7 +311,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint ``load_checkpoint`` reads back into the same model, atomically: to a temporary file
     beside ``path``, flushed to disk, then renamed over it — a full disk or a crash leaves any previous
-    checkpoint at ``path`` intact. ``.safetensors`` paths are written with safetensors, others with torch."""
+    checkpoint at ``path`` intact, and the next write removes a dead writer's temporary (see
+    ``remove_stale_temporaries``). ``.safetensors`` paths are written with safetensors, others with torch."""
     import json
     import os
     import tempfile
@@ -274,7 +327,8 @@ def save_checkpoint(
     if data_config is not None:
         facts["data_config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(handle, "wb") as fh:

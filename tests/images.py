@@ -32,3 +32,23 @@ def colour_folder(
                 image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
                 (image.convert("L") if mode == "L" else image).save(folder / f"{i:03d}.png")
     return root
+
+
+def bomb_png(path: Path, side: int = 10_000) -> Path:
+    """A real decompression bomb: a valid ``side``×``side`` 1-bit grey PNG (10⁸ pixels by default, over Pillow's
+    89,478,485-pixel limit) of ~12 kB, whose pixels would decode to 100 MB as 8-bit grey."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\0" + b"\0" * ((side + 7) // 8)  # filter type 0, then the row's bits
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale, no interlace
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * side, 9))
+        + chunk(b"IEND", b"")
+    )
+    return path

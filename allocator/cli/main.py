@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -84,17 +86,25 @@ def _is_numpy(value: Any) -> bool:
     return type(value).__module__ == "numpy"
 
 
+_DEV_FULL = (1, 7)
+"""Linux's /dev/full (major 1, minor 7, devices.txt): every write to it fails with ENOSPC."""
+
+
 def _stdout_usable() -> str | None:
-    """Why stdout cannot take the output (closed), or None. Checked before any work starts."""
+    """Why stdout cannot take the output (closed, or /dev/full), or None. Checked before any work starts; other
+    write failures (a pipe's disk filling up) are found when the output is written, and are exit status 2 too."""
     if sys.stdout is None:
         return "stdout is closed; nothing could be printed"
     try:
-        os.fstat(sys.stdout.fileno())
+        status = os.fstat(sys.stdout.fileno())
     except io.UnsupportedOperation:  # an in-memory stdout (tests): usable
-        pass
+        return None
     except (OSError, ValueError):
         return "stdout is closed; nothing could be printed"
+    if stat.S_ISCHR(status.st_mode) and (os.major(status.st_rdev), os.minor(status.st_rdev)) == _DEV_FULL:
+        return f"cannot write to stdout: {os.strerror(errno.ENOSPC)}"
     return None
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)

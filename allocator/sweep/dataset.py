@@ -7,6 +7,9 @@
   refused instead of being mixed in.
 - ``_sweep.lock`` is held (``flock``) while a sweep writes: a second process on the same directory fails at
   once with a clear error instead of storing every point twice.
+- A write that fails (a full disk, a read-only filesystem) removes its temporary file and raises an InputError
+  naming ``--out``, the file and the reason; the parts already stored stay as they were, and a rerun with space
+  completes the sweep.
 - A part that cannot be read (a truncated file) is set aside as ``_bad-<name>`` with a warning, and its
   points count as not done, so the next run recomputes them.
 """
@@ -20,7 +23,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,23 @@ class Dataset:
                 os.unlink(path)
             os.close(fd)
 
+    def _write_atomically(self, final: Path, temporary: Path, write: Callable[[Path], Any]) -> None:
+        """``write(temporary)``, then move it to ``final``; on failure nothing half-written is left."""
+        try:
+            write(temporary)
+            os.replace(temporary, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise InputError(
+                f"--out: {self.out}: cannot write {final.name}: {reason}; the results stored before are kept"
+            ) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise
+
     def manifest(self) -> dict[str, Any] | None:
         path = self.out / MANIFEST
         if not path.exists():
@@ -105,9 +125,9 @@ class Dataset:
 
     def write_manifest(self, name: str, fingerprint: str, sweep_file: str, points: int) -> None:
         manifest = {"name": name, "sweep_file": sweep_file, "points": points, "fingerprint": fingerprint}
+        text = json.dumps(manifest, indent=1) + "\n"
         temporary = self.out / f"._sweep.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(manifest, indent=1) + "\n")
-        os.replace(temporary, self.out / MANIFEST)
+        self._write_atomically(self.out / MANIFEST, temporary, lambda where: where.write_text(text))
 
     def clean_temporaries(self) -> None:
         for stale in self.out.glob(".part-*.tmp"):
@@ -186,8 +206,7 @@ class Dataset:
         mask = pareto_mask(frame)
         result = pa.table({"point_id": frame["point_id"].to_numpy(), "pareto": mask})
         temporary = self.out / f"._pareto.{os.getpid()}.tmp"
-        pq.write_table(result, temporary)
-        os.replace(temporary, self.out / PARETO)
+        self._write_atomically(self.out / PARETO, temporary, lambda where: pq.write_table(result, where))
         return int(mask.sum())
 
     def write_part(self, frame: pd.DataFrame) -> Path:
@@ -196,8 +215,9 @@ class Dataset:
         digest = hashlib.sha256("".join(sorted(ids)).encode()).hexdigest()[:16]
         final = self.out / f"part-{digest}.parquet"
         temporary = self.out / f".part-{digest}.{os.getpid()}.tmp"
-        frame.to_parquet(temporary, index=False, row_group_size=max(1, len(frame)))
-        os.replace(temporary, final)
+        self._write_atomically(
+            final, temporary, lambda where: frame.to_parquet(where, index=False, row_group_size=max(1, len(frame)))
+        )
         return final
 
 

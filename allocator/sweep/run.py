@@ -284,7 +284,8 @@ def _check_sensitivity_table(path: Path, name: str) -> str:
     try:
         columns = set(_sensitivity_table(resolved).columns)
     except Exception as exc:  # any reader error is the file's fault
-        raise _fail(path, "sensitivity", f"cannot read {table}: {exc}") from None
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise _fail(path, "sensitivity", f"cannot read {table}: {reason}") from None  # pandas' text may end in \n
     missing = {"layer", "wbits", "abits", "sensitivity"} - columns
     if missing:
         raise _fail(path, "sensitivity", f"{table} lacks column(s) {', '.join(sorted(missing))}")
@@ -908,8 +909,17 @@ def _cluster(client: Any, scheduler: str | None, workers: int | None, timeout_s:
             dashboard_address=":0",  # any free port: the scheduler's HTTP routes would otherwise clash on 8787
             silence_logs=logging.CRITICAL,
         )
-    with local, Client(local) as connected:
-        yield connected
+    from distributed.utils import silence_logging_cmgr
+
+    with contextlib.ExitStack() as quiet, local, Client(local) as connected:  # quiet exits last
+        try:
+            yield connected
+        except BaseException:
+            # Ctrl-C or an error: while the cluster closes, its scheduler (in this process) logs each message it
+            # can no longer send to the closed client at CRITICAL, with a traceback; the CLI's one error line
+            # already says what happened
+            quiet.enter_context(silence_logging_cmgr(logging.CRITICAL + 1))
+            raise
 
 
 @contextlib.contextmanager

@@ -6,11 +6,15 @@ Each case asserts the exit status, that stderr is exactly one line starting ``er
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mounts import full_tmpfs, readonly_tmpfs
@@ -20,6 +24,8 @@ from allocator.cli.main import main
 REPO = Path(__file__).resolve().parents[2]
 SIM = ["simulate", "--target", "zcu102"]
 ALLOC = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_digits"]
+VERIFY = ["verify", "--model", "m", "--bits", "p.json"]
+EXPORT = ["export", "--model", "m", "--bits", "p.json", "--format", "npz", "--out", "o"]
 
 
 def one_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -97,11 +103,84 @@ def test_help_is_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
         ([*SIM, "--gemm", "1,1,1", "--cols", "5000"], "--cols"),
         ([*SIM, "--gemm", "1,1,1", "--wbits", "-8"], "--wbits"),
         ([*SIM, "--gemm", "1,1,1", "--abits", "٣"], "--abits"),  # an Arabic-Indic three: int() would take it
+        # every count and size flag of every command (issue 15 audit: these were unbounded or untested)
+        ([*ALLOC, "--eval-images", "-1"], "--eval-images"),
+        ([*ALLOC, "--eval-images", "1000000001"], "--eval-images"),
+        ([*ALLOC, "--synthetic-images", "0"], "--synthetic-images"),
+        ([*ALLOC, "--synthetic-images", "10001"], "--synthetic-images"),
+        ([*ALLOC, "--synthetic-steps", "-1"], "--synthetic-steps"),
+        ([*ALLOC, "--synthetic-steps", "99999999999999999999"], "--synthetic-steps"),
+        ([*ALLOC, "--crop-pct", "0"], "--crop-pct"),
+        ([*ALLOC, "--crop-pct", "1.5"], "--crop-pct"),
+        ([*ALLOC, "--crop-pct", "nan"], "--crop-pct"),
+        ([*ALLOC, "--mean", "nan,0,0"], "--mean"),
+        ([*ALLOC, "--std", "0.2,0,0.2"], "--std"),
+        ([*ALLOC, "--std", "inf"], "--std"),
+        ([*VERIFY, "--images", "1000000001"], "--images"),
+        ([*VERIFY, "--eval-images", "0"], "--eval-images"),
+        ([*VERIFY, "--seed", "4294967296"], "--seed"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+        (["train", "--batch-size", "1000001"], "--batch-size"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["train", "--seed", "99999999999999999999"], "--seed"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--lr", "inf"], "--lr"),
+        (["train", "--lr", "-0.001"], "--lr"),
+        (["train", "--lr", "0"], "--lr"),
+        (["train", "--lr", "11"], "--lr"),
+        (["train", "--eval-images", "-3"], "--eval-images"),
+        (["train", "--channels", "2"], "--channels"),
+        ([*EXPORT, "--seed", "99999999999999999999"], "--seed"),  # was a ValueError traceback, exit 1
+        ([*EXPORT, "--seed", "-1"], "--seed"),
+        ([*EXPORT, "--images", "0"], "--images"),
+        ([*EXPORT, "--images", "-5"], "--images"),
+        ([*EXPORT, "--images", "1000000001"], "--images"),
+        ([*EXPORT, "--calibration", "0"], "--calibration"),
+        ([*EXPORT, "--calibration", "99999999999999999999"], "--calibration"),
     ],
 )
 def test_count_and_size_flags_are_bounded(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     one_error(capsys, f"argument {flag}:")
+
+
+@pytest.mark.parametrize(("size", "needle"), [("0", "positive"), ("-5", "positive"), ("2", "patch size"),
+                                             ("5000", "larger than 4096")])  # fmt: skip
+def test_train_img_size_is_bounded_before_training(
+    tmp_path: Path, size: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 15 for train (allocate's cases are in test_cli_data.py): refused before any training, no --out."""
+    out = tmp_path / "model.pt"
+    assert main(["train", "--img-size", size, "--epochs", "1", "--out", str(out)]) == 2
+    one_error(capsys, "--img-size", needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "2", "5000"])
+def test_verify_img_size_is_bounded_before_work(tmp_path: Path, size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}}))
+    assert main(["verify", "--model", "mixbit_vit_test", "--bits", str(plan), "--img-size", size, "--json"]) == 2
+    one_error(capsys, "--img-size")
+
+
+@pytest.mark.parametrize("command", ["verify", "train"])
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", bytes(range(256)) * 8], ids=["text", "random"])
+def test_corrupt_checkpoint_in_verify_and_train(
+    tmp_path: Path, command: str, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 16 for the commands other than allocate (they share the loader)."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "mixbit_vit_test", "default": {"wbits": 8, "abits": 8}}))
+    argv = {
+        "verify": ["verify", "--model", "mixbit_vit_test", "--bits", str(plan)],
+        "train": ["train", "--model", "mixbit_vit_test", "--epochs", "1", "--out", str(tmp_path / "m.pt")],
+    }[command]
+    assert main([*argv, "--checkpoint", str(bad)]) == 2
+    one_error(capsys, str(bad), "checkpoint")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "plan.json"]
 
 
 def test_act_kind_error_lists_every_kind_with_auto(capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,6 +293,88 @@ def test_outputs_on_full_and_readonly_filesystems(tmp_path: Path, capsys: pytest
                 assert main(argv) == 2
                 one_error(capsys, "--out", reason)
             assert sorted(p.name for p in where.iterdir()) == before
+
+
+def test_allocate_out_an_existing_file_is_refused_before_work(
+    a_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 11: ``--out FILE`` was checked only after the whole pipeline; now before (one line, no progress)."""
+    assert main([*ALLOC, "--out", str(a_file)]) == 2
+    one_error(capsys, "--out", str(a_file), "exists and is not a folder")
+    assert a_file.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def simulated_filesystem(monkeypatch: pytest.MonkeyPatch, where: Path, code: int) -> None:
+    """Make ``where`` behave as a read-only filesystem (EROFS: opening for writing fails) or a full one (ENOSPC:
+    files open, every write fails, as on /dev/full), for tests that run where a tmpfs cannot be mounted."""
+    real_open = os.open
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def faulty_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        named = isinstance(path, str | bytes | os.PathLike)  # (not a descriptor-relative open)
+        inside = named and Path(os.fsdecode(path)).resolve().is_relative_to(where)
+        if inside and flags & writing:
+            if code == errno.EROFS:
+                raise OSError(code, os.strerror(code), os.fsdecode(path))
+            return real_open("/dev/full", os.O_WRONLY)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", faulty_open)
+
+
+@pytest.mark.parametrize(("code", "reason"), [(errno.EROFS, "Read-only file system"),
+                                              (errno.ENOSPC, "No space left on device")])  # fmt: skip
+def test_outputs_on_simulated_full_and_readonly_filesystems(
+    code: int, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cases of test_outputs_on_full_and_readonly_filesystems where mounting is not allowed."""
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102"]\n')
+    where = (tmp_path / "fs").resolve()
+    where.mkdir()
+    (where / "old").mkdir()
+    simulated_filesystem(monkeypatch, where, code)
+    for argv in (
+        [*ALLOC, "--out", str(where / "res")],
+        [*ALLOC, "--out", str(where / "old")],  # an existing (empty) result folder
+        ["train", "--epochs", "1", "--out", str(where / "model.pt")],
+        ["sweep", str(sweep), "--out", str(where / "s.parquet")],
+        ["sweep", str(sweep), "--out", str(where / "old")],
+    ):
+        assert main(argv) == 2
+        one_error(capsys, "--out", reason)
+        assert sorted(p.name for p in where.iterdir()) == ["old"] and not list((where / "old").iterdir())
+
+
+@pytest.mark.parametrize("command", ["allocate", "sweep", "train"])
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed"])
+def test_unusable_stdout_is_refused_before_work(command: str, stdout: str, tmp_path: Path) -> None:
+    """Items 11 and 23 for the commands that work: refused at once, nothing written to --out."""
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102"]\n')
+    out = tmp_path / "out"
+    argv = {
+        "allocate": [*ALLOC, "--out", str(out), "--json"],
+        "sweep": ["sweep", str(sweep), "--out", str(out), "--json"],
+        "train": ["train", "--epochs", "1", "--out", str(out / "model.pt"), "--json"],
+    }[command]
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
+    redirect = ">/dev/full" if stdout == "/dev/full" else ">&-"
+    started = time.perf_counter()
+    done = subprocess.run(
+        f"exec {shlex.join([sys.executable, '-c', code, *argv])} {redirect}",
+        shell=True,
+        text=True,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=60,
+    )
+    expected = {"/dev/full": "error: cannot write to stdout: No space left on device",
+                "closed": "error: stdout is closed; nothing could be printed"}[stdout]  # fmt: skip
+    assert (done.returncode, done.stderr.splitlines()) == (2, [expected])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]  # no --out: refused before any work
+    assert time.perf_counter() - started < 20  # an import, not a training run or a sweep
 
 
 def test_stdout_on_dev_full_is_an_error() -> None:

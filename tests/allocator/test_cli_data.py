@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from images import colour_folder
+from images import bomb_png, colour_folder
 
 import allocator.pipeline.run
 from allocator.cli.main import main
@@ -117,14 +117,30 @@ def test_unreadable_image(tmp_path: Path, capsys, no_expensive_stage) -> None:
     _refused(argv, capsys, str(broken), "cannot read image", out=tmp_path / "out")
 
 
+def test_a_real_decompression_bomb(tmp_path: Path, capsys, no_expensive_stage) -> None:
+    """Item 15 with a real bomb (a 12 kB PNG of 10⁸ pixels) at Pillow's real limit, through allocate and train."""
+    import struct
+
+    checkpoint = _rgb_checkpoint(tmp_path / "rgb.pt")
+    colour_folder(tmp_path / "data")
+    bomb = bomb_png(tmp_path / "data" / "val" / "c1" / "001.png")
+    header = bomb.read_bytes()[16:24]  # IHDR's width and height
+    assert bomb.stat().st_size < 50_000 and struct.unpack(">II", header) == (10_000, 10_000)
+    argv = _allocate("mixbit_vit_test", tmp_path / "out", "--checkpoint", checkpoint, "--data", str(tmp_path / "data"))
+    _refused(argv, capsys, str(bomb), "decompression bomb", out=tmp_path / "out")
+    argv = ["train", "--model", "mixbit_vit_test", "--epochs", "1", "--data", str(tmp_path / "data"),
+            "--out", str(tmp_path / "out" / "model.pt")]  # fmt: skip
+    _refused(argv, capsys, str(bomb), "decompression bomb", out=tmp_path / "out")
+
+
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        (["--eval-images", "0"], "--eval-images must be at least 1, got 0"),
+        (["--eval-images", "0"], "argument --eval-images: must be at least 1, got 0"),
         (["--img-size", "0"], "--img-size must be a positive"),
         (["--img-size", "-5"], "--img-size must be a positive"),
         (["--img-size", "2"], "--img-size 2"),
-        (["--synthetic-steps", "0", "--data", "synthetic"], "--synthetic-steps must be at least 1"),
+        (["--synthetic-steps", "0", "--data", "synthetic"], "argument --synthetic-steps: must be at least 1"),
         (["--data", "digits", "--eval-data", "somewhere"], "--calib-data/--eval-data take image folders"),
     ],
 )

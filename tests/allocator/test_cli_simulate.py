@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,77 @@ def test_bad_bit_plans(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     args = ["simulate", "--target", "zcu102", "--topology", str(topo), "--bits", str(missing), "--wbits", "4"]
     assert main(args) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+# issue 15 items 4, 5, 7, 12, 17, 23 through the CLI (the library tests only assert the InputError)
+TARGET_TEXT = (Path(__file__).parents[2] / "targets" / "zcu102.toml").read_text()
+BINARY = bytes(range(256)) * 4
+TOPOLOGY = "Layer, M, N, K,\nfc1, 8, 8, 8,\n"
+PLAN = '{"model": "m", "default": {"wbits": 8, "abits": 8}, "layers": {}}'
+HOSTILE_FILES: dict[str, tuple[dict[str, bytes], list[str], list[str]]] = {
+    # id: (files to write, argv after `simulate` ({name} = the file's path), needles in the one error line)
+    "int64 cycles 1e9": ({}, ["--gemm", "1000000000,1000000000,1000000000", "--ideal-memory"], ["64-bit cycle"]),
+    "int64 cycles 3e9": ({}, ["--gemm", "3000000000,3000000000,3000000000", "--ideal-memory"], ["64-bit cycle"]),
+    "huge gemm": ({}, ["--gemm", "100000000,100000000,1"], ["folds", "--ideal-memory"]),
+    "near-zero bandwidth": (
+        {"t.toml": TARGET_TEXT.replace("bandwidth_gbps = 19.2", "bandwidth_gbps = 1e-300").encode()},
+        ["--target", "{t.toml}", "--gemm", "64,64,64"],
+        ["memory.bandwidth_gbps", "at least 0.01"],
+    ),
+    "kib 0.0001": (
+        {
+            "t.toml": TARGET_TEXT.replace(
+                'ofmap = { memory = "bram36", share = 0.1 }', 'ofmap = { memory = "bram36", kib = 0.0001 }'
+            ).encode()
+        },
+        ["--target", "{t.toml}", "--gemm", "64,64,64"],
+        ["accelerator.buffers.ofmap.kib: must be at least 1.0"],
+    ),
+    "target BOM": (
+        {"t.toml": b"\xef\xbb\xbf" + TARGET_TEXT.encode()},
+        ["--target", "{t.toml}", "--gemm", "8,8,8"],
+        ["byte-order mark"],
+    ),
+    "binary target": ({"t.toml": BINARY}, ["--target", "{t.toml}", "--gemm", "8,8,8"], ["not UTF-8"]),
+    "binary topology": ({"t.csv": BINARY}, ["--topology", "{t.csv}"], ["{t.csv}", "not UTF-8"]),
+    "binary plan": (
+        {"t.csv": TOPOLOGY.encode(), "p.json": BINARY},
+        ["--topology", "{t.csv}", "--bits", "{p.json}"],
+        ["{p.json}", "not UTF-8"],
+    ),
+    "deep plan": (
+        {"t.csv": TOPOLOGY.encode(), "p.json": b"[" * 100_000},
+        ["--topology", "{t.csv}", "--bits", "{p.json}"],
+        ["{p.json}", "nested too deeply"],
+    ),
+    "duplicate plan key": (
+        {"t.csv": TOPOLOGY.encode(), "p.json": PLAN.replace('"wbits": 8,', '"wbits": 8, "wbits": 4,').encode()},
+        ["--topology", "{t.csv}", "--bits", "{p.json}"],
+        ["{p.json}", "duplicate key"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FILES))
+def test_hostile_input_through_the_cli(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files, argv, needles = HOSTILE_FILES[case]
+    paths = {f"{{{name}}}": str(tmp_path / name) for name in files}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    def filled(text: str) -> str:
+        for key, path in paths.items():
+            text = text.replace(key, path)
+        return text
+
+    argv = [filled(a) for a in argv]
+    if "--target" not in argv:
+        argv = ["--target", "zcu102", *argv]
+    started = time.perf_counter()
+    assert main(["simulate", *argv, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith("error: ") and all(filled(n) in line for n in needles), line
+    assert time.perf_counter() - started < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing written

@@ -56,6 +56,31 @@ def test_contract_json_and_files(result: PipelineResult) -> None:
     assert "mixed (ILP)" in files["report"].read_text() and "test loss" in files["report"].read_text()
 
 
+def files_line(report: str) -> set[str]:
+    """The file names report.md's closing "Files:" line lists."""
+    [line] = [line for line in report.splitlines() if line.startswith("Files: ")]
+    return {item.strip().split(" (")[0] for item in line.removeprefix("Files: ").rstrip(".").split(", ")}
+
+
+def test_a_rerun_without_a_front_drops_pareto_png_from_the_folder_and_the_report(
+    result: PipelineResult, tmp_path: Path
+) -> None:
+    """Item 3: a rerun into an old folder removed the stale pareto.png, but report.md must not list it either."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(Path(result.outputs["plan"]).parent, out)
+    before = {p.name for p in out.iterdir()}
+    assert "pareto.png" in before and files_line((out / "report.md").read_text()) == before - {
+        "report.md",
+        "result.json",
+    }
+    rerun = run_pipeline("mixbit_vit_test", "zcu102", latency_of=(4, 4), out=out, **{**SMALL, "pareto_points": 0})
+    after = {p.name for p in out.iterdir()}
+    assert after == before - {"pareto.png"} and set(map(lambda p: Path(p).name, rerun.outputs.values())) == after
+    assert files_line((out / "report.md").read_text()) == after - {"report.md", "result.json"}
+
+
 def test_impossible_latency_fails_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"latency .* cannot be met; the fastest plan takes"):

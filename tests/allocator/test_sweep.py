@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -546,6 +547,39 @@ def test_a_second_sweep_on_a_locked_out_fails_at_once(
     assert summary.done == 16  # the lock went with its holder
 
 
+@pytest.mark.slow  # two real sweep processes: about 10 s
+def test_two_real_sweep_processes_on_one_out(tmp_path: Path) -> None:
+    """Item 2 end to end: while one `mixbit sweep` runs, a second on the same --out exits 2 at once with one line
+    and stores nothing; the first is not disturbed, and its rows are one per point."""
+    rows = ", ".join(str(v) for v in range(1, 51))
+    path = write(tmp_path, f'models = ["mixbit_vit_test"]\npoints_per_part = 500\n[grid]\ntarget = ["zcu102"]\n'
+                           f'rows = [{rows}]\ncols = [{rows}]\n')  # fmt: skip
+    out = tmp_path / "out"
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"  # as `mixbit`
+    argv = [PYTHON, "-c", code, "sweep", str(path), "--out", str(out), "--workers", "1", "--json"]
+    first = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "_sweep.lock").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first.poll() is None, "the first sweep ended before the second started"
+    began = time.perf_counter()
+    second = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    second_s = time.perf_counter() - began
+    held = first.poll() is None  # the first still held the lock when the second gave up
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert held and (second.returncode, second.stdout) == (2, "")
+    assert second.stderr.splitlines() == [
+        f"error: --out: {out} is in use by another mixbit sweep (it holds {out / '_sweep.lock'}); wait for it to "
+        "finish or use another --out"
+    ]
+    assert second_s < 15  # at once: the imports and the sweep file, no cluster, no waiting for the lock
+    assert json.loads(stdout)["done"] == 2500
+    frame = read_results(out)
+    assert len(frame) == 2500 and frame["point_id"].is_unique
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == ["_pareto.parquet", "_sweep.json"]
+
+
 def test_read_results_keeps_one_row_per_point_id(tmp_path: Path, client: Any) -> None:
     spec = load_sweep(write(tmp_path, GRID))
     out = tmp_path / "out"
@@ -576,6 +610,51 @@ def test_cli_refuses_a_grid_above_the_ceiling_without_yes(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "1,000,000,000 design points" in err and "--yes" in err
     assert time.perf_counter() - started < 5 and not (tmp_path / "out").exists()
+
+
+def test_yes_runs_a_grid_above_the_ceiling_chunk_by_chunk(
+    tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 8: ``--yes`` overrides the ceiling (patched down to 10 points here), and the run streams the grid in
+    parts of ``points_per_part``: the client never builds more points than one part at a time."""
+    import allocator.sweep.run as sweep_run
+    from allocator.sweep.grid import Points
+
+    path = write(tmp_path, 'models = ["mixbit_vit_test"]\npoints_per_part = 4\n[grid]\ntarget = ["zcu102", "kv260"]\n'
+                           'rows = [8, 16]\ncols = [8, 16]\nbits = [[8, 8], [4, 4]]\n')  # fmt: skip
+    monkeypatch.setattr(sweep_run, "MAX_POINTS", 10)
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"error: {path}: 16 design points is above the ceiling of 10; pass --yes (load_sweep(max_points=None)) to "
+        "run it anyway"
+    ]
+    assert not out.exists()
+
+    built: list[int] = []  # sizes of the batches of points made in this (the client) process
+    real_slice, real_columns = Points.slice_points, Points.columns
+
+    def counted_slice(self: Points, indices: Any) -> list[Any]:
+        built.append(len(indices))
+        return real_slice(self, indices)
+
+    def counted_columns(self: Points, indices: Any) -> dict[str, Any]:
+        built.append(len(indices))
+        return real_columns(self, indices)
+
+    def whole_grid(self: Points) -> Iterator[Any]:
+        raise AssertionError("the whole grid was iterated")
+
+    monkeypatch.setattr(Points, "slice_points", counted_slice)
+    monkeypatch.setattr(Points, "columns", counted_columns)
+    monkeypatch.setattr(Points, "__iter__", whole_grid)
+    argv = ["sweep", str(path), "--out", str(out), "--json", "--yes", "--scheduler", client.scheduler.address]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["points"], summary["done"], summary["parts"]) == (16, 16, 4)
+    assert len(read_results(out)) == 16 and len(list(out.glob("part-*.parquet"))) == 4
+    assert max(built, default=0) <= 4  # one part's points at most, never the grid
 
 
 @pytest.mark.parametrize(
@@ -615,6 +694,53 @@ def test_sensitivity_for_other_layers_fails_before_any_worker_runs(tmp_path: Pat
     assert not out.exists()  # nothing stored: no directory, no _sweep.json
 
 
+SCORES_SWEEP = 'models = ["mixbit_vit_test"]\nallocate = true\nsensitivity = "scores.csv"\nchoices = [[8, 8]]\n'
+SCORES_SWEEP += '[grid]\ntarget = ["zcu102"]\n'
+
+
+@pytest.mark.parametrize(
+    ("sweep", "scores", "needles"),
+    [
+        (bytes(range(256)) * 4, None, ["not UTF-8"]),
+        (b"\xef\xbb\xbf" + GRID.encode(), None, ["byte-order mark"]),
+        (SCORES_SWEEP.encode(), "layer,wbits,abits,sensitivity\nfc1,8,8,lots\n", [": sensitivity: ", "'lots'"]),
+        (
+            SCORES_SWEEP.encode(),
+            "layer,wbits,abits,sensitivity\nfc1,8,8,1\nfc2,8,8,1,2,3\n",
+            [": sensitivity: ", "Error tokenizing data"],
+        ),
+        (SCORES_SWEEP.encode(), bytes(range(256)).decode("latin-1"), [": sensitivity: "]),
+        # found late (after the cluster starts and the workload is built): still one line, in text mode too
+        (SCORES_SWEEP.encode(), "layer,wbits,abits,sensitivity\nfc9,8,8,1\n", ["layer 'fc9' is not a GEMM of"]),
+    ],
+    ids=["binary sweep file", "sweep BOM", "garbage score", "ragged csv", "binary csv", "unknown layer"],
+)
+@pytest.mark.parametrize("mode", ["--json", "text"])
+def test_bad_sweep_files_through_the_cli(
+    tmp_path: Path,
+    client: Any,
+    sweep: bytes,
+    scores: str | None,
+    needles: list[str],
+    mode: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Items 12, 18, 23 and 24 through the CLI: exit 2, one error line naming the file, nothing on stdout, no
+    --out created (the library tests assert the InputError only)."""
+    path = tmp_path / "sweep.toml"
+    path.write_bytes(sweep)
+    if scores is not None:
+        (tmp_path / "scores.csv").write_text(scores, encoding="latin-1")
+    out = tmp_path / "out"
+    argv = ["sweep", str(path), "--out", str(out), "--scheduler", client.scheduler.address]
+    assert main([*argv, *([mode] if mode == "--json" else [])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"error: {path}: ") and all(needle in line for needle in needles), line
+    assert not out.exists()
+
+
 def test_a_truncated_part_is_set_aside_and_its_points_recomputed(
     tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -650,15 +776,52 @@ def test_a_failed_sweep_leaves_no_manifest(tmp_path: Path, capsys: pytest.Captur
     assert existing.is_dir() and list(existing.iterdir()) == []  # the user's directory stays, and stays empty
 
 
+@pytest.mark.parametrize("mode", ["--json", "text"])
+def test_cli_unreachable_scheduler_into_a_fresh_out(
+    tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 21 through the CLI: exit 2, one line naming --scheduler, and the new --out is not created."""
+    import allocator.sweep.run as sweep_run
+
+    real_cluster = sweep_run._cluster
+    monkeypatch.setattr(  # a 1 s connect timeout instead of 10 s; the path to the error is the CLI's own
+        sweep_run,
+        "_cluster",
+        lambda client, scheduler, workers, timeout_s: real_cluster(client, scheduler, workers, 1.0),
+    )
+    path = write(tmp_path, REAL)
+    out = tmp_path / "fresh"
+    argv = ["sweep", str(path), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"]
+    assert main([*argv, *([mode] if mode == "--json" else [])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith("error: --scheduler: cannot reach a Dask scheduler at 'tcp://127.0.0.1:9'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
+def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GRID.replace('models = ["tiny"]', 'models = ["no_such_model_anywhere"]'))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and "no_such_model_anywhere" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
 @pytest.mark.slow
-def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "parts"), [("--json", False), ("text", True)])
+def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path, mode: str, parts: bool) -> None:
+    """Item 19: Ctrl-C while workers simulate, before any part is stored (--json) and after some are (text mode).
+    Stderr is the one `error: interrupted` line besides the progress bar's lines (tqdm, which a terminal redraws
+    in place); nothing half-written is left: no lock, no temporary file, only whole parts and their manifest."""
     rows = ", ".join(str(v) for v in range(1, 101))
-    path = write(tmp_path, f'models = ["mixbit_vit_test"]\n[grid]\ntarget = ["zcu102", "kv260"]\n'
-                           f'rows = [{rows}]\ncols = [{rows}]\nclock_mhz = [100.0, 200.0, 300.0, 400.0]\n'
-                           'dataflow = ["os", "ws", "is"]\n')  # fmt: skip
+    path = write(tmp_path, f'models = ["mixbit_vit_test"]\n{"points_per_part = 200" if parts else ""}\n[grid]\n'
+                           f'target = ["zcu102", "kv260"]\nrows = [{rows}]\ncols = [{rows}]\n'
+                           'clock_mhz = [100.0, 200.0, 300.0, 400.0]\ndataflow = ["os", "ws", "is"]\n')  # fmt: skip
     out = tmp_path / "out"
+    code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"  # as `mixbit`
     proc = subprocess.Popen(
-        [PYTHON, "-m", "allocator.cli.main", "sweep", str(path), "--out", str(out), "--json"],
+        [PYTHON, "-c", code, "sweep", str(path), "--out", str(out), *([mode] if mode == "--json" else [])],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -668,12 +831,26 @@ def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path) -> No
     deadline = time.monotonic() + 120
     while not (out / "_sweep.lock").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(6.0)  # the cluster is up and the workers are simulating
+    if parts:
+        while not list(out.glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    else:
+        time.sleep(6.0)  # the cluster is up and the workers are simulating
     assert proc.poll() is None, "the sweep ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert stdout == ""
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    progress = re.compile(r"sweep: +\d+%\|")  # tqdm's bar: "sweep:  12%|█▏   | 1200/240000 [...]"
+    assert [line for line in stderr.splitlines() if line.strip() and not progress.match(line)] == [
+        "error: interrupted"
+    ], stderr
     assert stderr.rstrip("\n").splitlines()[-1] == "error: interrupted"
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == ["error: interrupted"]
+    if parts:
+        names = sorted(p.name for p in out.iterdir())
+        stored = [name for name in names if name.startswith("part-") and name.endswith(".parquet")]
+        assert stored and names == sorted(["_sweep.json", *stored])  # no _sweep.lock, no .part-*.tmp
+        assert read_results(out)["point_id"].is_unique
+    else:
+        assert not out.exists()  # nothing stored: no folder, manifest or lock left

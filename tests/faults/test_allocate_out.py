@@ -121,7 +121,9 @@ def whole_result(out: Path) -> dict:
     assert {p.name for p in out.iterdir()} == listed
     plan = json.loads((out / "plan.json").read_text())
     assert set(plan["layers"]) == {layer["name"] for layer in result["layers"]}
-    assert (out / "report.md").read_text().startswith("# mixbit:")
+    report = (out / "report.md").read_text()
+    assert report.startswith("# mixbit:")
+    assert ("pareto.png" in report) == ("pareto_plot" in result["outputs"])  # no stale file listed either
     return result
 
 

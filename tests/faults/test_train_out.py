@@ -45,6 +45,7 @@ from allocator.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
 """
 
+
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
@@ -82,6 +83,11 @@ def test_kill_while_the_checkpoint_is_written(tmp_path: Path, good_checkpoint: b
     )
     assert done.returncode == -signal.SIGKILL
     assert out.read_bytes() == good_checkpoint
+    [half] = [p.name for p in tmp_path.iterdir() if p != out]  # the half-written temporary of the killed writer
+    assert half.startswith(".model.pt.") and half.endswith(".tmp")
+    done = subprocess.run(cli(*TRAIN, "--seed", "1", "--out", str(out)), env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert loads_whole(out) and [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # the next write removed it
 
 
 @pytest.mark.slow
@@ -98,6 +104,7 @@ def test_disk_full_while_the_checkpoint_is_written(tmp_path: Path, good_checkpoi
     err = done.stderr.splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "No space left on device" in err[0]
     assert out.read_bytes() == good_checkpoint
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary left beside it
 
 
 @pytest.mark.slow
@@ -113,6 +120,7 @@ def test_real_full_filesystem_keeps_the_previous_checkpoint(tmp_path: Path, good
         err = done.stderr.splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and "No space left on device" in err[0]
         assert out.read_bytes() == good_checkpoint
+        assert sorted(p.name for p in mnt.iterdir()) == ["filler", "model.pt"]
 
 
 @pytest.mark.slow
@@ -130,3 +138,5 @@ def test_kill_minus_9_at_a_random_point_of_training(tmp_path: Path, good_checkpo
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert out.read_bytes() == good_checkpoint or loads_whole(out)
+    left = [p.name for p in tmp_path.iterdir() if p != out]  # at most the killed writer's temporary
+    assert len(left) <= 1 and all(name.startswith(f".model.pt.{proc.pid}.") for name in left)

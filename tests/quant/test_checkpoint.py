@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from quant.checkpoint import fit_head_, load_checkpoint, load_model, read_checkpoint, save_checkpoint
+from quant.checkpoint import (
+    fit_head_,
+    load_checkpoint,
+    load_model,
+    read_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from quant.errors import InputError
 from quant.models import CHECKPOINT_DIR, create_model
 
@@ -146,6 +153,23 @@ def test_save_is_atomic_and_keeps_the_previous_checkpoint_on_failure(tmp_path: P
         save_checkpoint(path, "mixbit_vit_test", create_model("mixbit_vit_test"), model_kwargs={})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left behind
+
+
+def test_a_dead_writers_temporary_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(dead.stdout), os.getppid()  # (the exited child's pid is not reused this soon)
+    stale = tmp_path / f".ck.pt.{dead_pid}.x1y2z3.tmp"  # what a kill -9 during torch.save leaves
+    live = tmp_path / f".ck.pt.{live_pid}.a1b2c3.tmp"  # another process writing the same file now
+    other = tmp_path / f".other.pt.{dead_pid}.q.tmp"  # a temporary of another checkpoint
+    for path in (stale, live, other):
+        path.write_bytes(b"half a checkpoint")
+    assert remove_stale_temporaries(tmp_path / "ck.pt") == [stale]
+    stale.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path / "ck.pt", "mixbit_vit_test", _tiny(), model_kwargs=TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "ck.pt"])
 
 
 def test_load_model_shipped_random_and_head_fitting() -> None:

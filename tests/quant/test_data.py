@@ -123,6 +123,14 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert np.asarray(open_image(tmp_path / "deep.png", channels=3))[0, 0].tolist() == [127, 127, 127]
 
 
+def test_sixteen_bit_png_endpoints(tmp_path: Path) -> None:
+    from PIL import Image
+
+    values = np.array([[0, 257, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert np.asarray(open_image(tmp_path / "deep.png", channels=1)).tolist() == [[0, 1, 127, 255]]
+
+
 def test_decompression_bomb_and_unreadable_images_name_the_file(tmp_path: Path, monkeypatch) -> None:
     import quant.data as qd
 

@@ -109,6 +109,42 @@ def test_train_small_folder_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert status == 0 and report["mismatches"] == 0 and report["checked"] > 0
 
 
+def _grey_folder(root: Path, bits: int) -> Path:
+    """Two classes, dark and bright grey with noise, as ``bits``-bit PNGs (the same images at 8 and 16 bits);
+    at 16 bits every pixel is above 255, so clipping to 8 bits (the old bug) would make both classes white."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("val", 6)):
+        for name, level in (("dark", 0.2), ("bright", 0.8)):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.clip(level + rng.normal(0, 0.05, (12, 12)), 0.05, 1.0)
+                image = (pixels * 65535).astype(np.uint16) if bits == 16 else (pixels * 255).astype(np.uint8)
+                Image.fromarray(image).save(root / split / name / f"{i:03d}.png")
+    return root
+
+
+def test_training_on_sixteen_bit_pngs_reaches_the_eight_bit_accuracy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 6 end to end: 16-bit PNGs were clipped to white (50 % on two separable classes, 100 % at 8 bits)."""
+    from PIL import Image
+
+    from allocator.cli.main import main
+
+    accuracy = {}
+    for bits in (8, 16):
+        data = _grey_folder(tmp_path / f"png{bits}", bits)
+        assert Image.open(next((data / "val" / "dark").iterdir())).mode == ("I;16" if bits == 16 else "L")
+        argv = ["train", "--model", "mixbit_vit_test", "--data", str(data), "--epochs", "4", "--img-size", "8",
+                "--out", str(tmp_path / f"m{bits}.pt"), "--json"]  # fmt: skip
+        assert main(argv) == 0
+        accuracy[bits] = json.loads(capsys.readouterr().out)["accuracy"]
+    assert accuracy == {8: 1.0, 16: 1.0}
+
+
 def test_train_rejects_bad_epochs() -> None:
     with pytest.raises(InputError, match="--epochs"):
         train("mixbit_vit_test", load_digits_split(), epochs=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,11 @@ def _bit_pair(text: str) -> tuple[int, int]:
 
 
 MAX_PARETO_POINTS = 1000
+MAX_SYNTHETIC_IMAGES = 10_000
+"""Data-free images are optimised together in memory (3×224×224 float32 with gradients and Adam state, ~2.4 MB
+each at DeiT's size): 10,000 is ~24 GB, already past a workstation; more is a typo."""
+MAX_SYNTHETIC_STEPS = 1_000_000
+"""Adam steps per data-free stage (default 500): a million is days of CPU time; more is a typo."""
 """Each front point is one ILP solve; more than this is a typo, not a question."""
 
 
@@ -45,6 +51,16 @@ def _floats(text: str) -> tuple[float, ...]:
         ) from None
     if not values or len(values) > 4:
         raise argparse.ArgumentTypeError(f"expected 1 to 4 comma-separated numbers, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def _stds(text: str) -> tuple[float, ...]:
+    """Normalisation standard deviations: finite and above 0 (each channel is divided by its value)."""
+    values = _floats(text)
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be above 0 (the input is divided by it), got {text!r}")
     return values
 
 
@@ -65,22 +81,35 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, synthetic: bool = Tru
     )
     parser.add_argument("--calib-data", metavar="DIR", help="images to calibrate and score on (DIR/<class>/*)")
     parser.add_argument("--eval-data", metavar="DIR", help="labelled images to evaluate on (DIR/<class>/*)")
-    parser.add_argument("--eval-images", type=int, metavar="N", help="evaluate on a stratified, seeded N-image subset")
+    parser.add_argument(
+        "--eval-images",
+        type=bounded_int(1, MAX_COUNT),
+        metavar="N",
+        help="evaluate on a stratified, seeded N-image subset",
+    )
     parser.add_argument("--img-size", type=int, metavar="PX", help="build the model for this image side (pixels)")
     parser.add_argument("--interpolation", help="resize interpolation (default: the model's data config, e.g. bicubic)")
-    parser.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the model's data config)")
+    parser.add_argument(
+        "--crop-pct",
+        type=positive_float(1.0, what=" (a fraction of the side)"),
+        help="centre-crop fraction, above 0 and at most 1 (default: the model's data config)",
+    )
     parser.add_argument("--mean", type=_floats, metavar="R,G,B", help="normalisation mean (default: model's)")
-    parser.add_argument("--std", type=_floats, metavar="R,G,B", help="normalisation std (default: model's)")
+    parser.add_argument("--std", type=_stds, metavar="R,G,B", help="normalisation std (default: model's)")
     if synthetic:
         parser.add_argument(
             "--synthetic-steps",
-            type=int,
+            type=bounded_int(1, MAX_SYNTHETIC_STEPS),
             metavar="N",
             help="--data synthetic: Adam steps per stage (2 stages; default 500, 50 for models over 5 M "
             "parameters on a CPU)",
         )
         parser.add_argument(
-            "--synthetic-images", type=int, default=32, metavar="N", help="--data synthetic: images (default 32)"
+            "--synthetic-images",
+            type=bounded_int(1, MAX_SYNTHETIC_IMAGES),
+            default=32,
+            metavar="N",
+            help=f"--data synthetic: images (default 32, at most {MAX_SYNTHETIC_IMAGES:,})",
         )
 
 
@@ -90,12 +119,8 @@ def data_options(args: argparse.Namespace) -> Any:
     from quant.inputs import DataOptions
 
     data = args.data if args.data is not None else (None if args.calib_data else "digits")
-    steps = getattr(args, "synthetic_steps", None)
-    if steps is not None and steps < 1:
-        raise InputError(f"--synthetic-steps must be at least 1, got {steps}")
+    steps = getattr(args, "synthetic_steps", None)  # (both bounded by their argparse types)
     images = getattr(args, "synthetic_images", 32)
-    if images < 1:
-        raise InputError(f"--synthetic-images must be at least 1, got {images}")
     if data == "digits" and (args.calib_data or args.eval_data):
         raise InputError("--calib-data/--eval-data take image folders; leave --data digits out")
     return DataOptions(

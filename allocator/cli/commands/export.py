@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int
+
 __all__ = ["EXIT_CHECK_FAILED", "export_plan", "parse_formats", "predicted_cost", "register", "run"]
 
 EXIT_CHECK_FAILED = 1
@@ -33,9 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="PATH", help="file to write (npz: a folder)")
     parser.add_argument("--data", default="digits", help="'digits', 'synthetic' or an image folder DIR/<class>/*")
     parser.add_argument(
-        "--images", type=int, default=50, metavar="N", help="test images the check runs on (default 50)"
+        "--images",
+        type=bounded_int(1, MAX_COUNT),
+        default=50,
+        metavar="N",
+        help="test images the check runs on (default 50)",
     )
-    parser.add_argument("--calibration", type=int, default=256, metavar="N", help="training images to calibrate on")
+    parser.add_argument(
+        "--calibration",
+        type=bounded_int(1, MAX_COUNT),
+        default=256,
+        metavar="N",
+        help="training images to calibrate on (default 256)",
+    )
     parser.add_argument(
         "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
     )
@@ -46,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(checked as the integer model runs); default 32 bits",
     )
     parser.add_argument("--no-check", action="store_true", help="write the export without checking it")
-    parser.add_argument("--seed", type=int, default=0, help="data split and random-weight seed")
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="data split and random-weight seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 

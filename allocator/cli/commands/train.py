@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from allocator.cli.args import MAX_SEED, bounded_int
+from allocator.cli.args import MAX_SEED, bounded_int, positive_float
 from allocator.cli.commands.allocate import add_data_arguments, data_options
 
 __all__ = ["register"]
@@ -14,6 +14,8 @@ __all__ = ["register"]
 
 MAX_EPOCHS = 1_000_000
 """Far above any real run; a bound so a typo is refused rather than run for days."""
+MAX_LR = 10.0
+"""AdamW learning rates in use are 1e-5..1e-2; a step of 10 already destroys any weights, so more is a typo."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(parser, synthetic=False)
     parser.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), default=100, help="training epochs (default 100)")
     parser.add_argument("--batch-size", type=bounded_int(1, 1_000_000), default=64, help="images per step (default 64)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default 0.002)")
+    parser.add_argument(
+        "--lr",
+        type=positive_float(MAX_LR, what=" (AdamW learning rate)"),
+        default=2e-3,
+        help=f"AdamW peak learning rate, above 0 and at most {MAX_LR:g} (default 0.002)",
+    )
     parser.add_argument(
         "--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed for initial weights, batch order and split"
     )
