@@ -18,6 +18,7 @@ __all__ = [
     "hessian_scores",
     "hessian_traces",
     "pareto_front",
+    "problem_from_json",
     "run_pipeline",
     "workload_from_model",
 ]
@@ -30,6 +31,7 @@ _HOME = {
     "fisher_traces": "allocator.sensitivity.scores",
     "allocate": "allocator.ilp.model",
     "pareto_front": "allocator.ilp.model",
+    "problem_from_json": "allocator.ilp.model",
     "run_pipeline": "allocator.pipeline.run",
     "sensitivity_table": "allocator.sensitivity.scores",
     "Limits": "allocator.ilp.model",

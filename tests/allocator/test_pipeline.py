@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import sim
 from allocator.cli.main import main
-from allocator.ilp.model import Limits
-from allocator.pipeline.run import PipelineResult, predicted_uniform, run_pipeline, score_options
+from allocator.ilp.model import Limits, allocate, problem_from_json
+from allocator.pipeline.run import PipelineConfig, PipelineResult, predicted_uniform, run_pipeline, score_options
 from sim.errors import InputError
 
 SMALL = {
@@ -81,6 +82,70 @@ def test_a_rerun_without_a_front_drops_pareto_png_from_the_folder_and_the_report
     assert files_line((out / "report.md").read_text()) == after - {"report.md", "result.json"}
 
 
+STAGES = ["load", "costs", "budget", "scores", "solve", "evaluate", "verify", "write"]
+
+
+def test_each_stage_is_timed_and_metered(result: PipelineResult) -> None:
+    obj = result.to_json()
+    assert [stage["name"] for stage in obj["stages"]] == STAGES
+    assert list(obj["seconds"]) == STAGES
+    assert all(stage["seconds"] >= 0 for stage in obj["stages"])
+    assert obj["seconds"]["scores"] > 0 and obj["seconds"]["evaluate"] > 0
+    peaks = [stage["peak_rss_mb"] for stage in obj["stages"]]
+    # a high-water mark: never falls from one stage to the next, and the run's peak is at least the last stage's
+    assert all(p > 50 for p in peaks) and peaks == sorted(peaks) and obj["peak_rss_mb"] >= peaks[-1]
+    written = json.loads(Path(result.outputs["result"]).read_text())
+    assert [stage["name"] for stage in written["stages"]] == STAGES  # the write stage is in the file too
+    report = Path(result.outputs["report"]).read_text()
+    assert "## Stages" in report and "| scores |" in report and "| write |" in report
+
+
+def test_the_json_alone_re_solves_to_the_same_plan(result: PipelineResult) -> None:
+    obj = json.loads(json.dumps(result.to_json()))  # what a reader of result.json / --json has
+    assert obj["clock_mhz"] == sim.load_target("zcu102").clock_mhz
+    assert obj["fixed_cycles"] == result.allocation.problem.fixed_cycles > 0
+    problem, limits = problem_from_json(obj)
+    again = allocate(problem, limits).check()
+    assert again.plan()["layers"] == result.allocation.plan()["layers"]
+    assert again.predicted.latency_ms == pytest.approx(obj["predicted"]["latency_ms"], rel=1e-12)
+    assert again.objective == pytest.approx(obj["objective"], rel=1e-9)
+    assert limits.latency_ms == obj["constraints"]["latency_ms"]
+
+
+@pytest.mark.parametrize(("drop", "needle"), [("fixed_cycles", "no 'fixed_cycles'"), ("options", "no 'options'")])
+def test_problem_from_json_names_what_is_missing(result: PipelineResult, drop: str, needle: str) -> None:
+    obj = result.to_json()
+    del obj[drop]
+    with pytest.raises(InputError, match=needle):
+        problem_from_json(obj, where="result.json")
+
+
+def test_config_checks_its_values_once() -> None:
+    target = sim.load_target("zcu102")
+    with pytest.raises(InputError, match="unknown sensitivity method"):
+        PipelineConfig(target=target, sensitivity="magic")
+    with pytest.raises(InputError, match="verify_images must be at least 1"):
+        PipelineConfig(target=target, verify_images=0)
+    with pytest.raises(InputError, match="--export needs --out"):
+        PipelineConfig(target=target, exports=("npz",))
+    config = PipelineConfig(target=target, out="somewhere")  # type: ignore[arg-type]
+    assert config.out == Path("somewhere") and len(config.bit_pairs) == 36
+
+
+def test_cli_json_stays_pure_with_progress_bars(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_test", "--latency-of", "W4A4"]
+    small = ["--sensitivity-images", "16", "--pareto-points", "0", "--verify", "--threads", "1"]
+    status = main([*argv, *small, "--json", "--progress"])
+    captured = capsys.readouterr()
+    assert status == 0
+    obj = json.loads(captured.out)  # nothing but the JSON object on stdout
+    assert captured.out.count("\n") == 1
+    for bar in ("hessian scores", "evaluating plans", "calibrating", "verifying"):
+        assert bar in captured.err  # tqdm bars went to stderr
+    assert obj["threads"] == 1 and obj["device"] == "cpu"
+    assert [stage["name"] for stage in obj["stages"]] == STAGES[:-1]  # no --out: no write stage
+
+
 def test_impossible_latency_fails_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"latency .* cannot be met; the fastest plan takes"):
@@ -122,6 +187,8 @@ def test_cli_impossible_budget_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
         (["--draws", "0", "--pareto-points", "0", "--json"], "argument --draws: must be at least 1"),
         (["--hessian-form", "trace", "--draws", "0", "--json"], "argument --draws: must be at least 1"),
         (["--quadratic-draws", "0", "--json"], "argument --quadratic-draws: must be at least 1"),
+        (["--threads", "0", "--json"], "argument --threads: must be at least 1"),
+        (["--device", "tpu", "--json"], "--device tpu: unknown device"),
     ],
 )
 def test_cli_bad_input(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,3 +229,17 @@ def test_scores_take_the_form_and_the_calibration_method_asked_for() -> None:
     # the activation quantizer's kind changes the activation errors; "auto" is priced as uniform
     assert not quadratic.sensitivity.equals(log2.sensitivity) and quadratic.sensitivity.equals(auto.sensitivity)
     assert (quadratic.sensitivity > 0).all()
+
+
+def test_cli_cuda_without_a_gpu_exits_2_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    out = tmp_path / "out"
+    argv = ["allocate", "--target", "zcu102", "--model", "mixbit_vit_test", "--device", "cuda", "--out", str(out)]
+    status = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1
+    assert err[0] == "error: --device cuda: no CUDA GPU is visible to torch here (torch.cuda.is_available() is False)"
+    assert not out.exists()
