@@ -12,10 +12,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sim.errors import InputError
 
-__all__ = ["DEFAULT_MAX_THREADS", "DEVICES", "check_device", "configure_threads", "default_threads", "threads"]
+__all__ = [
+    "DEFAULT_MAX_THREADS",
+    "DEVICES",
+    "check_device",
+    "configure_threads",
+    "default_threads",
+    "keep_threads",
+    "threads",
+]
 
 DEFAULT_MAX_THREADS = 4
 """More intra-op threads than this gained little on ViT-sized GEMMs and cost the other users of a shared box."""
@@ -58,6 +68,22 @@ def threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+@contextmanager
+def keep_threads() -> Iterator[None]:
+    """Restore torch's thread count after the block. python-mip's CBC sets OpenMP to one thread when it solves,
+    and torch then ran every later stage on one thread (seen here: ``allocate`` reported 1 thread after its
+    budget check with 2 set)."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    torch = sys.modules["torch"]
+    count = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(count)
 
 
 def check_device(device: str) -> str:

@@ -32,6 +32,7 @@ from allocator.pipeline.meter import StageMeter, StageRecord
 from allocator.sensitivity.configs import FisherConfig, HessianQuadraticConfig, HessianTraceConfig, ScorerConfig
 from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
 from allocator.serialize import json_default
+from allocator.torchenv import keep_threads
 from quant.calibrate import calibrate_
 from quant.data import ModelData, as_model_data, evaluate_data
 from quant.inputs import DataOptions, model_and_data
@@ -66,9 +67,31 @@ EXPORT_FILES = {"qonnx": "model.qonnx.onnx", "onnx-int": "model.int.onnx", "npz"
 DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
 # standard errors a score may move (against the chosen option) before a layer counts as unresolved (≈ 95 %)
 UNRESOLVED_Z = 2.0
-VERIFY_BATCH = 8
+VERIFY_BATCH = 2
 """Images the integer-only check compares at a time: every quantization point's int64 codes of the images in
-flight are held by both models, so this bounds the verify stage's memory."""
+flight are held by both models, so this bounds the verify stage's memory. DeiT-S with 8 at a time rose from
+2,781 to 5,460 MiB resident in verify (≈ 335 MiB per image) at ≈ 1 s per image either way."""
+BIG_MODEL_PARAMETERS = 5_000_000
+"""Models with at least this many parameters get the ``BIG_CPU_DEFAULTS`` on a CPU (as ``quant.synthetic``'s steps).
+The testbeds have < 0.2 M; DeiT-T 5.7 M, DeiT-S 22 M, ViT-B 86 M, Swin-T 28 M."""
+SMALL_DEFAULTS: dict[str, int | None] = {
+    "sensitivity_images": 128,
+    "quadratic_draws": None,
+    "calib_images": 256,
+    "verify_images": 200,
+}
+BIG_CPU_DEFAULTS: dict[str, int | None] = {
+    "sensitivity_images": 4,
+    "quadratic_draws": 4,
+    "calib_images": 32,
+    "verify_images": 32,
+}
+"""What a big model gets on a CPU when the user leaves a setting out. Measured on this 2-core machine (DeiT-S,
+random weights, torch on 1 thread, load ≈ 4): one Hessian-vector product costs ≈ 3.4 s per image, and the
+random-sign quadratic form needs 6 bit widths × draws × images of them (the defaults above: 96, ≈ 5.5 min; the
+small-model defaults, 128 images × 16 draws: ≈ 12,000, ≈ 11 h); quantizing, calibrating (MSE) and evaluating
+one plan on 80 + 80 images took ≈ 40 s. 32 calibration images is PSAQ-ViT's and LampQ's setting; the integer
+check runs at ≈ 1 s per image."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +146,7 @@ class PipelineResult:
     peak_rss_mb: float | None = None
     device: str = "cpu"
     threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # counts used and which the model's size chose
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -147,6 +171,7 @@ class PipelineResult:
                 "peak_rss_mb": self.peak_rss_mb,
                 "device": self.device,
                 "threads": self.threads,
+                "settings": self.settings,
                 "data": self.data,
                 # with these, ``options`` and ``constraints`` are the whole ILP (allocator.ilp.problem_from_json)
                 "clock_mhz": self.allocation.problem.clock_mhz,
@@ -302,7 +327,9 @@ class PipelineConfig:
     ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ) or trace (HAWQ-V2, Hutchinson with at
     most ``max_draws`` draws); the quadratic form's ``quadratic_estimator``: auto (exact for small models,
     random-sign products for big ones), exact or random_sign with ``quadratic_draws`` products per bit width
-    (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan.
+    (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan. Counts left
+    None follow the model's size (``sized_config``: ``SMALL_DEFAULTS``, or ``BIG_CPU_DEFAULTS`` for a model of
+    ``BIG_MODEL_PARAMETERS`` or more on a CPU).
     ``sensitivity_images``: images the scores are taken on; ``calib_images``: images each plan is calibrated on;
     ``baselines``: uniform (wbits, abits) plans evaluated beside the ILP plan; ``pareto_points``: ILP solves on
     the latency–Ω front (< 2: none). ``verify``: check the integer-only model on ``verify_images`` images,
@@ -319,15 +346,15 @@ class PipelineConfig:
     sensitivity: str = "hessian"
     hessian_form: str = "quadratic"
     act_kind: str = "uniform"
-    sensitivity_images: int = 128
+    sensitivity_images: int | None = None
     max_draws: int = 50
     quadratic_draws: int | None = None
     quadratic_estimator: str = "auto"
-    calib_images: int = 256
+    calib_images: int | None = None
     baselines: tuple[tuple[int, int], ...] = DEFAULT_BASELINES
     pareto_points: int = 12
     verify: bool = False
-    verify_images: int = 200
+    verify_images: int | None = None
     verify_batch: int = VERIFY_BATCH
     out: Path | None = None
     exports: tuple[str, ...] = ()
@@ -347,7 +374,7 @@ class PipelineConfig:
                 f"quadratic_draws must be at least 1 (or None for the exact form), got {self.quadratic_draws}"
             )
         for name in ("sensitivity_images", "calib_images", "verify_images", "verify_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         object.__setattr__(self, "baselines", tuple((int(w), int(a)) for w, a in self.baselines))
         object.__setattr__(self, "exports", tuple(self.exports))
@@ -370,6 +397,28 @@ class PipelineConfig:
     @property
     def score_form(self) -> str:
         return self.hessian_form if self.sensitivity == "hessian" else "trace"
+
+
+def sized_config(config: PipelineConfig, net: nn.Module) -> tuple[PipelineConfig, dict[str, Any]]:
+    """``config`` with every count it left None set by the model's size and the device, and what was chosen
+    (``settings`` in the JSON: the parameter count, the rule, and which values the size chose)."""
+    parameters = sum(p.numel() for p in net.parameters())
+    big = parameters >= BIG_MODEL_PARAMETERS and torch.device(config.device).type == "cpu"
+    defaults = dict(BIG_CPU_DEFAULTS if big else SMALL_DEFAULTS)
+    if config.sensitivity != "hessian" or config.score_form != "quadratic" or config.quadratic_estimator == "exact":
+        defaults.pop("quadratic_draws")  # draws belong to the random-sign quadratic form only
+    chosen = {name: value for name, value in defaults.items() if getattr(config, name) is None and value is not None}
+    config = replace(config, **chosen)
+    settings = {
+        "model_parameters": parameters,
+        "size_rule": (
+            f"{'big' if big else 'small'}: {parameters / 1e6:.1f} M parameters on {config.device} "
+            f"({'at least' if parameters >= BIG_MODEL_PARAMETERS else 'under'} {BIG_MODEL_PARAMETERS / 1e6:g} M)"
+        ),
+        "chosen_by_size": sorted(chosen),
+        **{name: getattr(config, name) for name in SMALL_DEFAULTS},
+    }
+    return config, settings
 
 
 @dataclass(frozen=True)
@@ -549,20 +598,23 @@ def run_stages(
     name = config.model_name or type(net).__name__
     if name != config.model_name:
         config = replace(config, model_name=name)
+    config, settings = sized_config(config, net)
     with meter.stage("costs"):
         problem = costs_stage(net, config)
-    with meter.stage("budget"):
+    with meter.stage("budget"), keep_threads():
         limits = budget_stage(problem, config)
     # progress starts only once every input has been checked: an error is then the only line on stderr
     say(f"workload and cost table: {name} on {config.target.name}, the budget can be met")
     say(
         f"sensitivity ({config.sensitivity}, {config.score_form} form) for {len(problem.layers)} GEMMs × "
         f"{len(config.bit_pairs)} bit pairs on {config.sensitivity_images} images"
+        + (f", {config.quadratic_draws} random-sign draws" if config.quadratic_draws else "")
+        + f" ({settings['size_rule']}; set by size: {', '.join(settings['chosen_by_size']) or 'nothing'})"
     )
     with meter.stage("scores"):
         problem, scores = scores_stage(net, model_data, problem, config)
     say("solving the ILP")
-    with meter.stage("solve"):
+    with meter.stage("solve"), keep_threads():
         solution = solve_stage(problem, limits, scores, config)
     for flip in solution.unresolved:
         say(
@@ -607,6 +659,7 @@ def run_stages(
             data=model_data.to_json(),
             device=config.device,
             threads=torch.get_num_threads(),
+            settings=settings,
         )
     )
     if config.out is None:
@@ -636,12 +689,12 @@ def run_pipeline(
     act_kind: str = "uniform",
     verify: bool = False,
     out: str | os.PathLike[str] | None = None,
-    calib_images: int = 256,
-    sensitivity_images: int = 128,
+    calib_images: int | None = None,
+    sensitivity_images: int | None = None,
     max_draws: int = 50,
     quadratic_draws: int | None = None,
     quadratic_estimator: str = "auto",
-    verify_images: int = 200,
+    verify_images: int | None = None,
     baselines: Sequence[tuple[int, int]] = DEFAULT_BASELINES,
     pareto_points: int = 12,
     seed: int = 0,
@@ -655,7 +708,9 @@ def run_pipeline(
     The keyword form of ``PipelineConfig`` + ``load_stage`` + ``run_stages`` (see ``PipelineConfig`` for every
     option). ``data``: ``digits``, an image folder, or ``ModelData`` already opened for ``model``
     (``quant.inputs.model_and_data``: checkpoints, --calib-data, --eval-data, synthetic images); ``model_name``
-    names an ``nn.Module`` model in the results. Raises ``InputError`` (CLI exit status 2) for bad input and for
+    names an ``nn.Module`` model in the results. Counts left None follow the model's size (``sized_config``:
+    256 calibration, 128 sensitivity and 200 verify images for small models, as before). Raises ``InputError``
+    (CLI exit status 2) for bad input and for
     budgets no plan can meet; nothing is written to ``out`` unless the whole run succeeds.
     """
     if out is not None:  # an unusable --out fails now, not after the whole run

@@ -243,3 +243,24 @@ def test_cli_cuda_without_a_gpu_exits_2_before_any_work(tmp_path: Path, capsys: 
     assert status == 2 and len(err) == 1
     assert err[0] == "error: --device cuda: no CUDA GPU is visible to torch here (torch.cuda.is_available() is False)"
     assert not out.exists()
+
+
+def test_counts_left_out_follow_the_model_size() -> None:
+    import torch
+
+    from allocator.pipeline.run import BIG_CPU_DEFAULTS, SMALL_DEFAULTS, sized_config
+
+    target = sim.load_target("zcu102")
+    small_net = torch.nn.Linear(10, 10)
+    big_net = torch.nn.Linear(2300, 2300)  # 5.3 M parameters
+    config, settings = sized_config(PipelineConfig(target=target), small_net)
+    assert (config.sensitivity_images, config.calib_images, config.verify_images) == (128, 256, 200)
+    assert config.quadratic_draws is None and settings["size_rule"].startswith("small")
+    config, settings = sized_config(PipelineConfig(target=target, calib_images=64), big_net)
+    assert settings["model_parameters"] == 2300 * 2300 + 2300 and settings["size_rule"].startswith("big")
+    assert config.calib_images == 64  # the user's value stays
+    assert config.sensitivity_images == BIG_CPU_DEFAULTS["sensitivity_images"] != SMALL_DEFAULTS["sensitivity_images"]
+    assert config.quadratic_draws == BIG_CPU_DEFAULTS["quadratic_draws"] and config.verify_images == 32
+    assert settings["chosen_by_size"] == ["quadratic_draws", "sensitivity_images", "verify_images"]
+    exact, _ = sized_config(PipelineConfig(target=target, quadratic_estimator="exact"), big_net)
+    assert exact.quadratic_draws is None  # draws belong to the random-sign form only

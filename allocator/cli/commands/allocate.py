@@ -170,8 +170,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sensitivity-images",
         type=bounded_int(1, MAX_COUNT),
-        default=128,
-        help="training images the scores are taken on (default 128)",
+        help="training images the scores are taken on (default by model size: 128; 4 for models of 5 M parameters"
+        " or more on a CPU, with --quadratic-draws 4)",
+    )
+    parser.add_argument(
+        "--calib-images",
+        type=bounded_int(1, MAX_COUNT),
+        help="training images each plan is calibrated on (default by model size: 256; 32 for models of 5 M "
+        "parameters or more on a CPU)",
+    )
+    parser.add_argument(
+        "--verify-images",
+        type=bounded_int(1, MAX_COUNT),
+        help="images the integer-only model is checked on with --verify (default by model size: 200; 32 for models"
+        " of 5 M parameters or more on a CPU)",
     )
     parser.add_argument(
         "--draws", type=bounded_int(1, MAX_COUNT), default=50, help="most Hutchinson draws, trace form (default 50)"
@@ -186,7 +198,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quadratic-draws",
         type=bounded_int(1, MAX_COUNT),
-        help="quadratic form: random-sign products per bit width (default 16; given alone, asks for random signs)",
+        help="quadratic form: random-sign products per bit width (default 16, 4 for models of 5 M parameters or"
+        " more on a CPU; given alone, asks for random signs)",
     )
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
     parser.add_argument(
@@ -248,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
         hessian_form=args.hessian_form,
         act_kind=args.act_kind,
         sensitivity_images=args.sensitivity_images,
+        calib_images=args.calib_images,
+        verify_images=args.verify_images,
         max_draws=args.draws,
         quadratic_draws=args.quadratic_draws,
         quadratic_estimator=args.estimator,
