@@ -132,6 +132,7 @@ def run_model(model: str, data: Path, work: Path, threads: int | None) -> dict[s
             "predicted": obj.get("predicted"),
             "device": obj.get("device"),
             "threads": obj.get("threads"),
+            "settings": obj.get("settings"),
         }
     )
     goals = GOALS.get(model, {})

@@ -599,6 +599,12 @@ def run_stages(
     if name != config.model_name:
         config = replace(config, model_name=name)
     config, settings = sized_config(config, net)
+    if config.verify:  # a model the integer-only check cannot take fails now, not after the scores
+        from quant.integer import integer_unsupported
+
+        unsupported = integer_unsupported(net)
+        if unsupported:
+            raise InputError(f"--verify: {unsupported}")
     with meter.stage("costs"):
         problem = costs_stage(net, config)
     with meter.stage("budget"), keep_threads():

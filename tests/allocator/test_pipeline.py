@@ -264,3 +264,19 @@ def test_counts_left_out_follow_the_model_size() -> None:
     assert settings["chosen_by_size"] == ["quadratic_draws", "sensitivity_images", "verify_images"]
     exact, _ = sized_config(PipelineConfig(target=target, quadratic_estimator="exact"), big_net)
     assert exact.quadratic_draws is None  # draws belong to the random-sign form only
+
+
+def test_verify_on_a_model_the_integer_path_cannot_take_fails_first() -> None:
+    import timm
+    import torch
+
+    from allocator.pipeline.run import run_stages
+
+    swin = timm.create_model(
+        "swin_tiny_patch4_window7_224", pretrained=False, depths=(1, 1, 1, 1), embed_dim=24, num_heads=(1, 1, 1, 1)
+    )
+    config = PipelineConfig(target=sim.load_target("zcu102"), verify=True)
+    with pytest.raises(InputError, match=r"^--verify: SwinTransformer is not a timm VisionTransformer"):
+        run_stages(swin, None, config)  # type: ignore[arg-type]  # fails before the data is touched
+    with pytest.raises(InputError, match=r"^--verify: Linear is not a timm VisionTransformer"):
+        run_stages(torch.nn.Linear(4, 4), None, config)  # type: ignore[arg-type]
