@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "Limits",
+    "PipelineConfig",
     "allocate",
     "build_problem",
     "fisher_scores",
@@ -33,6 +34,7 @@ _HOME = {
     "pareto_front": "allocator.ilp.model",
     "problem_from_json": "allocator.ilp.model",
     "run_pipeline": "allocator.pipeline.run",
+    "PipelineConfig": "allocator.pipeline.run",
     "sensitivity_table": "allocator.sensitivity.scores",
     "Limits": "allocator.ilp.model",
     "build_problem": "allocator.ilp.problem",

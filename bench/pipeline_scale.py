@@ -87,6 +87,7 @@ def run_model(model: str, data: Path, work: Path, threads: int | None) -> dict[s
         "--latency-of",
         LATENCY_OF,
         "--json",
+        "--progress",  # tqdm bars to the stderr file (stdout stays one JSON object), to watch a long run
         "--out",
         str(out),
     ]
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="passed to mixbit --threads (default: mixbit's own default)")
     parser.add_argument("--merge", action="store_true", help="keep other models' entries of the previous JSON")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--note", help="added to the machine record (e.g. what else ran at the same time)")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     previous = json.loads(args.results.read_text()) if args.merge and args.results.exists() else {}
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "models": dict(previous.get("models", {})),
     }
+    if args.note:
+        results["machine"]["note"] += f"; {args.note}"
     with tempfile.TemporaryDirectory(prefix="pipeline_scale_") as tmp:
         work = Path(tmp)
         data = make_folder(work / "images")

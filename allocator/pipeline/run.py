@@ -57,6 +57,7 @@ __all__ = [
     "run_stages",
     "score_options",
     "scores_stage",
+    "sized_config",
     "solve_stage",
     "verify_stage",
     "write_stage",
@@ -716,8 +717,8 @@ def run_pipeline(
     (``quant.inputs.model_and_data``: checkpoints, --calib-data, --eval-data, synthetic images); ``model_name``
     names an ``nn.Module`` model in the results. Counts left None follow the model's size (``sized_config``:
     256 calibration, 128 sensitivity and 200 verify images for small models, as before). Raises ``InputError``
-    (CLI exit status 2) for bad input and for
-    budgets no plan can meet; nothing is written to ``out`` unless the whole run succeeds.
+    (CLI exit status 2) for bad input and for budgets no plan can meet; nothing is written to ``out`` unless the
+    whole run succeeds.
     """
     if out is not None:  # an unusable --out fails now, not after the whole run
         check_output_dir(out, owned=OWNED_FILES)
