@@ -532,11 +532,12 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
             _num(record.get("subprocess_max_rss_mb"), 0),
             verify(record),
             goals(record),
+            f"{_num(_dig(record, 'load_average_before', 0), 1)} → {_num(_dig(record, 'load_average_after', 0), 1)}",
         ]
         for model, record in models.items()
     ]
     header = ["model", "status", *[f"{n} (s / MiB)" for n in stage_names], "wall (s)", "max RSS (MiB)",
-              "verify mismatches", "goals"]  # fmt: skip
+              "verify mismatches", "goals", "load (1 min)"]  # fmt: skip
     settings = sorted(
         {
             ", ".join(
@@ -553,7 +554,8 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
         "with default settings, each model in its own process, random weights, on a generated ImageNet-layout "
         f"folder ({_dig(data, 'data', 'classes')} classes × {_dig(data, 'data', 'per_class_each_side')} RGB PNGs in "
         "train/ and in val/). Per stage: wall seconds / the process's resident-memory high-water mark at the "
-        "stage's end (MiB); max RSS from `os.wait4` of the subprocess.",
+        "stage's end (MiB); max RSS from `os.wait4` of the subprocess; load: the 1-minute load average before → "
+        "after the model's run.",
         "",
         *_table(header, rows),
         "",
