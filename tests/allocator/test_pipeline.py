@@ -140,7 +140,7 @@ def test_cli_json_stays_pure_with_progress_bars(tmp_path: Path, capsys: pytest.C
     assert status == 0
     obj = json.loads(captured.out)  # nothing but the JSON object on stdout
     assert captured.out.count("\n") == 1
-    for bar in ("hessian scores", "evaluating plans", "calibrating", "verifying"):
+    for bar in ("fitting quantizers", "hessian scores", "evaluating plans", "calibrating", "verifying"):
         assert bar in captured.err  # tqdm bars went to stderr
     assert obj["threads"] == 1 and obj["device"] == "cpu"
     assert [stage["name"] for stage in obj["stages"]] == STAGES[:-1]  # no --out: no write stage
