@@ -187,9 +187,9 @@ class Allocation:
 
 def problem_from_json(obj: dict[str, Any], where: str = "allocate JSON") -> tuple[Problem, Limits]:
     """The problem and limits an ``allocate --json`` object (``Allocation.to_json`` plus the pipeline's
-    ``clock_mhz`` and ``fixed_cycles``) was solved with, rebuilt from its ``options`` and ``constraints`` alone:
-    ``allocate(*problem_from_json(obj))`` gives the same plan and latency. Raises ``InputError`` naming the
-    missing key or bad value, with ``where`` (e.g. the file name)."""
+    ``clock_mhz``, ``fixed_cycles`` and ``fixed_energy_mj``) was solved with, rebuilt from its ``options`` and
+    ``constraints`` alone: ``allocate(*problem_from_json(obj))`` gives the same plan, latency and energy. Raises
+    ``InputError`` naming the missing key or bad value, with ``where`` (e.g. the file name)."""
     for key in ("options", "constraints", "clock_mhz", "fixed_cycles"):
         if key not in obj:
             raise InputError(f"{where}: no {key!r}; it needs options, constraints, clock_mhz and fixed_cycles")
@@ -216,12 +216,14 @@ def problem_from_json(obj: dict[str, Any], where: str = "allocate JSON") -> tupl
         onchip_capacity_bits=constraints.get("onchip_capacity_bits"),
         ties=ties,
         model=str(obj.get("model", "")),
+        fixed_energy_mj=float(obj.get("fixed_energy_mj", 0.0)),
     )
     limits = Limits(
         latency_ms=constraints.get("latency_ms"),
         size_mb=constraints.get("size_mb"),
         bops=constraints.get("bops"),
         onchip=bool(constraints.get("onchip", False)),
+        energy_mj=constraints.get("energy_mj"),
     )
     return problem, limits
 

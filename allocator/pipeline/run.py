@@ -155,8 +155,8 @@ class PipelineResult:
 
     def to_json(self) -> dict[str, Any]:
         """The contract's ``allocate`` object plus model, target, accuracy, baselines, outputs, each stage's seconds
-        and peak resident memory (``stages``, ``peak_rss_mb``), and ``clock_mhz``/``fixed_cycles`` (the problem's
-        plan-independent terms: re-solvable from ``options`` and ``constraints`` alone)."""
+        and peak resident memory (``stages``, ``peak_rss_mb``), and ``clock_mhz``/``fixed_cycles``/``fixed_energy_mj``
+        (the problem's plan-independent terms: re-solvable from ``options`` and ``constraints`` alone)."""
         obj = self.allocation.to_json()
         obj.update(
             {
@@ -177,6 +177,7 @@ class PipelineResult:
                 # with these, ``options`` and ``constraints`` are the whole ILP (allocator.ilp.problem_from_json)
                 "clock_mhz": self.allocation.problem.clock_mhz,
                 "fixed_cycles": self.allocation.problem.fixed_cycles,
+                "fixed_energy_mj": self.allocation.problem.fixed_energy_mj,
             }
         )
         if self.exports:
