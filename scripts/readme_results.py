@@ -549,6 +549,11 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
         }
     )
     skipped = [f"{m}: {r['verify_skipped']}" for m, r in models.items() if r.get("verify_skipped")]
+    stopped = [
+        f"{m} was stopped after {r.get('started_utc')}–{r.get('stopped_utc')} UTC in the {r.get('stopped_in')}; its "
+        f"resident memory reached {_num(r.get('max_rss_mb_until_stopped'), 0)} MiB by then ({r.get('source')})."
+        for m, r in (data.get("stopped_runs") or {}).items()
+    ]
     return [
         f"`mixbit allocate --target {data.get('target', MISSING)} --latency-of {data.get('latency_of', MISSING)}` "
         "with default settings, each model in its own process, random weights, on a generated ImageNet-layout "
@@ -561,6 +566,7 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
         "",
         "Counts the model's size chose: " + ("; ".join(settings) or MISSING) + ".",
         *([""] + [f"Verify not run for {line}" for line in skipped] if skipped else []),
+        *([""] + [f"Not finished: {line}" for line in stopped] if stopped else []),
     ]
 
 
