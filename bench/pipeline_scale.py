@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "load_average_at_start": list(os.getloadavg()),
-            "note": "shared 2-core machine; other engineers' tests and benches ran at the same time (load averages "
-            "per model below); models run one after another, each in its own subprocess",
+            "note": "shared 2-core machine; other engineers' tests and benches ran at the same time (1-minute "
+            "load per model in the table); models run one after another, each in its own subprocess",
         },
         "models": dict(previous.get("models", {})),
     }
