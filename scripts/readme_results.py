@@ -523,8 +523,8 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
         v = record.get("verify") or {}
         return f"{_num(v.get('mismatches'))} of {_num(v.get('checked'))} ({_num(v.get('images'))} img)"
 
-    rows = [
-        [
+    def row(model: str, record: dict[str, Any]) -> list[str]:
+        return [
             f"{model} ({_millions(_dig(record, 'settings', 'model_parameters'))} M)",
             f"exit {record.get('exit_status')}",
             *[stage_cell(record, name) for name in stage_names],
@@ -534,8 +534,10 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
             goals(record),
             f"{_num(_dig(record, 'load_average_before', 0), 1)} → {_num(_dig(record, 'load_average_after', 0), 1)}",
         ]
-        for model, record in models.items()
-    ]
+
+    rows = [row(model, record) for model, record in models.items()]
+    earlier = data.get("earlier_runs") or {}
+    earlier_rows = [row(model, record) for model, record in earlier.items() if "stages" in record]
     header = ["model", "status", *[f"{n} (s / MiB)" for n in stage_names], "wall (s)", "max RSS (MiB)",
               "verify mismatches", "goals", "load (1 min)"]  # fmt: skip
     settings = sorted(
@@ -552,7 +554,8 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
     stopped = [
         f"{m} was stopped after {r.get('started_utc')}–{r.get('stopped_utc')} UTC in the {r.get('stopped_in')}; its "
         f"resident memory reached {_num(r.get('max_rss_mb_until_stopped'), 0)} MiB by then ({r.get('source')})."
-        for m, r in (data.get("stopped_runs") or {}).items()
+        for m, r in {**(data.get("stopped_runs") or {}), **earlier}.items()
+        if "stopped_in" in r
     ]
     return [
         f"`mixbit allocate --target {data.get('target', MISSING)} --latency-of {data.get('latency_of', MISSING)}` "
@@ -566,6 +569,16 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
         "",
         "Counts the model's size chose: " + ("; ".join(settings) or MISSING) + ".",
         *([""] + [f"Verify not run for {line}" for line in skipped] if skipped else []),
+        *(
+            [
+                "",
+                "Earlier run of the same bench (code and load in the JSON's `earlier_runs`):",
+                "",
+                *_table(header, earlier_rows),
+            ]
+            if earlier_rows
+            else []
+        ),
         *([""] + [f"Not finished: {line}" for line in stopped] if stopped else []),
     ]
 
