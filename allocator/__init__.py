@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "Limits",
+    "PipelineConfig",
     "allocate",
     "build_problem",
     "fisher_scores",
@@ -18,6 +19,7 @@ __all__ = [
     "hessian_scores",
     "hessian_traces",
     "pareto_front",
+    "problem_from_json",
     "run_pipeline",
     "workload_from_model",
 ]
@@ -30,7 +32,9 @@ _HOME = {
     "fisher_traces": "allocator.sensitivity.scores",
     "allocate": "allocator.ilp.model",
     "pareto_front": "allocator.ilp.model",
+    "problem_from_json": "allocator.ilp.model",
     "run_pipeline": "allocator.pipeline.run",
+    "PipelineConfig": "allocator.pipeline.run",
     "sensitivity_table": "allocator.sensitivity.scores",
     "Limits": "allocator.ilp.model",
     "build_problem": "allocator.ilp.problem",

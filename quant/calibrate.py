@@ -10,12 +10,14 @@ the report lists, per quantizer, the kind kept and every candidate's error.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from quant import primitives as P
 from quant.errors import InputError
@@ -140,12 +142,14 @@ def calibrate_(
     *,
     batch_size: int = 64,
     kinds: tuple[str, ...] = P.KINDS,
+    progress: bool = False,
 ) -> CalibrationReport:
     """Fit every activation quantizer of quantized ``model`` on ``data`` (images (N, C, H, W), or an
     iterable of such batches or of (images, labels)); returns the per-quantizer report.
 
     ``method``: ``minmax``, ``percentile`` or ``mse`` (``primitives.METHODS``). ``kinds``: the kinds an
-    ``"auto"`` quantizer chooses from.
+    ``"auto"`` quantizer chooses from. Batches run on the model's device (moved there one at a time).
+    ``progress``: a tqdm bar (with an ETA) on stderr over the forward batches and the quantizer fits.
     """
     from quant.quantize import activation_quantizers
 
@@ -159,18 +163,25 @@ def calibrate_(
         raise InputError("calibration data: no images")
     was_training = model.training
     model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    bar = tqdm(
+        total=len(batches) + len(quantizers), desc="calibrating", unit="step", disable=not progress, file=sys.stderr
+    )
     for q in quantizers.values():
         q.clear_observed()
         q.observing = True
     try:
         with torch.no_grad():
             for batch in batches:
-                model(batch)
+                model(batch.to(device))
+                bar.update()
     finally:
         for q in quantizers.values():
             q.observing = False
     choices = []
     for name, q in quantizers.items():
+        bar.update()
         x = q.observed()
         q.clear_observed()
         if x.numel() == 0:  # not on the forward path (e.g. an unused head)
@@ -178,5 +189,6 @@ def calibrate_(
             continue
         errors = _fit_one(q, x, method, kinds)
         choices.append(QuantizerChoice(name, int(q.bits), q.requested_kind, q.kind, errors, x.numel()))
+    bar.close()
     model.train(was_training)
     return CalibrationReport(method, tuple(choices))

@@ -515,14 +515,17 @@ class ModelData:
 
 def evaluate_data(model: nn.Module, data: ModelData) -> tuple[float | None, float | None]:
     """(top-1 accuracy as a fraction, mean cross-entropy in nats per image) on ``data``'s evaluation images,
-    streamed batch by batch; (None, None) without evaluation data."""
+    streamed batch by batch onto the model's device; (None, None) without evaluation data."""
     if data.evaluation is None or data.num_eval == 0:
         return None, None
     was_training = model.training
     model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     correct, loss, seen = 0, 0.0, 0
     with torch.no_grad():
         for xb, yb in data.eval_batches():
+            xb, yb = xb.to(device), yb.to(device)
             logits = model(xb)
             correct += int((logits.argmax(dim=-1) == yb).sum())
             loss += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))

@@ -44,6 +44,7 @@ __all__ = [
     "Widths",
     "check_width",
     "decoded_bound",
+    "integer_unsupported",
     "to_fixed",
     "to_integer",
 ]
@@ -525,6 +526,26 @@ class IntegerRun:
     logits: Tensor
     codes: dict[str, Tensor]
     intermediates: tuple[tuple[str, torch.dtype], ...] = ()
+
+
+def integer_unsupported(model: nn.Module) -> str | None:
+    """Why the integer-only model cannot be built for float ``model`` (before quantizing), or None when its
+    structure is one ``IntegerModel`` takes: a timm ``VisionTransformer`` (ViT/DeiT) with a class token, the
+    standard position embedding, token pooling, no register tokens and no LayerScale. A cheap check, so a run
+    asked to verify fails before its expensive stages; ``to_integer`` still checks everything."""
+    name = type(model).__name__
+    if not all(hasattr(model, attr) for attr in ("blocks", "patch_embed", "pos_embed", "cls_token", "global_pool")):
+        return f"{name} is not a timm VisionTransformer; the integer-only model covers ViT/DeiT only"
+    if model.pos_embed is None or getattr(model, "no_embed_class", False) or getattr(model, "dynamic_img_size", False):
+        return f"{name}: only the standard position embedding (class token included) is supported"
+    if getattr(model, "reg_token", None) is not None:
+        return f"{name}: register tokens are not supported"
+    if model.global_pool != "token":
+        return f"{name}: global_pool {model.global_pool!r} is not supported (only 'token')"
+    for index, block in enumerate(model.blocks):
+        if not all(isinstance(getattr(block, part, nn.Identity()), nn.Identity) for part in ("ls1", "ls2")):
+            return f"{name}: blocks.{index} has LayerScale, which the integer-only model does not support"
+    return None
 
 
 def _require(condition: bool, message: str) -> None:

@@ -6,11 +6,13 @@ other's caller: integer → modules → primitives, exact → integer, verify �
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from quant.errors import InputError
 from quant.exact import recording, set_exact_
@@ -89,23 +91,62 @@ def exact_codes(model: nn.Module, images: Tensor) -> tuple[dict[str, Tensor], Te
     return codes, logits
 
 
-def verify_bit_exact(model: nn.Module, inputs: Tensor, integer_model: IntegerModel | None = None) -> VerifyReport:
+def verify_bit_exact(
+    model: nn.Module,
+    inputs: Tensor,
+    integer_model: IntegerModel | None = None,
+    *,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> VerifyReport:
     """Compare the integer model with ``model``'s exact mode on ``inputs`` (float images, N×C×H×W).
 
     Every quantizer's codes and the logits (exact logits·2^16 vs the integer logits) are compared element
-    by element; the model is left in the mode it was in.
+    by element; the model is left in the mode it was in. ``batch_size``: images compared at a time (None: all at
+    once). Both models keep every quantization point's codes of the images in flight (int64), so the batch bounds
+    memory. ``first`` is then the first mismatch of the first batch
+    that has one, in forward order. ``progress``: a tqdm bar (with an ETA) over the images on stderr.
     """
     if not isinstance(inputs, Tensor) or inputs.dim() != 4 or inputs.shape[0] == 0:
         raise InputError(
             f"verify inputs: expected a non-empty image batch (N, C, H, W), got {getattr(inputs, 'shape', inputs)}"
         )
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"verify: batch_size must be at least 1, got {batch_size}")
     integer_model = integer_model or to_integer(model)
+    count = int(inputs.shape[0])
+    size = count if batch_size is None else batch_size
+    totals: dict[str, list[int]] = {}  # point -> [elements, mismatches], in the first batch's order
+    first: Mismatch | None = None
+    with tqdm(total=count, desc="verifying", unit="image", disable=not progress, file=sys.stderr) as bar:
+        for begin in range(0, count, size):
+            images = inputs[begin : begin + size]
+            per_point, found = _compare(model, integer_model, images)
+            for name, elements, bad in per_point:
+                slot = totals.setdefault(name, [0, 0])
+                slot[0] += elements
+                slot[1] += bad
+            if first is None and found is not None:
+                index = found.index
+                if index and index[0] < len(images):  # codes are image-major: name the image in ``inputs``
+                    index = (index[0] + begin, *index[1:])
+                first = Mismatch(found.tensor, index, found.integer, found.exact)
+            bar.update(len(images))
+    per_point_all = tuple((name, elements, bad) for name, (elements, bad) in totals.items())
+    checked = sum(elements for _, elements, _ in per_point_all)
+    mismatches = sum(bad for _, _, bad in per_point_all)
+    return VerifyReport(count, len(per_point_all), checked, mismatches, first, per_point_all)
+
+
+def _compare(
+    model: nn.Module, integer_model: IntegerModel, inputs: Tensor
+) -> tuple[list[tuple[str, int, int]], Mismatch | None]:
+    """(name, elements, mismatches) of every quantization point on ``inputs``, and the first mismatch."""
     integer_run = integer_model.run(inputs)
     exact, logits = exact_codes(model, inputs)
     exact["logits"] = torch.floor(logits.to(torch.float64) * 2.0**ACT_FRAC_BITS + 0.5).to(torch.int64)
     names = list(integer_run.codes) + [name for name in exact if name not in integer_run.codes]
     per_point = []
-    checked = mismatches = 0
     first: Mismatch | None = None
     for name in names:
         ours, theirs = integer_run.codes.get(name), exact.get(name)
@@ -113,15 +154,13 @@ def verify_bit_exact(model: nn.Module, inputs: Tensor, integer_model: IntegerMod
             present = ours if ours is not None else theirs
             size = int(present.numel()) if present is not None else 0
             per_point.append((name, size, size))
-            checked, mismatches = checked + size, mismatches + size
             if first is None:
                 first = Mismatch(name, (), None if ours is None else -1, None if theirs is None else -1)
             continue
         differ = ours != theirs
         bad = int(differ.sum())
         per_point.append((name, int(ours.numel()), bad))
-        checked, mismatches = checked + int(ours.numel()), mismatches + bad
         if bad and first is None:
             index = tuple(int(i) for i in differ.nonzero()[0])
             first = Mismatch(name, index, int(ours[index]), int(theirs[index]))
-    return VerifyReport(int(inputs.shape[0]), len(per_point), checked, mismatches, first, tuple(per_point))
+    return per_point, first

@@ -487,6 +487,102 @@ def allocator_accuracy(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _millions(count: Any) -> str:
+    return MISSING if count is None else _num(count / 1e6, 1)
+
+
+def pipeline_scale(data: dict[str, Any]) -> list[str]:
+    models = data.get("models", {})
+    stage_names: list[str] = []
+    for record in models.values():
+        for stage in record.get("stages") or []:
+            if stage.get("name") not in stage_names:
+                stage_names.append(stage["name"])
+
+    def stage_cell(record: dict[str, Any], name: str) -> str:
+        stage = next((s for s in record.get("stages") or [] if s.get("name") == name), None)
+        if stage is None:
+            return MISSING
+        return f"{_num(stage.get('seconds'), 0)} s / {_num(stage.get('peak_rss_mb'), 0)}"
+
+    def goals(record: dict[str, Any]) -> str:
+        met = _dig(record, "goals", "met")
+        if not isinstance(met, dict) or not met:
+            return MISSING
+        limits = record["goals"]
+        parts = []
+        if "peak_rss_mb" in met:
+            parts.append(f"≤ {_num(limits['peak_rss_mb'] / 1024, 0)} GiB: {'met' if met['peak_rss_mb'] else 'missed'}")
+        if "seconds" in met:
+            parts.append(f"≤ {_num(limits['seconds'] / 60, 0)} min: {'met' if met['seconds'] else 'missed'}")
+        return "; ".join(parts)
+
+    def verify(record: dict[str, Any]) -> str:
+        if not record.get("verify_run"):
+            return "not run (see JSON)"
+        v = record.get("verify") or {}
+        return f"{_num(v.get('mismatches'))} of {_num(v.get('checked'))} ({_num(v.get('images'))} img)"
+
+    def row(model: str, record: dict[str, Any]) -> list[str]:
+        return [
+            f"{model} ({_millions(_dig(record, 'settings', 'model_parameters'))} M)",
+            f"exit {record.get('exit_status')}",
+            *[stage_cell(record, name) for name in stage_names],
+            _num(record.get("wall_seconds"), 0),
+            _num(record.get("subprocess_max_rss_mb"), 0),
+            verify(record),
+            goals(record),
+            f"{_num(_dig(record, 'load_average_before', 0), 1)} → {_num(_dig(record, 'load_average_after', 0), 1)}",
+        ]
+
+    rows = [row(model, record) for model, record in models.items()]
+    earlier = data.get("earlier_runs") or {}
+    earlier_rows = [row(model, record) for model, record in earlier.items() if "stages" in record]
+    header = ["model", "status", *[f"{n} (s / MiB)" for n in stage_names], "wall (s)", "max RSS (MiB)",
+              "verify mismatches", "goals", "load (1 min)"]  # fmt: skip
+    settings = sorted(
+        {
+            ", ".join(
+                f"{k} {_dig(r, 'settings', k)}"
+                for k in ("sensitivity_images", "quadratic_draws", "calib_images", "verify_images")
+            )
+            for r in models.values()
+            if r.get("settings")
+        }
+    )
+    skipped = [f"{m}: {r['verify_skipped']}" for m, r in models.items() if r.get("verify_skipped")]
+    stopped = [
+        f"{m} was stopped after {r.get('started_utc')}–{r.get('stopped_utc')} UTC in the {r.get('stopped_in')}; its "
+        f"resident memory reached {_num(r.get('max_rss_mb_until_stopped'), 0)} MiB by then ({r.get('source')})."
+        for m, r in {**(data.get("stopped_runs") or {}), **earlier}.items()
+        if "stopped_in" in r
+    ]
+    return [
+        f"`mixbit allocate --target {data.get('target', MISSING)} --latency-of {data.get('latency_of', MISSING)}` "
+        "with default settings, each model in its own process, random weights, on a generated ImageNet-layout "
+        f"folder ({_dig(data, 'data', 'classes')} classes × {_dig(data, 'data', 'per_class_each_side')} RGB PNGs in "
+        "train/ and in val/). Per stage: wall seconds / the process's resident-memory high-water mark at the "
+        "stage's end (MiB); max RSS from `os.wait4` of the subprocess; load: the 1-minute load average before → "
+        "after the model's run.",
+        "",
+        *_table(header, rows),
+        "",
+        "Counts the model's size chose: " + ("; ".join(settings) or MISSING) + ".",
+        *([""] + [f"Verify not run for {line}" for line in skipped] if skipped else []),
+        *(
+            [
+                "",
+                "Earlier run of the same bench (code and load in the JSON's `earlier_runs`):",
+                "",
+                *_table(header, earlier_rows),
+            ]
+            if earlier_rows
+            else []
+        ),
+        *([""] + [f"Not finished: {line}" for line in stopped] if stopped else []),
+    ]
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("sim_speed", "Simulator speed against SCALE-Sim", sim_speed),
     ("scalesim_compare", "Agreement with SCALE-Sim", scalesim_compare),
@@ -496,6 +592,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("integer_speed", "Integer-only model: bit-exactness and accuracy per plan", integer_speed),
     ("allocator", "Bit allocation ILP", allocator),
     ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
+    ("pipeline_scale", "Real models end to end: seconds and memory per stage", pipeline_scale),
 )
 
 

@@ -18,12 +18,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from allocator.cli.args import OneLineParser, attach_dash_values
+from allocator.cli.args import OneLineParser, attach_dash_values, bounded_int
 from allocator.serialize import json_default
 
 __all__ = ["build_parser", "emit_json", "main"]
 
 COMMANDS = ("targets", "simulate", "allocate", "verify", "export", "sweep", "train")
+MAX_THREADS = 4096
+"""More torch threads than this is a typo."""
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -46,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"allocator.cli.commands.{name}")
         module.register(sub)
+    for command in sub.choices.values():  # one flag, one meaning, set once in main() for every command
+        command.add_argument(
+            "--threads",
+            type=bounded_int(1, MAX_THREADS),
+            metavar="N",
+            help="torch threads (default: OMP_NUM_THREADS if set, else min(cores, 4))",
+        )
     return parser
 
 
@@ -118,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if closed:
         print(f"error: {closed}", file=sys.stderr)
         return 2
+    from allocator.torchenv import configure_threads
+
+    configure_threads(args.threads)  # the one place torch's thread count is set, before any command imports torch
     # Handlers print into memory; stdout gets the whole text once the command has succeeded, so an error
     # never follows half an output, and a stdout that cannot take it (/dev/full) is an error, not exit 0.
     real_stdout, captured = sys.stdout, io.StringIO()

@@ -14,6 +14,7 @@ from allocator.ilp.model import (
     build_model,
     explain_infeasible,
     pareto_front,
+    problem_from_json,
 )
 from allocator.ilp.problem import (
     BRAM36_BITS,
@@ -45,4 +46,5 @@ __all__ = [
     "explain_infeasible",
     "onchip_capacity_bits",
     "pareto_front",
+    "problem_from_json",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "build_model",
     "explain_infeasible",
     "pareto_front",
+    "problem_from_json",
 ]
 
 Quantity = Literal["sensitivity", "latency", "size", "bops", "onchip", "energy"]
@@ -182,6 +183,49 @@ class Allocation:
             "predicted": self.predicted.to_json() if self.predicted else None,
             "refinements": self.refinements,
         }
+
+
+def problem_from_json(obj: dict[str, Any], where: str = "allocate JSON") -> tuple[Problem, Limits]:
+    """The problem and limits an ``allocate --json`` object (``Allocation.to_json`` plus the pipeline's
+    ``clock_mhz``, ``fixed_cycles`` and ``fixed_energy_mj``) was solved with, rebuilt from its ``options`` and
+    ``constraints`` alone: ``allocate(*problem_from_json(obj))`` gives the same plan, latency and energy. Raises
+    ``InputError`` naming the missing key or bad value, with ``where`` (e.g. the file name)."""
+    for key in ("options", "constraints", "clock_mhz", "fixed_cycles"):
+        if key not in obj:
+            raise InputError(f"{where}: no {key!r}; it needs options, constraints, clock_mhz and fixed_cycles")
+    options = obj["options"]
+    if not isinstance(options, list) or not options:
+        raise InputError(f"{where}: 'options' must be a non-empty list of option rows")
+    constraints = obj["constraints"]
+    if not isinstance(constraints, dict):
+        raise InputError(f"{where}: 'constraints' must be an object")
+    frame = pd.DataFrame(options)
+    ties = []
+    for text in constraints.get("ties") or []:
+        members = []
+        for member in str(text).split(" = "):
+            layer, dot, bit_field = member.rpartition(".")
+            if not dot:
+                raise InputError(f"{where}: tie {text!r}: expected layer.field = layer.field")
+            members.append((layer, bit_field))
+        ties.append(Tie(tuple(members)))  # type: ignore[arg-type]
+    problem = Problem.from_frame(
+        frame,
+        clock_mhz=float(obj["clock_mhz"]),
+        fixed_cycles=int(obj["fixed_cycles"]),
+        onchip_capacity_bits=constraints.get("onchip_capacity_bits"),
+        ties=ties,
+        model=str(obj.get("model", "")),
+        fixed_energy_mj=float(obj.get("fixed_energy_mj", 0.0)),
+    )
+    limits = Limits(
+        latency_ms=constraints.get("latency_ms"),
+        size_mb=constraints.get("size_mb"),
+        bops=constraints.get("bops"),
+        onchip=bool(constraints.get("onchip", False)),
+        energy_mj=constraints.get("energy_mj"),
+    )
+    return problem, limits
 
 
 def _quantity(problem: Problem, quantity: Quantity) -> np.ndarray:

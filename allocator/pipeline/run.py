@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 import sim
 from allocator.bridge.workload import workload_from_model
@@ -27,9 +28,11 @@ from allocator.ilp.model import Allocation, Limits, ParetoFront, allocate, paret
 from allocator.ilp.problem import Problem, build_problem
 from allocator.ilp.robust import Flip, unresolved_layers
 from allocator.outputs import check_output_dir, replace_folder
+from allocator.pipeline.meter import StageMeter, StageRecord
 from allocator.sensitivity.configs import FisherConfig, HessianQuadraticConfig, HessianTraceConfig, ScorerConfig
 from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
 from allocator.serialize import json_default
+from allocator.torchenv import keep_threads
 from quant.calibrate import calibrate_
 from quant.data import ModelData, as_model_data, evaluate_data
 from quant.inputs import DataOptions, model_and_data
@@ -40,11 +43,24 @@ from sim.errors import InputError
 
 __all__ = [
     "Baseline",
+    "Evaluation",
+    "PipelineConfig",
     "PipelineResult",
+    "Solution",
+    "budget_stage",
+    "costs_stage",
+    "evaluate_stage",
+    "load_stage",
     "predicted_uniform",
     "quantized_accuracy",
     "run_pipeline",
+    "run_stages",
     "score_options",
+    "scores_stage",
+    "sized_config",
+    "solve_stage",
+    "verify_stage",
+    "write_stage",
 ]
 
 EXPORT_FILES = {"qonnx": "model.qonnx.onnx", "onnx-int": "model.int.onnx", "npz": "npz"}
@@ -52,6 +68,31 @@ EXPORT_FILES = {"qonnx": "model.qonnx.onnx", "onnx-int": "model.int.onnx", "npz"
 DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
 # standard errors a score may move (against the chosen option) before a layer counts as unresolved (≈ 95 %)
 UNRESOLVED_Z = 2.0
+VERIFY_BATCH = 2
+"""Images the integer-only check compares at a time: every quantization point's int64 codes of the images in
+flight are held by both models, so this bounds the verify stage's memory. DeiT-S with 8 at a time rose from
+2,781 to 5,460 MiB resident in verify (≈ 335 MiB per image) at ≈ 1 s per image either way."""
+BIG_MODEL_PARAMETERS = 5_000_000
+"""Models with at least this many parameters get the ``BIG_CPU_DEFAULTS`` on a CPU (as ``quant.synthetic``'s steps).
+The testbeds have < 0.2 M; DeiT-T 5.7 M, DeiT-S 22 M, ViT-B 86 M, Swin-T 28 M."""
+SMALL_DEFAULTS: dict[str, int | None] = {
+    "sensitivity_images": 128,
+    "quadratic_draws": None,
+    "calib_images": 256,
+    "verify_images": 200,
+}
+BIG_CPU_DEFAULTS: dict[str, int | None] = {
+    "sensitivity_images": 4,
+    "quadratic_draws": 4,
+    "calib_images": 32,
+    "verify_images": 32,
+}
+"""What a big model gets on a CPU when the user leaves a setting out. Measured on this 2-core machine (DeiT-S,
+random weights, torch on 1 thread, load ≈ 4): one Hessian-vector product costs ≈ 3.4 s per image, and the
+random-sign quadratic form needs 6 bit widths × draws × images of them (the defaults above: 96, ≈ 5.5 min; the
+small-model defaults, 128 images × 16 draws: ≈ 12,000, ≈ 11 h); quantizing, calibrating (MSE) and evaluating
+one plan on 80 + 80 images took ≈ 40 s. 32 calibration images is PSAQ-ViT's and LampQ's setting; the integer
+check runs at ≈ 1 s per image."""
 
 
 @dataclass(frozen=True)
@@ -101,13 +142,21 @@ class PipelineResult:
     unresolved: tuple[Flip, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
     exports: dict[str, Any] = field(default_factory=dict)  # format -> quant.exports.ExportResult JSON
+    # each stage's wall seconds and the process's resident-memory high-water mark at its end (MiB), the run's peak
+    stages: tuple[StageRecord, ...] = ()
+    peak_rss_mb: float | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # counts used and which the model's size chose
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
         return self.allocation.to_frame()
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's ``allocate`` object plus model, target, accuracy, baselines, outputs and timings."""
+        """The contract's ``allocate`` object plus model, target, accuracy, baselines, outputs, each stage's seconds
+        and peak resident memory (``stages``, ``peak_rss_mb``), and ``clock_mhz``/``fixed_cycles``/``fixed_energy_mj``
+        (the problem's plan-independent terms: re-solvable from ``options`` and ``constraints`` alone)."""
         obj = self.allocation.to_json()
         obj.update(
             {
@@ -119,7 +168,16 @@ class PipelineResult:
                 "act_kinds": self.calibration,
                 "outputs": self.outputs,
                 "seconds": self.seconds,
+                "stages": [stage.to_json() for stage in self.stages],
+                "peak_rss_mb": self.peak_rss_mb,
+                "device": self.device,
+                "threads": self.threads,
+                "settings": self.settings,
                 "data": self.data,
+                # with these, ``options`` and ``constraints`` are the whole ILP (allocator.ilp.problem_from_json)
+                "clock_mhz": self.allocation.problem.clock_mhz,
+                "fixed_cycles": self.allocation.problem.fixed_cycles,
+                "fixed_energy_mj": self.allocation.problem.fixed_energy_mj,
             }
         )
         if self.exports:
@@ -160,16 +218,43 @@ def quantized_accuracy(
     act_kind: str = "uniform",
     calibration: str = "mse",
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[nn.Module, float | None, dict[str, str]]:
     """Quantize a copy of ``model`` with ``plan``, calibrate it on training images (``calibration``: minmax,
-    percentile or mse), and measure test accuracy (None without labelled evaluation data)."""
-    data = as_model_data(data)
+    percentile or mse), and measure test accuracy (None without labelled evaluation data). The copy lives on
+    ``model``'s device."""
+    qmodel, kinds, accuracy, _ = _quantized(
+        model, plan, as_model_data(data), calib_images, act_kind, calibration, seed, progress
+    )
+    return qmodel, accuracy, kinds
+
+
+def _quantized(
+    model: nn.Module,
+    plan: BitPlan,
+    data: ModelData,
+    calib_images: int,
+    act_kind: str,
+    calibration: str,
+    seed: int,
+    progress: bool,
+) -> tuple[nn.Module, dict[str, str], float | None, float | None]:
+    """(quantized copy, activation kinds chosen, accuracy, mean test cross-entropy): one evaluation pass."""
     torch.manual_seed(seed)
-    qmodel = quantize_(copy.deepcopy(model), QuantConfig(plan=plan, act_kind=act_kind))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    qmodel = quantize_(copy.deepcopy(model), QuantConfig(plan=plan, act_kind=act_kind)).to(device)
     calib, _ = data.calib_batch(calib_images, seed)
-    report = calibrate_(qmodel, calib, method=calibration)
-    accuracy, _ = evaluate_data(qmodel, data)
-    return qmodel, accuracy, report.choices
+    report = calibrate_(qmodel, calib, method=calibration, progress=progress)
+    del calib
+    accuracy, test_loss = evaluate_data(qmodel, data)
+    return qmodel, report.choices, accuracy, test_loss
+
+
+def _quantized_evaluation(
+    net: nn.Module, plan: BitPlan, data: ModelData, config: PipelineConfig
+) -> tuple[nn.Module, dict[str, str], float | None, float | None]:
+    return _quantized(net, plan, data, config.calib_images, config.act_kind, "mse", config.seed, config.progress)
 
 
 def _plan_with_kind(plan: dict[str, Any], act_kind: str) -> BitPlan:
@@ -192,6 +277,7 @@ def score_options(
     batch_size: int | str | None = "auto",
     seed: int = 0,
     progress: bool = False,
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Ω for every GEMM and bit pair: columns layer, wbits, abits, sensitivity, sensitivity_se (its standard
     error; 0 where exact). ``frame.attrs["estimator"]`` says which estimator ran (the size-chosen one by default).
@@ -204,9 +290,12 @@ def score_options(
     (given alone, it asks for random signs). ``batch_size``: images per autograd graph (``auto``: by the
     model's size), which bounds memory. ``act_method``: how activation quantizers are fitted for the errors —
     the calibration method the plan will be calibrated with; ``act_kind``: their kind, as the plan will quantize
-    GEMM inputs (``auto`` chooses kinds only at calibration, so its errors are priced as uniform).
+    GEMM inputs (``auto`` chooses kinds only at calibration, so its errors are priced as uniform). ``device``:
+    where the scores are computed (None: the model's).
     """
     probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
+    if device is not None:
+        probe = probe.to(device)
     calibrate_(probe, batch[0])
     kinds = None if act_kind in ("uniform", "auto") else dict.fromkeys(quantizable_layers(probe), act_kind)
     common: dict[str, Any] = {
@@ -215,6 +304,7 @@ def score_options(
         "batch_size": batch_size,
         "seed": seed,
         "progress": progress,
+        "device": device,
     }
     config: ScorerConfig
     if method == "fisher":
@@ -230,6 +320,370 @@ def score_options(
     return scores[["layer", "wbits", "abits", "sensitivity", "sensitivity_se"]]
 
 
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Everything a pipeline run is asked to do, checked once when made (``InputError`` for bad values).
+
+    ``target``: the board; ``model_name``: names the model in the results; ``limits``: the budgets;
+    ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan.
+    ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ) or trace (HAWQ-V2, Hutchinson with at
+    most ``max_draws`` draws); the quadratic form's ``quadratic_estimator``: auto (exact for small models,
+    random-sign products for big ones), exact or random_sign with ``quadratic_draws`` products per bit width
+    (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan. Counts left
+    None follow the model's size (``sized_config``: ``SMALL_DEFAULTS``, or ``BIG_CPU_DEFAULTS`` for a model of
+    ``BIG_MODEL_PARAMETERS`` or more on a CPU).
+    ``sensitivity_images``: images the scores are taken on; ``calib_images``: images each plan is calibrated on;
+    ``baselines``: uniform (wbits, abits) plans evaluated beside the ILP plan; ``pareto_points``: ILP solves on
+    the latency–Ω front (< 2: none). ``verify``: check the integer-only model on ``verify_images`` images,
+    ``verify_batch`` at a time. ``out``: folder for the files (checked now, written last); ``exports``:
+    ``quant.exports`` formats written there. ``device``: where the torch stages run (scores, calibration,
+    evaluation; the integer-only check stays on the CPU, its int64 and float64 reference need no GPU).
+    ``progress``: tqdm bars on stderr.
+    """
+
+    target: sim.Target
+    model_name: str = ""
+    limits: Limits = field(default_factory=Limits)
+    latency_of: tuple[int, int] | None = None
+    sensitivity: str = "hessian"
+    hessian_form: str = "quadratic"
+    act_kind: str = "uniform"
+    sensitivity_images: int | None = None
+    max_draws: int = 50
+    quadratic_draws: int | None = None
+    quadratic_estimator: str = "auto"
+    calib_images: int | None = None
+    baselines: tuple[tuple[int, int], ...] = DEFAULT_BASELINES
+    pareto_points: int = 12
+    verify: bool = False
+    verify_images: int | None = None
+    verify_batch: int = VERIFY_BATCH
+    out: Path | None = None
+    exports: tuple[str, ...] = ()
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sensitivity not in ("hessian", "fisher"):
+            raise InputError(f"unknown sensitivity method {self.sensitivity!r}; choose hessian or fisher")
+        if self.hessian_form not in ("quadratic", "trace"):
+            raise InputError(f"unknown Hessian score form {self.hessian_form!r}; choose quadratic or trace")
+        if self.max_draws < 1:
+            raise InputError(f"max_draws must be at least 1, got {self.max_draws}")
+        if self.quadratic_draws is not None and self.quadratic_draws < 1:
+            raise InputError(
+                f"quadratic_draws must be at least 1 (or None for the exact form), got {self.quadratic_draws}"
+            )
+        for name in ("sensitivity_images", "calib_images", "verify_images", "verify_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        object.__setattr__(self, "baselines", tuple((int(w), int(a)) for w, a in self.baselines))
+        object.__setattr__(self, "exports", tuple(self.exports))
+        if self.out is not None:
+            object.__setattr__(self, "out", Path(self.out))
+        if self.exports:
+            from quant.exports import check_format
+
+            for fmt in self.exports:
+                check_format(fmt)
+            if self.out is None:
+                raise InputError("--export needs --out: the exports are written beside plan.json")
+
+    @property
+    def bit_pairs(self) -> list[tuple[int, int]]:
+        """Every (wbits, abits) the target's array supports."""
+        accel = self.target.accelerator
+        return [(w, a) for w in accel.weight_bits for a in accel.act_bits]
+
+    @property
+    def score_form(self) -> str:
+        return self.hessian_form if self.sensitivity == "hessian" else "trace"
+
+
+def sized_config(config: PipelineConfig, net: nn.Module) -> tuple[PipelineConfig, dict[str, Any]]:
+    """``config`` with every count it left None set by the model's size and the device, and what was chosen
+    (``settings`` in the JSON: the parameter count, the rule, and which values the size chose)."""
+    parameters = sum(p.numel() for p in net.parameters())
+    big = parameters >= BIG_MODEL_PARAMETERS and torch.device(config.device).type == "cpu"
+    defaults = dict(BIG_CPU_DEFAULTS if big else SMALL_DEFAULTS)
+    if config.sensitivity != "hessian" or config.score_form != "quadratic" or config.quadratic_estimator == "exact":
+        defaults.pop("quadratic_draws")  # draws belong to the random-sign quadratic form only
+    chosen = {name: value for name, value in defaults.items() if getattr(config, name) is None and value is not None}
+    config = replace(config, **chosen)
+    settings = {
+        "model_parameters": parameters,
+        "size_rule": (
+            f"{'big' if big else 'small'}: {parameters / 1e6:.1f} M parameters on {config.device} "
+            f"({'at least' if parameters >= BIG_MODEL_PARAMETERS else 'under'} {BIG_MODEL_PARAMETERS / 1e6:g} M)"
+        ),
+        "chosen_by_size": sorted(chosen),
+        **{name: getattr(config, name) for name in SMALL_DEFAULTS},
+    }
+    return config, settings
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The solve stage's answer: the allocation, layers whose bits flip within ``UNRESOLVED_Z`` standard errors,
+    and the latency–Ω front (None when not asked for)."""
+
+    allocation: Allocation
+    unresolved: tuple[Flip, ...]
+    front: ParetoFront | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluate stage's answer: the ILP plan's quantized model (on the CPU) and every plan's accuracy."""
+
+    plan: BitPlan
+    qmodel: nn.Module
+    kinds: dict[str, str]
+    accuracy_fp32: float | None
+    test_loss_fp32: float | None
+    accuracy: float | None
+    test_loss: float | None
+    baselines: tuple[Baseline, ...]
+
+
+def load_stage(model: str | nn.Module, data: str | ModelData, config: PipelineConfig) -> tuple[nn.Module, ModelData]:
+    """The float model (eval mode) and its data, every check done (``quant.inputs.model_and_data`` orders the
+    checkpoint and data checks before anything expensive)."""
+    if isinstance(data, ModelData):
+        if not isinstance(model, nn.Module):
+            raise TypeError("run_pipeline: with ModelData, pass the model it was opened for (an nn.Module)")
+        return model.eval(), data
+    if isinstance(model, nn.Module):
+        return model.eval(), as_model_data(_digits_or_folder(model, data, config.seed))
+    net, _, model_data = model_and_data(
+        model, DataOptions(data=data, seed=config.seed), device=config.device, progress=config.progress
+    )
+    return net, model_data
+
+
+def costs_stage(net: nn.Module, config: PipelineConfig) -> Problem:
+    """The workload (``allocator.workload_from_model``) and its cost table per layer and bit pair, Ω = 0."""
+    workload = workload_from_model(net)
+    bit_pairs = config.bit_pairs
+    unscored = pd.DataFrame(
+        [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
+        columns=["layer", "wbits", "abits", "sensitivity"],
+    )
+    return build_problem(workload, config.target, unscored, bit_pairs)
+
+
+def budget_stage(problem: Problem, config: PipelineConfig) -> Limits:
+    """The limits to solve under (``latency_of`` resolved), checked against the costs with Ω = 0: an impossible
+    budget fails here, in seconds, before the sensitivity pass (``InfeasibleError``, an ``InputError``)."""
+    limits = config.limits
+    if config.latency_of is not None:
+        uniform = predicted_uniform(problem, *config.latency_of)
+        if uniform is None:
+            w, a = config.latency_of
+            raise InputError(f"--latency-of W{w}A{a}: {config.target.name} does not support those bits")
+        limits = replace(limits, latency_ms=uniform["latency_ms"])
+    allocate(problem, limits).check()
+    return limits
+
+
+def scores_stage(
+    net: nn.Module, model_data: ModelData, problem: Problem, config: PipelineConfig
+) -> tuple[Problem, pd.DataFrame]:
+    """Ω of every option on ``sensitivity_images`` calibration images (the first images decoded: a broken one in
+    a big folder fails here; synthetic images are made here), and the problem with those scores."""
+    batch = model_data.calib_batch(config.sensitivity_images, config.seed)
+    scores = score_options(
+        net,
+        batch,
+        config.bit_pairs,
+        method=config.sensitivity,
+        form=config.score_form,
+        act_kind=config.act_kind,
+        max_draws=config.max_draws,
+        quadratic_draws=config.quadratic_draws,
+        estimator=config.quadratic_estimator,
+        seed=config.seed,
+        progress=config.progress,
+        device=config.device,
+    )
+    return problem.with_sensitivity(scores), scores
+
+
+def solve_stage(problem: Problem, limits: Limits, scores: pd.DataFrame, config: PipelineConfig) -> Solution:
+    """The ILP's plan under ``limits``, its unresolved layers and the Pareto front."""
+    allocation = allocate(problem, limits).check()
+    unresolved = unresolved_layers(allocation, scores, z=UNRESOLVED_Z)
+    front = pareto_front(problem, points=config.pareto_points, limits=limits) if config.pareto_points >= 2 else None
+    return Solution(allocation, unresolved, front)
+
+
+def evaluate_stage(net: nn.Module, model_data: ModelData, solution: Solution, config: PipelineConfig) -> Evaluation:
+    """FP32 accuracy, then the ILP plan and each uniform baseline quantized, calibrated on ``calib_images``
+    images and evaluated (accuracy and mean test cross-entropy, one pass each) on ``config.device``. The ILP
+    plan's model is returned on the CPU (verify and export run there)."""
+    problem = solution.allocation.problem
+    name = config.model_name
+    device = torch.device(config.device)
+    net = net.eval().to(device)
+    plan = _plan_with_kind({**solution.allocation.plan(), "model": name}, config.act_kind)  # name, not class
+    uniform = [(w, a, cost) for w, a in config.baselines if (cost := predicted_uniform(problem, w, a)) is not None]
+    bar = tqdm(
+        total=2 + len(uniform), desc="evaluating plans", unit="plan", disable=not config.progress, file=sys.stderr
+    )
+    with bar:
+        accuracy_fp32, test_loss_fp32 = evaluate_data(net, model_data)
+        bar.update()
+        qmodel, kinds, accuracy, test_loss = _quantized_evaluation(net, plan, model_data, config)
+        bar.update()
+        rows = []
+        for wbits, abits, cost in uniform:
+            uniform_plan = BitPlan.uniform(name, wbits, abits, config.act_kind)
+            base_model, _, base_accuracy, base_loss = _quantized_evaluation(net, uniform_plan, model_data, config)
+            del base_model  # one quantized copy alive at a time besides the ILP plan's
+            rows.append(Baseline(wbits, abits, accuracy=base_accuracy, test_loss=base_loss, **cost))
+            bar.update()
+    net.cpu()
+    return Evaluation(
+        plan=plan,
+        qmodel=qmodel.cpu(),
+        kinds=kinds,
+        accuracy_fp32=accuracy_fp32,
+        test_loss_fp32=test_loss_fp32,
+        accuracy=accuracy,
+        test_loss=test_loss,
+        baselines=tuple(rows),
+    )
+
+
+def verify_stage(qmodel: nn.Module, model_data: ModelData, config: PipelineConfig, say: Callable[[str], None]) -> Any:
+    """The integer-only model against the fake-quant model's exact mode, element by element, on ``verify_images``
+    evaluation images (calibration images when there are none: bit-exactness needs no labels), on the CPU."""
+    from quant.verify import verify_bit_exact
+
+    images = (
+        model_data.eval_tensors(config.verify_images)[0]
+        if model_data.num_eval
+        else model_data.calib_batch(config.verify_images, config.seed + 1)[0]
+    )
+    say(f"verifying the integer-only model on {len(images)} images")
+    return verify_bit_exact(qmodel.cpu(), images, batch_size=config.verify_batch, progress=config.progress)
+
+
+def write_stage(
+    result: PipelineResult,
+    evaluation: Evaluation,
+    config: PipelineConfig,
+    finish: Callable[[PipelineResult], PipelineResult],
+) -> PipelineResult:
+    """Every file under ``config.out``, written into a staging folder and swapped in whole. ``finish`` is called
+    just before report.md and result.json are written (the meter closes the write stage there)."""
+    assert config.out is not None
+    return _write_outputs(
+        result, config.out, evaluation.plan, config.target, evaluation.qmodel, config.exports, finish=finish
+    )
+
+
+def run_stages(
+    net: nn.Module,
+    model_data: ModelData,
+    config: PipelineConfig,
+    *,
+    meter: StageMeter | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """costs → budget → scores → solve → evaluate → verify → write, each timed by ``meter`` (seconds and the
+    resident-memory high-water mark at its end); ``net`` and ``model_data`` come from ``load_stage`` or
+    ``quant.inputs.model_and_data``. Nothing is written unless every stage before ``write`` succeeded."""
+    say = log or (lambda _message: None)
+    meter = meter or StageMeter(config.device)
+    name = config.model_name or type(net).__name__
+    if name != config.model_name:
+        config = replace(config, model_name=name)
+    config, settings = sized_config(config, net)
+    if config.verify:  # a model the integer-only check cannot take fails now, not after the scores
+        from quant.integer import integer_unsupported
+
+        unsupported = integer_unsupported(net)
+        if unsupported:
+            raise InputError(f"--verify: {unsupported}")
+    with meter.stage("costs"):
+        problem = costs_stage(net, config)
+    with meter.stage("budget"), keep_threads():
+        limits = budget_stage(problem, config)
+    # progress starts only once every input has been checked: an error is then the only line on stderr
+    say(f"workload and cost table: {name} on {config.target.name}, the budget can be met")
+    say(
+        f"sensitivity ({config.sensitivity}, {config.score_form} form) for {len(problem.layers)} GEMMs × "
+        f"{len(config.bit_pairs)} bit pairs on {config.sensitivity_images} images"
+        + (f", {config.quadratic_draws} random-sign draws" if config.quadratic_draws else "")
+        + f" ({settings['size_rule']}; set by size: {', '.join(settings['chosen_by_size']) or 'nothing'})"
+    )
+    with meter.stage("scores"):
+        problem, scores = scores_stage(net, model_data, problem, config)
+    say("solving the ILP")
+    with meter.stage("solve"), keep_threads():
+        solution = solve_stage(problem, limits, scores, config)
+    for flip in solution.unresolved:
+        say(
+            f"unresolved within {UNRESOLVED_Z:g} standard errors: {flip.layer} W{flip.chosen[0]}A{flip.chosen[1]}"
+            f" could be W{flip.flipped[0]}A{flip.flipped[1]}"
+        )
+    say(f"quantizing, calibrating and evaluating {1 + len(config.baselines)} plans")
+    with meter.stage("evaluate"):
+        evaluation = evaluate_stage(net, model_data, solution, config)
+    report = None
+    if config.verify:
+        with meter.stage("verify"):
+            report = verify_stage(evaluation.qmodel, model_data, config, say)
+
+    def metered(result: PipelineResult) -> PipelineResult:
+        return replace(
+            result,
+            seconds=meter.seconds(),
+            stages=tuple(meter.records),
+            peak_rss_mb=meter.peak_rss_mb(),
+        )
+
+    result = metered(
+        PipelineResult(
+            model=name,
+            target=config.target.name,
+            allocation=solution.allocation,
+            accuracy_fp32=evaluation.accuracy_fp32,
+            accuracy=evaluation.accuracy,
+            test_loss_fp32=evaluation.test_loss_fp32,
+            test_loss=evaluation.test_loss,
+            baselines=evaluation.baselines,
+            pareto=solution.front,
+            calibration=evaluation.kinds,
+            verify=report,
+            sensitivity=dict(scores.attrs.get("estimator", {})),
+            sensitivity_se={
+                (str(r.layer), int(r.wbits), int(r.abits)): float(r.sensitivity_se)
+                for r in scores.itertuples(index=False)
+            },
+            unresolved=solution.unresolved,
+            data=model_data.to_json(),
+            device=config.device,
+            threads=torch.get_num_threads(),
+            settings=settings,
+        )
+    )
+    if config.out is None:
+        return result
+
+    def finish(written: PipelineResult) -> PipelineResult:
+        meter.stop()
+        return metered(written)
+
+    meter.start("write")
+    try:
+        return write_stage(result, evaluation, config, finish)
+    finally:
+        meter.stop()  # a no-op once ``finish`` has closed the stage
+
+
 def run_pipeline(
     model: str | nn.Module,
     target: str | os.PathLike[str] | sim.Target,
@@ -243,196 +697,59 @@ def run_pipeline(
     act_kind: str = "uniform",
     verify: bool = False,
     out: str | os.PathLike[str] | None = None,
-    calib_images: int = 256,
-    sensitivity_images: int = 128,
+    calib_images: int | None = None,
+    sensitivity_images: int | None = None,
     max_draws: int = 50,
     quadratic_draws: int | None = None,
     quadratic_estimator: str = "auto",
-    verify_images: int = 200,
+    verify_images: int | None = None,
     baselines: Sequence[tuple[int, int]] = DEFAULT_BASELINES,
     pareto_points: int = 12,
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     exports: Sequence[str] = (),
+    device: str = "cpu",
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
-    ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan (a common
-    question: "what is the best plan as fast as uniform W4A4?"). ``data``: ``digits``, an image folder, or
-    ``ModelData`` already opened for ``model`` (``quant.inputs.model_and_data``: checkpoints, --calib-data,
-    --eval-data, synthetic images); ``model_name`` names an ``nn.Module`` model in the results.
-    ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ, exact) or trace (HAWQ-V2, Hutchinson
-    with at most ``max_draws`` draws); the quadratic form's ``quadratic_estimator`` is ``auto`` (exact for small
-    models, random-sign products for big ones; the JSON's ``sensitivity`` says which ran), ``exact`` or
-    ``random_sign`` (``quadratic_draws`` products per bit width; given alone it asks for random signs), see
-    ``allocator.sensitivity.HessianQuadraticConfig``.
-    Raises ``InputError`` (CLI exit status 2) for bad input and for budgets no plan can meet; nothing is
-    written to ``out`` unless the whole run succeeds.
+    The keyword form of ``PipelineConfig`` + ``load_stage`` + ``run_stages`` (see ``PipelineConfig`` for every
+    option). ``data``: ``digits``, an image folder, or ``ModelData`` already opened for ``model``
+    (``quant.inputs.model_and_data``: checkpoints, --calib-data, --eval-data, synthetic images); ``model_name``
+    names an ``nn.Module`` model in the results. Counts left None follow the model's size (``sized_config``:
+    256 calibration, 128 sensitivity and 200 verify images for small models, as before). Raises ``InputError``
+    (CLI exit status 2) for bad input and for budgets no plan can meet; nothing is written to ``out`` unless the
+    whole run succeeds.
     """
-    say = log or (lambda _message: None)
-    if sensitivity not in ("hessian", "fisher"):
-        raise InputError(f"unknown sensitivity method {sensitivity!r}; choose hessian or fisher")
-    if hessian_form not in ("quadratic", "trace"):
-        raise InputError(f"unknown Hessian score form {hessian_form!r}; choose quadratic or trace")
-    if max_draws < 1:
-        raise InputError(f"max_draws must be at least 1, got {max_draws}")
-    if quadratic_draws is not None and quadratic_draws < 1:
-        raise InputError(f"quadratic_draws must be at least 1 (or None for the exact form), got {quadratic_draws}")
-    if exports:
-        from quant.exports import check_format
-
-        for fmt in exports:
-            check_format(fmt)
-        if out is None:
-            raise InputError("--export needs --out: the exports are written beside plan.json")
     if out is not None:  # an unusable --out fails now, not after the whole run
         check_output_dir(out, owned=OWNED_FILES)
-    limits = limits or Limits()
-    seconds: dict[str, float] = {}
-    began = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal began
-        now = time.perf_counter()
-        seconds[name] = round(now - began, 3)
-        began = now
-
-    target = target if isinstance(target, sim.Target) else sim.load_target(target)
-    if isinstance(data, ModelData):
-        if not isinstance(model, nn.Module):
-            raise TypeError("run_pipeline: with ModelData, pass the model it was opened for (an nn.Module)")
-        net, model_data = model.eval(), data
-    elif isinstance(model, nn.Module):
-        net, model_data = model.eval(), as_model_data(_digits_or_folder(model, data, seed))
-    else:
-        # checkpoint and data checks come before any expensive stage (model_and_data orders them so)
-        net, _, model_data = model_and_data(model, DataOptions(data=data, seed=seed))
-    name = model_name or (model if isinstance(model, str) else type(model).__name__)
-    lap("load")
-
-    workload = workload_from_model(net)
-    accel = target.accelerator
-    bit_pairs = [(w, a) for w in accel.weight_bits for a in accel.act_bits]
-    lap("workload")
-
-    # Costs first, and the budget checked against them with Ω = 0: an impossible budget fails in seconds,
-    # before the sensitivity pass.
-    unscored = pd.DataFrame(
-        [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
-        columns=["layer", "wbits", "abits", "sensitivity"],
-    )
-    problem = build_problem(workload, target, unscored, bit_pairs)
-    if latency_of is not None:
-        uniform = predicted_uniform(problem, *latency_of)
-        if uniform is None:
-            raise InputError(
-                f"--latency-of W{latency_of[0]}A{latency_of[1]}: {target.name} does not support those bits"
-            )
-        limits = replace(limits, latency_ms=uniform["latency_ms"])
-    allocate(problem, limits).check()
-    lap("cost_table")
-    # the first images read: a broken one in a big folder fails here, and synthetic images are made here, once
-    # the budget is known to be feasible
-    batch = model_data.calib_batch(sensitivity_images, seed)
-    lap("calibration_images")
-    # progress starts only once every input has been checked: an error is then the only line on stderr
-    say(f"workload and cost table: {name} on {target.name}, the budget can be met")
-
-    form = hessian_form if sensitivity == "hessian" else "trace"
-    say(f"sensitivity ({sensitivity}, {form} form) for {len(workload.gemms)} GEMMs × {len(bit_pairs)} bit pairs")
-    scores = score_options(
-        net,
-        batch,
-        bit_pairs,
-        method=sensitivity,
-        form=form,
+    config = PipelineConfig(
+        target=target if isinstance(target, sim.Target) else sim.load_target(target),
+        model_name=model_name or (model if isinstance(model, str) else type(model).__name__),
+        limits=limits or Limits(),
+        latency_of=latency_of,
+        sensitivity=sensitivity,
+        hessian_form=hessian_form,
         act_kind=act_kind,
+        sensitivity_images=sensitivity_images,
         max_draws=max_draws,
         quadratic_draws=quadratic_draws,
-        estimator=quadratic_estimator,
+        quadratic_estimator=quadratic_estimator,
+        calib_images=calib_images,
+        baselines=tuple(baselines),
+        pareto_points=pareto_points,
+        verify=verify,
+        verify_images=verify_images,
+        out=None if out is None else Path(out),
+        exports=tuple(exports),
+        device=device,
         seed=seed,
         progress=progress,
     )
-    problem = problem.with_sensitivity(scores)
-    lap("sensitivity")
-
-    say("solving the ILP")
-    allocation = allocate(problem, limits).check()
-    unresolved = unresolved_layers(allocation, scores, z=UNRESOLVED_Z)
-    for flip in unresolved:
-        say(
-            f"unresolved within {UNRESOLVED_Z:g} standard errors: {flip.layer} W{flip.chosen[0]}A{flip.chosen[1]}"
-            f" could be W{flip.flipped[0]}A{flip.flipped[1]}"
-        )
-    front = pareto_front(problem, points=pareto_points, limits=limits) if pareto_points >= 2 else None
-    lap("ilp")
-
-    say("quantizing, calibrating and evaluating")
-    net.eval()
-
-    def loss(model: nn.Module) -> float | None:
-        return evaluate_data(model, model_data)[1]
-
-    accuracy_fp32 = evaluate_data(net, model_data)[0]
-    plan = _plan_with_kind({**allocation.plan(), "model": name}, act_kind)  # the model's name, not its class
-    qmodel, accuracy, kinds = quantized_accuracy(
-        net, plan, model_data, calib_images=calib_images, act_kind=act_kind, seed=seed
-    )
-    rows = []
-    for wbits, abits in baselines:
-        cost = predicted_uniform(problem, wbits, abits)
-        if cost is None:
-            continue
-        base_model, base_accuracy, _ = quantized_accuracy(
-            net,
-            BitPlan.uniform(name, wbits, abits, act_kind),
-            model_data,
-            calib_images=calib_images,
-            act_kind=act_kind,
-            seed=seed,
-        )
-        rows.append(Baseline(wbits, abits, accuracy=base_accuracy, test_loss=loss(base_model), **cost))
-    lap("accuracy")
-
-    report = None
-    if verify:
-        from quant.verify import verify_bit_exact
-
-        # with no labelled evaluation images, the calibration images serve: bit-exactness needs no labels
-        images = (
-            model_data.eval_tensors(verify_images)[0]
-            if model_data.num_eval
-            else model_data.calib_batch(verify_images, seed + 1)[0]
-        )
-        say(f"verifying the integer-only model on {len(images)} images")
-        report = verify_bit_exact(qmodel, images)
-        lap("verify")
-
-    result = PipelineResult(
-        model=name,
-        target=target.name,
-        allocation=allocation,
-        accuracy_fp32=accuracy_fp32,
-        accuracy=accuracy,
-        test_loss_fp32=loss(net),
-        test_loss=loss(qmodel),
-        baselines=tuple(rows),
-        pareto=front,
-        calibration=kinds,
-        verify=report,
-        seconds=seconds,
-        sensitivity=dict(scores.attrs.get("estimator", {})),
-        sensitivity_se={
-            (str(r.layer), int(r.wbits), int(r.abits)): float(r.sensitivity_se) for r in scores.itertuples(index=False)
-        },
-        unresolved=unresolved,
-        data=model_data.to_json(),
-    )
-    if out is not None:
-        result = _write_outputs(result, Path(out), plan, target, qmodel, tuple(exports))
-        lap("write")
-    return result
+    meter = StageMeter(device)
+    with meter.stage("load"):
+        net, model_data = load_stage(model, data, config)
+    return run_stages(net, model_data, config, meter=meter, log=log)
 
 
 OUTPUT_FILES: dict[str, str] = {
@@ -463,10 +780,12 @@ def _write_outputs(
     target: sim.Target,
     qmodel: nn.Module | None = None,
     exports: tuple[str, ...] = (),
+    finish: Callable[[PipelineResult], PipelineResult] | None = None,
 ) -> PipelineResult:
     """Write every file into a staging folder, then swap it in for ``out`` whole: no half-written results and no
     stale files of an earlier run. ``exports``: ``quant.exports`` formats of the planned model, written beside
-    plan.json (``EXPORT_FILES``)."""
+    plan.json (``EXPORT_FILES``). ``finish``: applied to the result just before report.md and result.json are
+    written (the pipeline closes its write stage there, so both files carry its timing)."""
     from allocator.pipeline import plots
 
     files = dict(OUTPUT_FILES)
@@ -506,6 +825,8 @@ def _write_outputs(
             plots.pareto_plot(
                 front, staging / files["pareto_plot"], baselines=baselines, chosen=chosen, higher_is_better=False
             )
+        if finish is not None:
+            result = finish(result)
         (staging / files["report"]).write_text(_report(result, target, files.values()))
         (staging / files["result"]).write_text(json.dumps(result.to_json(), indent=1, default=json_default) + "\n")
         return result
@@ -515,6 +836,10 @@ def _write_outputs(
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f} %"
+
+
+def _mib(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
 
 
 def _loss(value: float | None) -> str:
@@ -577,6 +902,19 @@ def _report(result: PipelineResult, target: sim.Target, files: Iterable[str] = O
         se = result.sensitivity_se.get((row.layer, row.wbits, row.abits), 0.0)
         cells = [row.layer, row.wbits, row.abits, f"{row.sensitivity:.4g}", f"{se:.2g}", f"{row.latency_cycles:,.0f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if result.stages:
+        lines += [
+            "## Stages",
+            "",
+            f"Device {result.device}, {result.threads} torch threads. Peak resident memory is the process's high-water"
+            " mark at the end of each stage (it only grows: the stage where it jumps set it).",
+            "",
+            "| stage | seconds | peak resident memory (MiB) |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {stage.name} | {stage.seconds:.1f} | {_mib(stage.peak_rss_mb)} |" for stage in result.stages]
+        total = sum(stage.seconds for stage in result.stages)
+        lines += [f"| **total** | {total:.1f} | {_mib(result.peak_rss_mb)} |", ""]
     about = {"plan.json": "plan.json (bit plan)", "problem.csv": "problem.csv (the ILP's whole input)"}
     listed = [about.get(name, name) for name in files if name not in ("report.md", "result.json")]
     lines += ["", f"Files: {', '.join(listed)}.", ""]

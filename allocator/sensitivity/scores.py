@@ -864,11 +864,12 @@ def _fit_operands(
     act_bits: Sequence[int],
     kinds: Mapping[str, str],
     act_method: str,
+    progress: bool = False,
 ) -> dict[tuple[str, str, int], Any]:
     """``quant``'s quantizer for every (layer, operand, bits): weights symmetric per output channel fitted as
     ``quantize_`` fits them; activations per tensor over the recorded calibration inputs by ``act_method``, of
     kind ``kinds[layer]`` (default uniform) for the first operand and uniform for a matmul's second operand
-    (kᵀ, v)."""
+    (kᵀ, v). ``progress``: a tqdm bar over the layers on stderr (minutes on a big model with MSE fits)."""
     from quant import primitives as P
 
     if act_method not in P.METHODS:
@@ -881,7 +882,7 @@ def _fit_operands(
         raise InputError(f"layer {name}: input {index} has NaN or infinite values on the calibration data")
     inputs = recorded.inputs
     fitted: dict[tuple[str, str, int], Any] = {}
-    for layer in chosen:
+    for layer in tqdm(chosen, desc="fitting quantizers", unit="layer", disable=not progress, file=sys.stderr):
         for bits in weight_bits:
             if layer.is_matmul:
                 p = P.fit(inputs[_tap_key(layer, "weight")], bits, "uniform", method=act_method)
@@ -1089,7 +1090,7 @@ def _quadratic_scores(
     kinds = _checked_kinds(config.act_kinds, chosen)
     act_method = config.act_method
     wbits, abits = sorted({w for w, _ in pairs}), sorted({a for _, a in pairs})
-    fitted = _fit_operands(chosen, _recorded_inputs(model, chosen, calib), wbits, abits, kinds, act_method)
+    fitted = _fit_operands(chosen, _recorded_inputs(model, chosen, calib), wbits, abits, kinds, act_method, progress)
     bits_of = {"weight": wbits, "act": abits}
     exact_products = sum(len(bits_of[key[1]]) for key in keys)
     estimator = config.chosen(exact_products)

@@ -481,3 +481,46 @@ def test_refinement_stops_after_max_rounds_when_the_plan_keeps_moving() -> None:
 
     refined = allocate(problem, Limits(), refine=flip, max_refinements=3)
     assert refined.refinements == 3 and len(calls) == 3 and refined.status == "optimal"
+
+
+def test_problem_from_json_rebuilds_what_was_solved() -> None:
+    """An allocate JSON (options, constraints, clock_mhz, fixed_cycles, fixed_energy_mj) re-solves alone, ties,
+    the on-chip budget and the fixed terms included, to the same plan, latency and objective."""
+    from allocator.ilp.model import problem_from_json
+
+    rng = np.random.default_rng(7)
+    solved = 0
+    for index in range(10):
+        base = random_problem(rng, layers=5, choices=6, ties=2)
+        frame = base.to_frame()
+        frame["energy_mj"] = rng.random(len(frame))
+        problem = Problem.from_frame(
+            frame,
+            clock_mhz=base.clock_mhz,
+            layers=base.layers,
+            fixed_cycles=base.fixed_cycles + 50,
+            onchip_capacity_bits=base.onchip_capacity_bits,
+            ties=base.ties,
+            fixed_energy_mj=0.25,
+        )
+        free = allocate(problem)
+        if not free.ok:  # random ties can contradict each other
+            continue
+        loose = free.predicted
+        limits = Limits(latency_ms=loose.latency_ms * 1.05, energy_mj=loose.energy_mj * 1.5, onchip=index % 2 == 1)
+        first = allocate(problem, limits)
+        if not first.ok:
+            continue
+        solved += 1
+        obj = json.loads(json.dumps(first.to_json()))
+        obj.update(clock_mhz=problem.clock_mhz, fixed_cycles=problem.fixed_cycles, fixed_energy_mj=0.25)
+        rebuilt, rebuilt_limits = problem_from_json(obj)
+        assert rebuilt.fixed_cycles == problem.fixed_cycles and rebuilt.ties == problem.ties
+        again = allocate(rebuilt, rebuilt_limits)
+        assert again.plan() == first.plan()
+        assert again.predicted.latency_cycles == first.predicted.latency_cycles
+        assert again.predicted.energy_mj == pytest.approx(first.predicted.energy_mj, rel=1e-12)
+        assert again.objective == pytest.approx(first.objective, rel=1e-9)
+    assert solved >= 5
+    with pytest.raises(InputError, match=r"^x\.json: no 'clock_mhz'"):
+        problem_from_json({"options": [], "constraints": {}}, where="x.json")

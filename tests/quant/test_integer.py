@@ -167,6 +167,24 @@ def test_verify_reports_the_first_mismatch() -> None:
     assert bad["blocks.1.mlp.fc1.input_quant"] == 0 and bad["blocks.1.mlp.fc2.input_quant"] > 0
 
 
+def test_verify_in_batches_counts_what_one_pass_counts() -> None:
+    """Batches bound verify's memory; they must not change what is checked or found."""
+    model, images = quantized_testbed("w8a8")
+    integer = to_integer(model)
+    block = integer.blocks[1]
+    broken_bias = block.fc1.bias.clone()
+    broken_bias[0] += 1 << 20
+    object.__setattr__(integer, "blocks", (integer.blocks[0], replace(block, fc1=replace(block.fc1, bias=broken_bias))))
+    whole = verify_bit_exact(model, images, integer)
+    batched = verify_bit_exact(model, images, integer, batch_size=5)  # 16 images: batches of 5, 5, 5, 1
+    assert (batched.images, batched.points, batched.checked) == (whole.images, whole.points, whole.checked)
+    assert batched.mismatches == whole.mismatches > 0
+    assert batched.per_point == whole.per_point
+    assert batched.first == whole.first  # the first image holds the first mismatch: found in the first batch
+    with pytest.raises(InputError, match="batch_size must be at least 1"):
+        verify_bit_exact(model, images, integer, batch_size=0)
+
+
 def test_verify_leaves_the_model_in_float_mode() -> None:
     model, images = quantized_testbed("w8a8")
     with torch.no_grad():

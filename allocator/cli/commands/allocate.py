@@ -170,8 +170,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sensitivity-images",
         type=bounded_int(1, MAX_COUNT),
-        default=128,
-        help="training images the scores are taken on (default 128)",
+        help="training images the scores are taken on (default by model size: 128; 4 for models of 5 M parameters"
+        " or more on a CPU, with --quadratic-draws 4)",
+    )
+    parser.add_argument(
+        "--calib-images",
+        type=bounded_int(1, MAX_COUNT),
+        help="training images each plan is calibrated on (default by model size: 256; 32 for models of 5 M "
+        "parameters or more on a CPU)",
+    )
+    parser.add_argument(
+        "--verify-images",
+        type=bounded_int(1, MAX_COUNT),
+        help="images the integer-only model is checked on with --verify (default by model size: 200; 32 for models"
+        " of 5 M parameters or more on a CPU)",
     )
     parser.add_argument(
         "--draws", type=bounded_int(1, MAX_COUNT), default=50, help="most Hutchinson draws, trace form (default 50)"
@@ -186,7 +198,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quadratic-draws",
         type=bounded_int(1, MAX_COUNT),
-        help="quadratic form: random-sign products per bit width (default 16; given alone, asks for random signs)",
+        help="quadratic form: random-sign products per bit width (default 16, 4 for models of 5 M parameters or"
+        " more on a CPU; given alone, asks for random signs)",
     )
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
     parser.add_argument(
@@ -204,6 +217,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FORMATS",
         help="also write the planned model beside plan.json: comma-separated qonnx, onnx-int, npz (needs --out)",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the torch stages run: cpu (default) or cuda (scores, calibration, evaluation; the integer-only"
+        " check stays on the CPU)",
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="tqdm bars with an ETA on stderr (default: only when it is a TTY)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
@@ -214,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
     from allocator.ilp.model import Limits
     from allocator.outputs import check_output_dir
-    from allocator.pipeline.run import OWNED_FILES, run_pipeline
+    from allocator.pipeline.meter import StageMeter
+    from allocator.pipeline.run import OWNED_FILES, PipelineConfig, run_stages
+    from allocator.torchenv import check_device
     from quant.inputs import model_and_data
     from sim.errors import InputError
 
@@ -224,38 +248,41 @@ def run(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms, size_mb=args.size_mb, bops=args.bops, onchip=args.onchip, energy_mj=args.energy_mj
     )
     log = None if args.json else (lambda message: print(f"mixbit: {message}", file=sys.stderr))
-    progress = not args.json and sys.stderr.isatty()
+    progress = args.progress or sys.stderr.isatty()
     target = sim.load_target(args.target)  # no torch needed: a wrong target fails in a fraction of a second
     if args.out is not None:
         check_output_dir(args.out, owned=OWNED_FILES)
-    # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
-    # fails here, before the workload, the cost table or the sensitivity pass (progress lines start only
-    # after every check, so an error is the only line on stderr)
-    net, _, data = model_and_data(
-        args.model, data_options(args), checkpoint=args.checkpoint, progress=progress, log=log
-    )
-    result = run_pipeline(
-        net,
-        target,
-        data=data,
+    config = PipelineConfig(
+        target=target,
         model_name=args.model,
         limits=limits,
         latency_of=args.latency_of,
         sensitivity=args.sensitivity,
         hessian_form=args.hessian_form,
         act_kind=args.act_kind,
-        verify=args.verify,
-        out=args.out,
-        pareto_points=args.pareto_points,
         sensitivity_images=args.sensitivity_images,
+        calib_images=args.calib_images,
+        verify_images=args.verify_images,
         max_draws=args.draws,
         quadratic_draws=args.quadratic_draws,
         quadratic_estimator=args.estimator,
+        pareto_points=args.pareto_points,
+        verify=args.verify,
+        out=args.out,
+        exports=parse_formats(args.export) if args.export else (),
+        device=check_device(args.device),  # a missing GPU fails here, before the model is built
         seed=args.seed,
         progress=progress,
-        log=log,
-        exports=parse_formats(args.export) if args.export else (),
     )
+    meter = StageMeter(config.device)
+    # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
+    # fails here, before the workload, the cost table or the sensitivity pass (progress lines start only
+    # after every check, so an error is the only line on stderr)
+    with meter.stage("load"):
+        net, _, data = model_and_data(
+            args.model, data_options(args), checkpoint=args.checkpoint, device=config.device, progress=progress, log=log
+        )
+    result = run_stages(net, data, config, meter=meter, log=log)
     obj = result.to_json()
     if args.json:
         emit_json(obj)
@@ -299,5 +326,10 @@ def _print_summary(result: PipelineResult) -> None:
     if result.verify is not None:
         v = result.verify.to_json()
         print(f"\nverify: {v['checked']:,} elements checked, {v['mismatches']} mismatches")
+    if result.stages:
+        print(f"\nstages ({result.device}, {result.threads} threads): seconds, peak resident MiB so far")
+        for stage in result.stages:
+            peak = "-" if stage.peak_rss_mb is None else f"{stage.peak_rss_mb:,.0f}"
+            print(f"  {stage.name:<10} {stage.seconds:>9.1f} {peak:>9}")
     if result.outputs:
         print(f"\nwrote {', '.join(result.outputs.values())}")

@@ -202,10 +202,8 @@ def export_plan(
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocator.cli.commands.verify import torch_threads
     from allocator.cli.main import emit_json
 
-    torch_threads()
     result = export_plan(
         args.model,
         args.bits,

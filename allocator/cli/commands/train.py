@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:  # an unusable --out fails now, not after training
         check_output_file(args.out, flag="--out")
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     options = data_options(args)
     train_options = TrainOptions(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr)
     if args.out is not None and args.out.endswith(("/", "\\")):

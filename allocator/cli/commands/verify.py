@@ -109,7 +109,6 @@ def verify_plan(
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
 
-    torch_threads()
     result = verify_plan(
         args.model, args.bits, data_options(args), args.images, args.calibration, args.checkpoint, args.seed
     )
@@ -132,10 +131,3 @@ def run(args: argparse.Namespace) -> int:
                 f"fake-quant float32 {acc['fake_quant']:.4f} (weights: {result['weights']})"
             )
     return 0 if result["mismatches"] == 0 else EXIT_MISMATCH
-
-
-def torch_threads() -> None:
-    """A fixed, small torch thread count (oversubscribed OpenMP was 10-25x slower here)."""
-    import torch
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
