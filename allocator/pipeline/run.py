@@ -798,11 +798,13 @@ def _write_outputs(
     def write(staging: Path) -> PipelineResult:
         nonlocal result
         if exports:
+            from allocator.bridge.widths import datapath_widths
             from quant.exports import export
 
+            widths = datapath_widths(qmodel, plan)  # each GEMM's accumulator as the target's PE model builds it
             written = {}
             for fmt in exports:
-                done = export(qmodel, fmt, staging / EXPORT_FILES[fmt], model_name=result.model)
+                done = export(qmodel, fmt, staging / EXPORT_FILES[fmt], model_name=result.model, widths=widths)
                 written[fmt] = {**done.to_json(), "path": str(final / EXPORT_FILES[fmt])}
                 written[fmt]["files"] = {str(final / Path(f).relative_to(staging)): n for f, n in done.files.items()}
             result = replace(result, exports=written)

@@ -180,3 +180,9 @@ def test_allocate_writes_exports_beside_the_plan(tmp_path: Path, capsys: pytest.
     assert result["exports"]["onnx-int"]["path"] == str(out / "model.int.onnx")
     assert result["outputs"]["export_npz"] == str(out / "npz")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    # the integer formats use the accumulators zcu102's PE model builds for each GEMM's chosen bits
+    from sim.resources import pe_accumulator_bits
+
+    manifest = json.loads((out / "npz" / "manifest.json").read_text())
+    chosen = {layer["name"]: (layer["wbits"], layer["abits"]) for layer in result["layers"]}
+    assert manifest["widths"]["accumulator_bits"] == {n: pe_accumulator_bits(*bits) for n, bits in chosen.items()}
