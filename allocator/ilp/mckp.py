@@ -70,8 +70,10 @@ class Frontier:
 
 
 def _cost(problem: Problem, quantity: str) -> np.ndarray:
-    costs = {"latency": problem.latency_cycles, "size": problem.size_bits, "bops": problem.bops}
-    return problem.energy_mj if quantity == "energy" else costs[quantity]
+    costs = {
+        "latency": problem.latency_cycles, "size": problem.size_bits, "bops": problem.bops, "energy": problem.energy_mj
+    }  # fmt: skip
+    return costs[quantity]
 
 
 def _undominated(rows: np.ndarray, cost: np.ndarray, omega: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,21 +29,28 @@ FIELDS = (
 )  # fmt: skip
 # fields added after ids were first published: hashed only when set, so every earlier point keeps its id
 ID_WHEN_SET = frozenset({"limit_energy_mj"})
-BUDGET_AXES = ("latency_ms", "size_mb", "bops", "energy_mj")
+BUDGET_AXES: tuple[str, ...] = ("latency_ms", "size_mb", "bops", "energy_mj")
+"""Budget axes of a sweep file (``allocate = true``), each setting the ``limit_<axis>`` field of a point."""
 
 
 def _fragment(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _id_fragment(name: str, value: Any) -> str:
+    """A field's ``"name":value`` piece of the id text; empty for a field of ``ID_WHEN_SET`` that is not set."""
+    if name in ID_WHEN_SET and value is None:
+        return ""
+    return f'"{name}":{_fragment(_plain(value))}'
+
+
+def _joined(parts: Iterable[str]) -> str:
+    return "{" + ",".join(part for part in parts if part) + "}"
+
+
 def id_text(fields: Mapping[str, Any]) -> str:
     """The canonical JSON text of a point's fields (sorted keys, no spaces) that its id hashes."""
-    parts = (
-        f'"{name}":{_fragment(_plain(fields[name]))}'
-        for name in FIELDS
-        if not (name in ID_WHEN_SET and fields[name] is None)
-    )
-    return "{" + ",".join(parts) + "}"
+    return _joined(_id_fragment(name, fields[name]) for name in FIELDS)
 
 
 def _plain(value: Any) -> Any:
@@ -144,7 +151,7 @@ class PointGrid:
             value_digit = digits[axis] if axis in digits else np.zeros(n, dtype=np.int64)
             fragments = table[digits["target"], value_digit] if table.ndim == 2 else table[value_digit]
             columns.append(fragments.tolist())
-        return point_ids(["{" + ",".join(p for p in parts if p) + "}" for parts in zip(*columns, strict=True)])
+        return point_ids([_joined(parts) for parts in zip(*columns, strict=True)])
 
     def _fragment_tables(self) -> dict[str, tuple[str, np.ndarray]]:
         """field → (digit that picks it, array of its '"field":value' JSON fragments)."""
@@ -153,16 +160,12 @@ class PointGrid:
             for name, (axis, values) in self._field_tables().items():
                 fragments = np.empty(values.shape, dtype=object)
                 for where, value in np.ndenumerate(values):
-                    if name in ID_WHEN_SET and value is None:
-                        fragments[where] = ""  # left out of the id text (see ID_WHEN_SET)
-                    else:
-                        fragments[where] = f'"{name}":{_fragment(_plain(value))}'
+                    fragments[where] = _id_fragment(name, value)
                 tables[name] = (axis, fragments)
             for name, values in (("target", self.targets), ("model", self.models)):
                 tables[name] = (name, np.array([f'"{name}":{_fragment(v)}' for v in values], dtype=object))
             for name, value in self.constants:
-                fragment = "" if name in ID_WHEN_SET and value is None else f'"{name}":{_fragment(_plain(value))}'
-                tables[name] = ("", np.array([fragment], dtype=object))
+                tables[name] = ("", np.array([_id_fragment(name, value)], dtype=object))
             self._tables["fragments"] = tables
         return self._tables["fragments"]
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
+from allocator.sweep.grid import BUDGET_AXES
 from sim.plan import Bits
 from sim.schema import FileModel, keyed_error
 from sim.target import MAX_ARRAY_SIDE, Dataflow
@@ -93,7 +94,6 @@ class PointTable(FileModel):
 
 #: Design axes (keys of ``[grid]``), in file order; budgets only with ``allocate = true``.
 AXES: tuple[str, ...] = tuple(GridTable.model_fields)
-BUDGET_AXES: tuple[str, ...] = ("latency_ms", "size_mb", "bops", "energy_mj")
 #: Per-operand buffer sizes (KiB); instead of ``buffer_split``, not with it.
 OPERAND_BUFFER_AXES: tuple[str, ...] = ("ifmap_kib", "filter_kib", "ofmap_kib")
 
