@@ -469,6 +469,53 @@ def _fused_tails(
 
 
 @njit(cache=True)
+def _gemm_fused_rows(
+    configs: np.ndarray,
+    bytes_per_cycle: np.ndarray,
+    pipelined: bool,
+    chain_ids: np.ndarray,
+    chain_ptr: np.ndarray,
+    chain_row_wise: np.ndarray,
+    chain_serial: np.ndarray,
+    stage_elements: np.ndarray,
+    stage_factor: np.ndarray,
+    stage_depth: np.ndarray,
+) -> np.ndarray:
+    """``_gemm_cycles`` and ``_fused_tails`` over rows that each carry their own array and memory.
+
+    ``configs`` rows as ``_gemm_cycles_rows``'; row r's GEMM is followed by fused chain ``chain_ids[r]`` (stages
+    ``chain_ptr[c]:chain_ptr[c + 1]`` as ``_fused_tails`` takes them, plus ``chain_serial[c]`` unoverlapped
+    cycles). Returns int64 rows (compute cycles, total cycles, bytes read, bytes written, fused cycles): per row
+    what ``_gemm_cycles_many`` and ``_fused_tails`` give that GEMM on that design.
+    """
+    out = np.zeros((configs.shape[0], 5), dtype=np.int64)
+    for row in range(configs.shape[0]):
+        c = configs[row]
+        res = _gemm_cycles(
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13],
+            bytes_per_cycle[row], pipelined,
+        )  # fmt: skip
+        out[row, 0] = res[0]
+        out[row, 1] = res[1]
+        out[row, 2] = res[2]
+        out[row, 3] = res[3]
+        chain = chain_ids[row]
+        first, last = chain_ptr[chain], chain_ptr[chain + 1]
+        tail = 0
+        if last > first:
+            chunks = _output_chunks(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[13], chain_row_wise[chain] != 0)
+            service = np.zeros(last - first, dtype=np.int64)
+            depth = np.zeros(last - first, dtype=np.int64)
+            for s in range(first, last):
+                per_chunk = _ceil_div(stage_elements[s], chunks)
+                service[s - first] = int(np.ceil(per_chunk * stage_factor[s] - 1e-9))
+                depth[s - first] = stage_depth[s]
+            tail = max(0, _fused_pipeline_end(res[1], chunks, service, depth) - res[1])
+        out[row, 4] = tail + chain_serial[chain]
+    return out
+
+
+@njit(cache=True)
 def _systolic_tile(dataflow: int, rows: int, cols: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Push one fold's int64 operands through an R×C array register by register; return its outputs.
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from sim.batch import DATAFLOW_CODES, gemm_costs
+from sim.batch import DATAFLOW_CODES, fused_gemm_costs, gemm_shapes
 from sim.errors import InputError
 from sim.pe import macs_per_pe
 from sim.target import Target
@@ -22,19 +22,6 @@ from sim.workload import Workload
 __all__ = ["RESOURCES", "simulate_columns"]
 
 RESOURCES = ("dsp", "lut", "ff", "bram36", "uram")
-
-
-def _shapes(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (m, n, k, count) of the workload's GEMMs and how many GEMMs have each."""
-    counts: dict[tuple[int, int, int, int], int] = {}
-    for gemm in workload.gemms:
-        for dim in ("m", "n", "k", "count"):
-            if getattr(gemm, dim) <= 0:
-                raise InputError(f"GEMM {gemm.name!r} has {dim}={getattr(gemm, dim)}; must be > 0")
-        key = (gemm.m, gemm.n, gemm.k, gemm.count)
-        counts[key] = counts.get(key, 0) + 1
-    shapes = np.array(list(counts), dtype=np.int64).reshape(len(counts), 4)
-    return shapes, np.array(list(counts.values()), dtype=np.int64)
 
 
 # (target text, rows, cols, dataflow, buffers, bits) -> resources: lives as long as the worker process
@@ -77,86 +64,48 @@ def _estimate(target: Target, rows: int, cols: int, dataflow: str, buffers: tupl
     return (*(float(getattr(result, name)) for name in RESOURCES), bool(result.fits))
 
 
-def _batchable(target: Target) -> bool:
-    acc = target.accelerator
-    return not getattr(acc, "fold_pipelining", False) and not getattr(
-        getattr(acc, "nonlinear", None), "configured", False
-    )
-
-
-def _mixed(
-    workloads: Mapping[str, Workload],
-    targets: Mapping[str, Target],
-    columns: Mapping[str, np.ndarray],
-    exact: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Batched rows for legacy-timing designs, ``run.simulate_point`` for the others, in the given order."""
-    from allocator.sweep.grid import FIELDS, _scalar
-    from allocator.sweep.run import DesignPoint, configure_target, simulate_point
-
-    n = len(exact)
-    batched = simulate_columns(workloads, targets, {k: v[exact] for k, v in columns.items()}) if exact.any() else {}
-    out = {name: np.empty(n, dtype=values.dtype) for name, values in batched.items()}
-    for name, values in batched.items():
-        out[name][exact] = values
-    for i in np.flatnonzero(~exact).tolist():
-        point = DesignPoint(**{name: _scalar(columns[name][i]) for name in FIELDS})
-        try:
-            row = simulate_point(workloads[point.model], configure_target(targets[point.target], point), point)
-            row["omega"] = _proxy_omega(workloads[point.model], point.wbits, point.abits)
-            row["error"] = ""
-        except InputError as exc:
-            row = {"error": str(exc).splitlines()[0]}
-        for name, value in row.items():
-            if name not in out:
-                out[name] = np.full(n, np.nan if name != "error" else "", dtype=object if name == "error" else None)
-            out[name][i] = value
-    return out
-
-
 def _energy_mj(
     workload: Workload,
-    targets: Mapping[str, Target],
-    refs: list[str],
-    idx: np.ndarray,
+    target: Target,
     configs: np.ndarray,
-    first: np.ndarray,
-    inverse: np.ndarray,
     costs: np.ndarray,
+    inverse: np.ndarray,
+    points: int,
     shapes: np.ndarray,
 ) -> np.ndarray:
-    """Dynamic energy (mJ) of each point, summed over the workload's operators in order as ``sim.simulate`` does
-    (so the float sum is the same): a GEMM's from its shape's simulated DRAM bytes, a vector operator's fixed."""
+    """Dynamic energy (mJ) of each of ``points`` points on one target, summed over the workload's operators in
+    order as ``sim.simulate`` does (so the float sum is the same): a GEMM's from its row's simulated DRAM bytes
+    (``configs``/``costs``: the distinct rows, ``inverse``: each (point, shape) row's distinct row), a vector
+    operator's fixed."""
     from sim.energy import PJ_PER_MJ, energy_model
-    from sim.simulate import _shape_energy_mj, _vector_energy_pj
-
-    names = {code: name for name, code in DATAFLOW_CODES.items()}
-    ref_list = list(dict.fromkeys(refs[i] for i in idx))
-    models = {ref: energy_model(targets[ref]) for ref in ref_list}
-    # one energy per distinct (GEMM, design) row; the row's design fixes its target's energy model via its point
-    row_ref = np.array([refs[i] for i in idx], dtype=object).repeat(len(shapes))[first]
-    unique_energy = np.empty(len(first))
-    for u, (config, ref) in enumerate(zip(configs[first].tolist(), row_ref.tolist(), strict=True)):
-        dataflow, rows, cols, _, m, n, k, count, abits, wbits = config[:10]
-        dram = int(costs[u, 2] + costs[u, 3])
-        unique_energy[u] = _shape_energy_mj(
-            models[ref], names[dataflow], rows, cols, m, n, k, count, (wbits, abits), dram, False
-        )
-    per_shape = unique_energy[inverse].reshape(len(idx), len(shapes))
-    position = {tuple(shape): j for j, shape in enumerate(shapes.tolist())}
-    ops = workload.ops
+    from sim.simulate import _fusion, _shape_energy_mj, _vector_energy_pj
     from sim.workload import Gemm
 
+    names = {code: name for name, code in DATAFLOW_CODES.items()}
+    model = energy_model(target)
+    requant = bool(target.accelerator.nonlinear.configured)
+    # a row's energy depends on its array, shape, bits and DRAM bytes, not on its buffers or bandwidth as such:
+    # rows that differ only there (a clock or bandwidth axis) are priced once
+    keys = np.concatenate([configs[:, :10], (costs[:, 2] + costs[:, 3])[:, None]], axis=1)
+    first, energy_of_row = unique_rows(keys)
+    unique_energy = np.empty(len(first))
+    for u, key in enumerate(keys[first].tolist()):
+        dataflow, rows, cols, _, m, n, k, count, abits, wbits, dram = key
+        unique_energy[u] = _shape_energy_mj(
+            model, names[dataflow], rows, cols, m, n, k, count, (wbits, abits), dram, requant
+        )
+    per_shape = unique_energy[energy_of_row][inverse].reshape(points, len(shapes))
+    position = {tuple(shape): j for j, shape in enumerate(shapes.tolist())}
+    chain_id = _fusion(workload, target).chain_id
     columns = []
-    for op in ops:
+    for op in workload.ops:
         if isinstance(op, Gemm):
-            columns.append(per_shape[:, position[(op.m, op.n, op.k, op.count)]])
+            columns.append(per_shape[:, position[(op.m, op.n, op.k, op.count, chain_id[op.name])]])
         else:
-            vector = {ref: _vector_energy_pj(op, models[ref].lane_op_pj) / PJ_PER_MJ for ref in ref_list}
-            columns.append(np.array([vector[refs[i]] for i in idx], dtype=np.float64))
+            columns.append(np.full(points, _vector_energy_pj(op, model.lane_op_pj) / PJ_PER_MJ))
     if not columns:
-        return np.zeros(len(idx))
-    stacked = np.concatenate([np.zeros((len(idx), 1)), np.stack(columns, axis=1)], axis=1)
+        return np.zeros(points)
+    stacked = np.concatenate([np.zeros((points, 1)), np.stack(columns, axis=1)], axis=1)
     return np.add.accumulate(stacked, axis=1)[:, -1]  # left to right, as Python's sum over the layers
 
 
@@ -166,6 +115,82 @@ def _proxy_omega(workload: Workload, wbits: int, abits: int) -> float:
     from allocator.sweep.run import proxy_sensitivity
 
     return float(proxy_sensitivity(workload, [(wbits, abits)])["sensitivity"].sum())
+
+
+def _simulate_group(
+    workload: Workload,
+    target: Target,
+    idx: np.ndarray,
+    out: dict[str, np.ndarray],
+    errors: np.ndarray,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    lanes: np.ndarray,
+    wbits: np.ndarray,
+    abits: np.ndarray,
+    buffers: np.ndarray,
+    bytes_per_cycle: np.ndarray,
+    clock: np.ndarray,
+    dataflow: list[str],
+) -> None:
+    """Fill ``out``'s rows ``idx`` (points of one model on one target) as ``sim.simulate`` would, point for point."""
+    from sim.simulate import vector_cycles
+
+    try:
+        shapes, multiplicity = gemm_shapes(workload, target)
+        vector = int(vector_cycles(workload, target))
+    except InputError as exc:
+        errors[idx] = str(exc).splitlines()[0]
+        return
+    s = len(shapes)
+    # one row per (point, distinct GEMM): dataflow, rows, cols, lanes, m, n, k, count, abits, wbits, out bits,
+    # buffers — outputs are written back at the activation bits, as sim.simulate does
+    per_point = np.stack([codes[idx], rows[idx], cols[idx], lanes[idx]], 1)
+    configs = np.concatenate(
+        [
+            np.repeat(per_point, s, axis=0),
+            np.tile(shapes[:, :4], (len(idx), 1)),
+            np.repeat(np.stack([abits[idx], wbits[idx], abits[idx]], 1), s, axis=0),
+            np.repeat(buffers[idx], s, axis=0),
+        ],
+        axis=1,
+    )
+    bpc = np.repeat(bytes_per_cycle[idx], s)
+    chains = np.tile(shapes[:, 4], len(idx))
+    first, inverse = unique_rows(np.concatenate([configs, bpc.view(np.int64)[:, None], chains[:, None]], axis=1))
+    costs = fused_gemm_costs(configs[first], bpc[first], chains[first], workload, target)
+    per = costs[inverse].reshape(len(idx), s, 5)
+    out["energy_mj"][idx] = _energy_mj(workload, target, configs[first], costs, inverse, len(idx), shapes)
+    compute = (per[:, :, 0] * multiplicity).sum(axis=1)
+    total = (per[:, :, 1] * multiplicity).sum(axis=1)
+    fused = (per[:, :, 4] * multiplicity).sum(axis=1)
+    cycles = total + fused + vector
+    out["cycles"][idx] = cycles
+    out["compute_cycles"][idx] = compute + vector
+    out["stall_cycles"][idx] = total - compute
+    out["latency_ms"][idx] = cycles / (clock[idx] * 1e3)
+    out["macs"][idx] = int(workload.macs)
+    pairs = np.stack([wbits[idx], abits[idx]], 1)
+    first, inverse = unique_rows(pairs)
+    omega = np.array([_proxy_omega(workload, int(w), int(a)) for w, a in pairs[first].tolist()])
+    out["omega"][idx] = omega[inverse]
+    stamp = repr(target)
+    design = np.concatenate([np.stack([rows[idx], cols[idx], codes[idx], wbits[idx], abits[idx]], 1), buffers[idx]], 1)
+    first, inverse = unique_rows(design)
+    for u, i in enumerate(idx[first].tolist()):
+        members = idx[inverse == u]
+        try:
+            resources = _resources(
+                target, stamp, int(rows[i]), int(cols[i]), dataflow[i], tuple(buffers[i].tolist()),
+                (int(wbits[i]), int(abits[i])),
+            )  # fmt: skip
+        except InputError as exc:
+            errors[members] = str(exc).splitlines()[0]
+            continue
+        for name, value in zip(RESOURCES, resources[:-1], strict=True):
+            out[name][members] = value
+        out["fits"][members] = resources[-1]
 
 
 def unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,12 +230,7 @@ def simulate_columns(
     one-line message for a point it rejects, else "").
     """
     n = len(columns["model"])
-    models = columns["model"].tolist()
-    # the batched path has the legacy timing (no fused nonlinear units, no fold pipelining); other designs are
-    # simulated one by one with sim.simulate
-    exact = np.array([_batchable(targets[ref]) for ref in columns["target"].tolist()], dtype=bool)
-    if not exact.all():
-        return _mixed(workloads, targets, columns, exact)
+    models = np.asarray(columns["model"], dtype=object)
     refs = columns["target"].tolist()
     wbits = np.asarray(columns["wbits"], dtype=np.int64)
     abits = np.asarray(columns["abits"], dtype=np.int64)
@@ -257,72 +277,14 @@ def simulate_columns(
         except InputError as exc:
             errors[members] = str(exc).splitlines()[0]
 
-    for model in dict.fromkeys(models):
+    # one group per (model, target): the target's units decide which GEMMs carry fused operators
+    for model in dict.fromkeys(models.tolist()):
         workload = workloads[model]
-        of_model = np.array([m == model for m in models]) & (errors == "")
-        if not of_model.any():
-            continue
-        try:
-            shapes, multiplicity = _shapes(workload)
-        except InputError as exc:
-            errors[of_model] = str(exc).splitlines()[0]
-            continue
-        idx = np.flatnonzero(of_model)
-        s = len(shapes)
-        # one row per (point, distinct shape): dataflow, rows, cols, lanes, m, n, k, count, abits, wbits, out bits,
-        # buffers — outputs are written back at the activation bits, as sim.simulate does
-        per_point = np.stack([codes[idx], rows[idx], cols[idx], lanes[idx]], 1)
-        configs = np.concatenate(
-            [
-                np.repeat(per_point, s, axis=0),
-                np.tile(shapes, (len(idx), 1)),
-                np.repeat(np.stack([abits[idx], wbits[idx], abits[idx]], 1), s, axis=0),
-                np.repeat(buffers[idx], s, axis=0),
-            ],
-            axis=1,
-        )
-        bpc = np.repeat(bytes_per_cycle[idx], s)
-        # the target is part of the key: its energy model prices the row
-        keys = np.concatenate([configs, bpc.view(np.int64)[:, None], np.repeat(ref_index[idx], s)[:, None]], axis=1)
-        first, inverse = unique_rows(keys)
-        costs = gemm_costs(configs[first], bpc[first])
-        per = costs[inverse].reshape(len(idx), s, 4)
-        out["energy_mj"][idx] = _energy_mj(workload, targets, refs, idx, configs, first, inverse, costs, shapes)
-        compute = (per[:, :, 0] * multiplicity).sum(axis=1)
-        total = (per[:, :, 1] * multiplicity).sum(axis=1)
-        from sim.simulate import vector_cycles
-
-        per_target = {ref: int(vector_cycles(workload, targets[ref])) for ref in dict.fromkeys(refs[i] for i in idx)}
-        vector = np.array([per_target[refs[i]] for i in idx], dtype=np.int64)
-        cycles = total + vector
-        out["cycles"][idx] = cycles
-        out["compute_cycles"][idx] = compute + vector
-        out["stall_cycles"][idx] = total - compute
-        out["latency_ms"][idx] = cycles / (clock[idx] * 1e3)
-        out["macs"][idx] = int(workload.macs)
-        pairs = np.stack([wbits[idx], abits[idx]], 1)
-        first, inverse = unique_rows(pairs)
-        omega = np.array([_proxy_omega(workload, int(w), int(a)) for w, a in pairs[first].tolist()])
-        out["omega"][idx] = omega[inverse]
-        stamps = {ref: repr(targets[ref]) for ref in per_target}
-        design = np.concatenate(
-            [np.stack([ref_index[idx], rows[idx], cols[idx], codes[idx], wbits[idx], abits[idx]], 1), buffers[idx]], 1
-        )
-        first, inverse = unique_rows(design)
-        for u, i in enumerate(idx[first].tolist()):
-            members = idx[inverse == u]
-            ref = refs[i]
-            try:
-                resources = _resources(
-                    targets[ref], stamps[ref], int(rows[i]), int(cols[i]), dataflow[i],
-                    tuple(buffers[i].tolist()), (int(wbits[i]), int(abits[i])),
-                )  # fmt: skip
-            except InputError as exc:
-                errors[members] = str(exc).splitlines()[0]
-                continue
-            for name, value in zip(RESOURCES, resources[:-1], strict=True):
-                out[name][members] = value
-            out["fits"][members] = resources[-1]
+        for r, ref in enumerate(ref_names):
+            idx = np.flatnonzero((models == model) & (ref_index == r) & (errors == ""))
+            if len(idx):
+                _simulate_group(workload, targets[ref], idx, out, errors, codes, rows, cols, lanes, wbits, abits,
+                                buffers, bytes_per_cycle, clock, dataflow)  # fmt: skip
     failed = errors != ""
     out["cycles"][failed] = 0
     out["latency_ms"][failed] = np.nan

@@ -875,12 +875,14 @@ def _warm_up(target: Target) -> None:
     from sim.simulate import simulate
     from sim.workload import Gemm
 
+    workload = Workload.from_ops("warm_up", [Gemm("warm_up", "gemm", 8, 8, 8, weight_params=64)])
     with contextlib.suppress(Exception):
-        simulate(Workload.from_ops("warm_up", [Gemm("warm_up", "gemm", 8, 8, 8, weight_params=64)]), target)
+        simulate(workload, target)
     with contextlib.suppress(Exception):
-        import allocator.sweep.batch as batch
+        from sim.batch import fused_gemm_costs, gemm_shapes
 
-        batch.gemm_costs(np.ones((1, 14), dtype=np.int64), np.ones(1))
+        shapes, _ = gemm_shapes(workload, target)
+        fused_gemm_costs(np.ones((1, 14), dtype=np.int64), np.ones(1), shapes[:1, 4], workload, target)
 
 
 @contextlib.contextmanager

@@ -815,9 +815,11 @@ def test_ctrl_c_to_the_process_group_prints_one_error_line(tmp_path: Path, mode:
     Stderr is the one `error: interrupted` line besides the progress bar's lines (tqdm, which a terminal redraws
     in place); nothing half-written is left: no lock, no temporary file, only whole parts and their manifest."""
     rows = ", ".join(str(v) for v in range(1, 101))
+    # 2.4 M points: minutes even for the batched simulator, so the interrupt always lands mid-sweep
+    clocks = ", ".join(f"{100.0 + 10 * i}" for i in range(40))
     path = write(tmp_path, f'models = ["mixbit_vit_test"]\n{"points_per_part = 200" if parts else ""}\n[grid]\n'
                            f'target = ["zcu102", "kv260"]\nrows = [{rows}]\ncols = [{rows}]\n'
-                           'clock_mhz = [100.0, 200.0, 300.0, 400.0]\ndataflow = ["os", "ws", "is"]\n')  # fmt: skip
+                           f'clock_mhz = [{clocks}]\ndataflow = ["os", "ws", "is"]\n')  # fmt: skip
     out = tmp_path / "out"
     code = "import sys; from allocator.cli.main import main; raise SystemExit(main(sys.argv[1:]))"  # as `mixbit`
     proc = subprocess.Popen(

@@ -29,6 +29,7 @@ def vit_like() -> Workload:
             VectorOp(f"b{block}.softmax", "softmax", 2 * 17 * 17),
             Gemm(f"b{block}.fc1", "fc1", 17, 64, 16, weight_params=1024),
             VectorOp(f"b{block}.gelu", "gelu", 17 * 64),
+            Gemm(f"b{block}.wide", "proj", 17, 64, 16, weight_params=1024),  # fc1's shape, no fused GELU after it
             Gemm(f"b{block}.fc2", "fc2", 17, 16, 64, weight_params=1024),
         ]
     return Workload.from_ops("vit_like", [*ops, Gemm("head", "head", 1, 10, 16, weight_params=160)])
@@ -38,7 +39,7 @@ GRID = """
 models = ["vit_like"]
 
 [grid]
-target = ["zcu102", "kv260", "u250"]
+target = ["zcu102", "kv260", "u250", "bitfusion_16x32"]
 rows = [2, 8]
 cols = [3, 16]
 dataflow = ["os", "ws", "is"]
@@ -54,18 +55,21 @@ def test_batched_simulation_equals_one_simulate_per_point(tmp_path: Path) -> Non
     path.write_text(textwrap.dedent(GRID))
     spec = load_sweep(path)
     points = spec.points
-    assert len(points) == 3 * 2 * 2 * 3 * 3 * 2 * 2 * 2
+    assert len(points) == 4 * 2 * 2 * 3 * 3 * 2 * 2 * 2
     workloads = {"vit_like": vit_like()}
     indices = np.arange(len(points))
     got = simulate_columns(workloads, spec.targets, points.columns(indices))
     stalled = 0  # points whose stalls outweigh their compute
+    fused = 0  # points on fused-unit targets whose fused operators add cycles after their GEMM
     for i, point in enumerate(points):
         alone = simulate_point(workloads["vit_like"], configure_target(spec.targets[point.target], point), point)
         assert got["error"][i] == ""
         for name, value in alone.items():
             assert got[name][i] == value, (point, name)  # exactly equal, floats included
         stalled += alone["stall_cycles"] > alone["compute_cycles"]
+        fused += alone["cycles"] > alone["compute_cycles"] + alone["stall_cycles"]
     assert 0 < stalled < len(points)  # the grid reaches memory-bound and compute-bound designs
+    assert fused > 0  # the fused tails are exercised, not only legacy timing
 
 
 def test_rejected_bits_are_a_point_error_not_a_crash(tmp_path: Path) -> None:
