@@ -4,7 +4,8 @@ Format::
 
     {"model": NAME, "note": "free text",                      # both optional
      "default": {"wbits": 8, "abits": 8},                     # optional: bits of layers not named below
-     "layers": {NAME: {"wbits": 4, "abits": 8, "weight_kind": "uniform", "act_kind": "log2"}, ...}}
+     "layers": {NAME: {"wbits": 4, "abits": 8, "weight_kind": "uniform", "act_kind": "log2",
+                       "dataflow": "ws"}, ...}}                # dataflow: optional, per-layer-dataflow arrays
 
 A plan is plain data, so its schema lives here in sim (which needs only ``wbits``/``abits``) and quant takes
 the validated mapping (``quant.BitPlan.from_dict``), which checks the quantizer kinds it owns: sim and quant
@@ -22,8 +23,9 @@ from pydantic import Field
 
 from sim.errors import InputError
 from sim.schema import FileModel, read_json, validate
+from sim.target import Dataflow
 
-__all__ = ["LayerEntry", "PlanFile", "load_bits", "plan_bits", "read_plan"]
+__all__ = ["LayerEntry", "PlanFile", "load_bits", "plan_bits", "plan_dataflows", "read_plan"]
 
 #: Bit widths a plan may name (quantizers are defined for 2..8 bits; a target may support fewer).
 MIN_PLAN_BITS, MAX_PLAN_BITS = 2, 8
@@ -40,6 +42,7 @@ class LayerEntry(FileModel):
     abits: Bits
     weight_kind: Kind = "uniform"
     act_kind: Kind = "uniform"
+    dataflow: Dataflow | None = None  # the layer's dataflow on an array that switches per layer (hardware only)
 
 
 class PlanFile(FileModel):
@@ -51,8 +54,11 @@ class PlanFile(FileModel):
     layers: dict[str, LayerEntry] = Field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The plan as JSON-ready data, with the quantizer kinds filled in."""
-        return self.model_dump(exclude={"note"}, exclude_none=True)
+        """The plan as JSON-ready data for quant, with the quantizer kinds filled in (dataflows are sim's)."""
+        data = self.model_dump(exclude={"note"}, exclude_none=True)
+        for entry in [data.get("default") or {}, *data.get("layers", {}).values()]:
+            entry.pop("dataflow", None)
+        return data
 
 
 def read_plan(path: str | Path) -> PlanFile:
@@ -89,3 +95,9 @@ def plan_bits(path: str | Path, layer_names: Iterable[str]) -> dict[str, tuple[i
         else:
             raise InputError(f"{path}: layers.{name}: missing, and the plan has no 'default'")
     return out
+
+
+def plan_dataflows(path: str | Path) -> dict[str, str]:
+    """The per-layer dataflows the plan at ``path`` names (empty for a plan of a fixed-dataflow array)."""
+    plan = read_plan(path)
+    return {name: entry.dataflow for name, entry in plan.layers.items() if entry.dataflow is not None}

@@ -215,6 +215,11 @@ def _array(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
     lut = FINN_LUT_BASE + FINN_LUT_SCALE * pes * per_pe
     # a systolic PE registers the weight and the activation it passes on (Kung, 1982), at the widest pair
     width = max(w + a for w, a in pairs)
+    if acc.per_layer_dataflow:
+        # a reconfigurable array selects each operand bit of each PE from up to three sources (OS, WS, IS); a LUT6
+        # is a 4:1 multiplexer of one bit (Xilinx UG474, 7 Series CLB guide, "Multiplexers"), so one LUT per
+        # operand bit per PE
+        lut += pes * width
     return ComponentResources("array", dsp=array_dsps(target), lut=_ceil(lut), ff=pes * width)
 
 
@@ -223,7 +228,7 @@ def _accumulators(target: Target, pairs: list[tuple[int, int]]) -> ComponentReso
     # a PE doing p products per cycle keeps p accumulators: size for the pair with the most accumulator bits
     per_pe_bits = max(macs_per_pe(acc.pe, w, a) * pe_accumulator_bits(w, a) for w, a in pairs)
     bits = acc.rows * acc.cols * per_pe_bits
-    if acc.dataflow in ("ws", "is"):
+    if any(dataflow in ("ws", "is") for dataflow in acc.dataflows):
         # partial sums leave the array every K fold and are accumulated at the column bottoms
         bits += acc.cols * max(pe_accumulator_bits(w, a) for w, a in pairs)
     return ComponentResources("accumulators", lut=_ceil(FINN_LUT_SCALE * bits), ff=bits)
@@ -241,9 +246,10 @@ def _buffers(target: Target, weight_bits: int, act_bits: int) -> ComponentResour
     buffers = acc.buffers
     # Which edge each operand enters (SCALE-Sim's mapping): OS and WS stream activations into the R rows and
     # weights across the C columns; IS keeps activations in the array and streams weights into the rows.
+    # A reconfigurable array's buffers are as wide as its widest mode needs.
     rows_edge, cols_edge = acc.rows, acc.cols
-    ifmap_lanes = rows_edge if acc.dataflow in ("os", "ws") else cols_edge
-    filter_lanes = cols_edge if acc.dataflow in ("os", "ws") else rows_edge
+    ifmap_lanes = max(rows_edge if d in ("os", "ws") else cols_edge for d in acc.dataflows)
+    filter_lanes = max(cols_edge if d in ("os", "ws") else rows_edge for d in acc.dataflows)
     ports = {
         "ifmap": (buffers.ifmap_bytes, ifmap_lanes * act_bits, buffers.ifmap_memory),
         "filter": (buffers.filter_bytes, filter_lanes * weight_bits, buffers.filter_memory),

@@ -32,10 +32,11 @@ Choices stated here:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,7 @@ from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
 from sim.pe import macs_per_pe
-from sim.target import RESOURCE_NAMES, Target
+from sim.target import PER_LAYER, RESOURCE_NAMES, Target
 from sim.workload import Gemm, VectorOp, Workload
 
 if TYPE_CHECKING:
@@ -75,7 +76,11 @@ Bits = tuple[int, int]
 COST_COLUMNS = [
     "name", "kind", "wbits", "abits", "m", "n", "k", "count", "macs", "weight_params",
     "compute_cycles", "stall_cycles", "fused_cycles", "cycles", "bytes_read", "bytes_written", "energy_mj",
+    "dataflow",
 ]  # fmt: skip
+
+#: What a per-layer-dataflow array minimises when it picks a layer's dataflow: cycles (then energy), or energy.
+Prefer = Literal["cycles", "energy_mj"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class LayerResult:
     unit: str = ""  # vector operators: "lanes" or "own"
     fused_into: str = ""  # vector operators fused to a GEMM: its name
     busy_cycles: int = 0  # vector operators: cycles their unit works (hidden behind the GEMM when fused)
+    dataflow: str = ""  # GEMMs: the dataflow the layer ran in (its own on a per-layer-dataflow array)
 
     @property
     def macs(self) -> int:
@@ -169,7 +175,7 @@ class SimResult:
 
 _LAYER_COLUMNS = [
     "name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles",
-    "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles",
+    "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles", "dataflow",
 ]  # fmt: skip
 
 
@@ -375,6 +381,60 @@ def _gemm_costs(
     return {(name, pair): result[keys[key]] for name, pair, key in wanted}
 
 
+def _dataflow_costs(
+    gemms: Sequence[Gemm],
+    plan: Mapping[str, Bits],
+    target: Target,
+    ideal_memory: bool,
+    fusion: _Fusion,
+    layer_dataflows: Mapping[str, str] | None,
+    prefer: Prefer,
+) -> tuple[dict[tuple[str, Bits], list], dict[str, str]]:
+    """``_gemm_costs`` and each GEMM's dataflow: the array's own, or on a per-layer-dataflow array the one
+    ``layer_dataflows`` names, else the best by ``prefer`` (ties: the order of ``switchable_dataflows``)."""
+    acc = target.accelerator
+    names = {gemm.name for gemm in gemms}
+    fixed = dict(layer_dataflows or {})
+    for name, dataflow in fixed.items():
+        if name not in names:
+            raise InputError(f"layer dataflows name {name!r}, which is not a GEMM of the workload")
+        if dataflow not in acc.dataflows:
+            raise InputError(
+                f"layer {name!r}: dataflow {dataflow!r} is not one the array of target {target.name!r} runs "
+                f"({', '.join(acc.dataflows)})"
+            )
+    if not acc.per_layer_dataflow:
+        return _gemm_costs(gemms, plan, target, ideal_memory, fusion), {gemm.name: acc.dataflow for gemm in gemms}
+    by_dataflow = {
+        dataflow: _gemm_costs(
+            gemms,
+            plan,
+            dataclasses.replace(
+                target, accelerator=dataclasses.replace(acc, dataflow=dataflow, switchable_dataflows=())
+            ),
+            ideal_memory,
+            fusion,
+        )
+        for dataflow in acc.dataflows
+    }
+    costs: dict[tuple[str, Bits], list] = {}
+    chosen: dict[str, str] = {}
+    for gemm in gemms:
+        key = (gemm.name, plan[gemm.name])
+        if gemm.name in fixed:
+            best = fixed[gemm.name]
+        else:
+
+            def rank(dataflow: str, key: tuple[str, Bits] = key) -> tuple[float, float]:
+                _, total, _, _, tail, energy = by_dataflow[dataflow][key]
+                return (total + tail, energy) if prefer == "cycles" else (energy, total + tail)
+
+            best = min(acc.dataflows, key=rank)
+        chosen[gemm.name] = best
+        costs[key] = by_dataflow[best][key]
+    return costs, chosen
+
+
 @dataclass(frozen=True)
 class _Fusion:
     """Which vector operators fuse to which GEMM, and each GEMM's chain of fused stages (bit-independent).
@@ -564,16 +624,20 @@ def simulate(
     cols: int | None = None,
     dataflow: str | None = None,
     ideal_memory: bool = False,
+    layer_dataflows: Mapping[str, str] | None = None,
+    prefer: Prefer = "cycles",
 ) -> SimResult:
     """Simulate ``workload`` on ``target`` at ``bits`` (one (wbits, abits) pair or a per-GEMM mapping).
 
-    ``rows``/``cols``/``dataflow`` override the target's array. With ``ideal_memory`` (infinite bandwidth,
-    operands on chip) every layer's stall cycles are 0.
+    ``rows``/``cols``/``dataflow`` override the target's array (``dataflow="per-layer"``: an array that switches
+    dataflow per layer). With ``ideal_memory`` (infinite bandwidth, operands on chip) every layer's stall cycles
+    are 0. On a per-layer-dataflow array, ``layer_dataflows`` (GEMM name -> dataflow) fixes layers' dataflows;
+    the other layers take the one with the fewest cycles (``prefer="energy_mj"``: the least energy).
     """
     target = with_array(target, rows, cols, dataflow)
     plan = resolve_bits(workload, target, bits)
     fusion = _fusion(workload, target)
-    costs = _gemm_costs(workload.gemms, plan, target, ideal_memory, fusion)
+    costs, chosen = _dataflow_costs(workload.gemms, plan, target, ideal_memory, fusion, layer_dataflows, prefer)
     lane_op_pj = energy_model(target).lane_op_pj
     layers = []
     bytes_read = bytes_written = 0
@@ -586,7 +650,7 @@ def simulate(
             layers.append(
                 LayerResult(
                     op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
-                    op.count, tail, read, written, energy,
+                    op.count, tail, read, written, energy, dataflow=chosen[op.name],
                 )
             )  # fmt: skip
         elif isinstance(op, VectorOp):
@@ -609,7 +673,7 @@ def simulate(
         clock_mhz=float(target.clock_mhz),
         rows=target.accelerator.rows,
         cols=target.accelerator.cols,
-        dataflow=target.accelerator.dataflow,
+        dataflow=PER_LAYER if target.accelerator.per_layer_dataflow else target.accelerator.dataflow,
         pe=target.accelerator.pe,
         ideal_memory=bool(ideal_memory),
         cycles=cycles,
@@ -633,11 +697,17 @@ def _resources(target: Target, weight_bits: int | None, act_bits: int | None) ->
 
 
 def cost_table(
-    workload: Workload, target: Target, bit_pairs: Iterable[Bits], *, ideal_memory: bool = False
+    workload: Workload,
+    target: Target,
+    bit_pairs: Iterable[Bits],
+    *,
+    ideal_memory: bool = False,
+    prefer: Prefer = "cycles",
 ) -> pd.DataFrame:
     """One row per (GEMM, wbits, abits): name, kind, wbits, abits, m, n, k, count, macs, weight_params,
-    compute_cycles, stall_cycles, fused_cycles, cycles, bytes_read, bytes_written, energy_mj.
-    Each distinct (shape, bits) is simulated once.
+    compute_cycles, stall_cycles, fused_cycles, cycles, bytes_read, bytes_written, energy_mj, dataflow.
+    Each distinct (shape, bits) is simulated once. On a per-layer-dataflow array each row is the GEMM at those
+    bits in its best dataflow (fewest cycles, then least energy; ``prefer="energy_mj"``: least energy first).
 
     ``cycles`` = compute + stall + fused (what the GEMM's fused nonlinear operators add after it). Every pair
     must be supported by the target (else InputError). Unfused vector operators are not in this table: add
@@ -650,13 +720,14 @@ def cost_table(
     plan_rows = []
     for pair in dict.fromkeys(pairs):
         plan = resolve_bits(workload, target, pair)
-        costs = _gemm_costs(gemms, plan, target, ideal_memory, fusion)
+        costs, chosen = _dataflow_costs(gemms, plan, target, ideal_memory, fusion, None, prefer)
         for gemm in gemms:
             compute, total, read, written, tail, energy = costs[(gemm.name, pair)]
             plan_rows.append(
                 (
                     gemm.name, gemm.kind, pair[0], pair[1], gemm.m, gemm.n, gemm.k, gemm.count, gemm.macs,
                     gemm.weight_params, compute, total - compute, tail, total + tail, read, written, energy,
+                    chosen[gemm.name],
                 )
             )  # fmt: skip
     return pd.DataFrame(plan_rows, columns=COST_COLUMNS)

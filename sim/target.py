@@ -20,6 +20,7 @@ __all__ = [
     "BRAM36_BYTES",
     "DATAFLOWS",
     "MAX_ARRAY_SIDE",
+    "PER_LAYER",
     "PE_KINDS",
     "RESOURCE_NAMES",
     "SUPPORTED_BITS",
@@ -47,6 +48,8 @@ ResourceName = Literal["dsp", "lut", "ff", "bram36", "uram"]
 
 # Every list of names is derived from its Literal type, so a new dataflow or PE kind is added in one place.
 DATAFLOWS: tuple[str, ...] = get_args(Dataflow)
+#: The ``--dataflow`` / sweep value for an array that switches dataflow per layer (``switchable_dataflows``).
+PER_LAYER = "per-layer"
 PE_KINDS: tuple[str, ...] = get_args(PeKind)
 DSP_KINDS: tuple[str, ...] = get_args(DspKind)
 MEMORY_KINDS: tuple[str, ...] = get_args(MemoryKind)
@@ -140,6 +143,19 @@ class Accelerator:
     vector_lanes: int
     fold_pipelining: bool = False  # consecutive folds overlap fill and drain (sim/kernels.py); False = SCALE-Sim
     nonlinear: Nonlinear = dataclasses.field(default_factory=Nonlinear)  # units of sim/nonlinear.py
+    # dataflows the array can switch between from one layer to the next (a reconfigurable array); () = only
+    # ``dataflow``. ``dataflow`` is then the mode the array starts in and the default of CLI overrides
+    switchable_dataflows: tuple[Dataflow, ...] = ()
+
+    @property
+    def dataflows(self) -> tuple[str, ...]:
+        """The dataflows a layer may run in: ``switchable_dataflows``, or just ``dataflow``."""
+        return self.switchable_dataflows or (self.dataflow,)
+
+    @property
+    def per_layer_dataflow(self) -> bool:
+        """Whether each layer picks its own dataflow."""
+        return len(self.dataflows) > 1
 
 
 @dataclass(frozen=True)
@@ -215,14 +231,24 @@ class Target:
 
         Values are checked (sizes in 1..MAX_ARRAY_SIDE, a known dataflow) but the fit is not: an override that
         exceeds the device reports ``fits == False`` in its resources instead of raising. Buffers keep their bytes.
+        ``dataflow`` fixes the array to one dataflow, or with ``PER_LAYER`` ("per-layer") lets each layer switch
+        between the target's ``switchable_dataflows`` (OS, WS and IS when it names none).
         """
         acc = self.accelerator
         new_rows = acc.rows if rows is None else _side_override(rows, "rows")
         new_cols = acc.cols if cols is None else _side_override(cols, "cols")
-        new_dataflow = acc.dataflow if dataflow is None else dataflow
-        if new_dataflow not in DATAFLOWS:
-            raise InputError(f"--dataflow: unknown dataflow {new_dataflow!r}; expected one of {', '.join(DATAFLOWS)}")
-        new_acc = dataclasses.replace(acc, rows=new_rows, cols=new_cols, dataflow=new_dataflow)
+        switchable = acc.switchable_dataflows
+        new_dataflow = acc.dataflow
+        if dataflow == PER_LAYER:
+            switchable = acc.switchable_dataflows or DATAFLOWS
+        elif dataflow is not None:
+            if dataflow not in DATAFLOWS:
+                expected = ", ".join((*DATAFLOWS, PER_LAYER))
+                raise InputError(f"--dataflow: unknown dataflow {dataflow!r}; expected one of {expected}")
+            new_dataflow, switchable = dataflow, ()
+        new_acc = dataclasses.replace(
+            acc, rows=new_rows, cols=new_cols, dataflow=new_dataflow, switchable_dataflows=switchable
+        )
         return dataclasses.replace(self, accelerator=new_acc)
 
     #: The name this method had before; kept for callers of the contract.

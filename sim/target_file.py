@@ -167,6 +167,8 @@ class AcceleratorTable(SourcedTable):
     vector_lanes: Annotated[int, SOURCED, Field(gt=0, le=MAX_LANES)]
     buffers: BuffersTable
     fold_pipelining: bool = False
+    # a reconfigurable array: the dataflows each layer may pick from (must include ``dataflow``)
+    switchable_dataflows: Annotated[list[Dataflow], Field(min_length=2)] | None = None
     # one sub-table per operator kind, each with its own source; checked by sim.nonlinear.parse_nonlinear
     nonlinear: dict[str, Any] | None = None
 
@@ -180,6 +182,12 @@ class AcceleratorTable(SourcedTable):
                     raise keyed_error(key, f"unsupported bit width {value}; supported: {supported}")
             if len(set(values)) != len(values):
                 raise keyed_error(key, "bit width listed twice")
+        switchable = self.switchable_dataflows
+        if switchable is not None:
+            if len(set(switchable)) != len(switchable):
+                raise keyed_error("switchable_dataflows", "dataflow listed twice")
+            if self.dataflow not in switchable:
+                raise keyed_error("switchable_dataflows", f"must include the array's dataflow {self.dataflow!r}")
         return self
 
 
@@ -333,6 +341,7 @@ def _build(path: Path, file: TargetFile) -> Target:
             vector_lanes=acc.vector_lanes,
             fold_pipelining=acc.fold_pipelining,
             nonlinear=Nonlinear() if nonlinear is None else nonlinear,
+            switchable_dataflows=tuple(acc.switchable_dataflows or ()),
         ),
         sources=tuple(sorted(sources.items())),
         published=None if file.published is None else _published(file.published),

@@ -103,6 +103,10 @@ class Choice:
     layer: str
     wbits: int
     abits: int
+    dataflow: str = ""  # on an array that switches dataflow per layer: the layer's; else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"wbits": self.wbits, "abits": self.abits, **({"dataflow": self.dataflow} if self.dataflow else {})}
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ class Allocation:
         self.check()
         return {
             "model": self.problem.model,
-            "layers": {c.layer: {"wbits": c.wbits, "abits": c.abits} for c in self.chosen},
+            "layers": {c.layer: c.to_json() for c in self.chosen},
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -175,7 +179,7 @@ class Allocation:
                 "ties": [str(tie) for tie in (*self.problem.ties, *self.limits.ties)],
                 "onchip_capacity_bits": self.problem.onchip_capacity_bits,
             },
-            "layers": [{"name": c.layer, "wbits": c.wbits, "abits": c.abits} for c in self.chosen],
+            "layers": [{"name": c.layer, **c.to_json()} for c in self.chosen],
             "options": [
                 {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
                 for row in options.to_dict("records")
@@ -347,7 +351,10 @@ def _allocation(
     if rows is None:
         message = explain_infeasible(problem, limits) if status == "infeasible" else f"solver status {status}"
         return Allocation(status, None, (), None, limits, problem, message, refinements, seconds)
-    chosen = tuple(Choice(str(problem.option_layer[r]), int(problem.wbits[r]), int(problem.abits[r])) for r in rows)
+    chosen = tuple(
+        Choice(str(problem.option_layer[r]), int(problem.wbits[r]), int(problem.abits[r]), str(problem.dataflow[r]))
+        for r in rows
+    )
     objective = float(problem.sensitivity[rows].sum())
     return Allocation(status, objective, chosen, _predict(problem, rows), limits, problem, "", refinements, seconds)
 

@@ -116,7 +116,8 @@ class Problem:
     ``layer`` column), ``wbits``, ``abits`` (bits), ``sensitivity`` (Ω, unitless,
     lower is better), ``latency_cycles`` (cycles, stalls included), ``size_bits`` (weight bits stored),
     ``bops`` (bit operations: MACs × wbits × abits), ``onchip_bits`` (weight bits that must sit on chip when
-    weights are kept resident), ``energy_mj`` (mJ of dynamic energy; zeros when the table has none). ``layers``
+    weights are kept resident), ``energy_mj`` (mJ of dynamic energy; zeros when the table has none),
+    ``dataflow`` (the dataflow an option runs in on an array that switches dataflow per layer, else ""). ``layers``
     gives the layer order; rows are kept sorted by it, then by bits.
     ``fixed_cycles`` (cycles) is added to every plan's latency and ``fixed_energy_mj`` (mJ) to its energy;
     ``onchip_capacity_bits`` (bits, None when
@@ -140,6 +141,7 @@ class Problem:
     model: str = ""
     energy_mj: np.ndarray | None = None
     fixed_energy_mj: float = 0.0
+    dataflow: np.ndarray | None = None  # per option: the dataflow it runs in on a per-layer-dataflow array, else ""
     choice_rows: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +156,11 @@ class Problem:
             "onchip_bits": _column(self.onchip_bits, np.float64, "onchip_bits"),
             "energy_mj": _column(
                 np.zeros(len(self.option_layer)) if self.energy_mj is None else self.energy_mj, np.float64, "energy_mj"
+            ),
+            "dataflow": _column(
+                [""] * len(self.option_layer) if self.dataflow is None else [str(d) for d in self.dataflow],
+                object,
+                "dataflow",
             ),
         }
         rows = len(columns["option_layer"])
@@ -239,6 +246,7 @@ class Problem:
             frame["onchip_bits"] = frame["size_bits"]
         if "energy_mj" not in frame.columns:
             frame["energy_mj"] = 0.0
+        dataflow = frame["dataflow"].fillna("").astype(str).to_numpy() if "dataflow" in frame.columns else None
         missing = [c for c in OPTION_COLUMNS if c not in frame.columns]
         if missing:
             raise InputError(f"problem table is missing column(s) {', '.join(missing)}")
@@ -253,11 +261,20 @@ class Problem:
             ties=tuple(Tie.parse(t) for t in ties),
             model=model,
             fixed_energy_mj=fixed_energy_mj,
+            dataflow=dataflow,
         )
 
+    @property
+    def per_layer_dataflow(self) -> bool:
+        """Whether options carry their own dataflow (an array that switches dataflow per layer)."""
+        return bool(self.dataflow is not None and any(self.dataflow))
+
     def to_frame(self) -> pd.DataFrame:
-        """The option table: one row per layer and bit choice, columns ``OPTION_COLUMNS``."""
+        """The option table: one row per layer and bit choice, columns ``OPTION_COLUMNS`` (and ``dataflow`` on a
+        per-layer-dataflow array)."""
         frame = pd.DataFrame({c: np.asarray(getattr(self, _FIELD.get(c, c))) for c in OPTION_COLUMNS})
+        if self.per_layer_dataflow:
+            frame["dataflow"] = np.asarray(self.dataflow)
         frame["layer"] = frame["layer"].astype(str)
         for c in _COST_COLUMNS:
             if c != "energy_mj" and np.all(np.mod(frame[c], 1) == 0):
@@ -381,6 +398,7 @@ def build_problem(
     vector_cycles: int | None = None,
     vector_energy_mj: float | None = None,
     ties: Sequence[Tie | Sequence] = (),
+    prefer: str = "cycles",
 ) -> Problem:
     """The problem for ``workload`` on ``target``: costs from ``sim.cost_table``, Ω from ``sensitivity``.
 
@@ -388,7 +406,9 @@ def build_problem(
     have both a cost and a score. ``bit_pairs`` defaults to every (wbits, abits) the target's array supports.
     ``cost_table`` / ``vector_cycles`` / ``vector_energy_mj`` replace the simulator's (same columns as
     ``sim.cost_table``: name, wbits, abits, macs, weight_params, cycles, and energy_mj if energy is wanted) — for
-    tests and for cost tables computed elsewhere.
+    tests and for cost tables computed elsewhere. On an array that switches dataflow per layer, each option runs
+    in its best dataflow for ``prefer`` (``"cycles"``, or ``"energy_mj"`` when energy is the binding budget; see
+    ``sim.cost_table``) and the option table records it.
     """
     if bit_pairs is None:
         accel = target.accelerator
@@ -398,7 +418,7 @@ def build_problem(
         import sim
 
         if cost_table is None:
-            cost_table = sim.cost_table(workload, target, bit_pairs, ideal_memory=ideal_memory)
+            cost_table = sim.cost_table(workload, target, bit_pairs, ideal_memory=ideal_memory, prefer=prefer)
             if vector_energy_mj is None:  # the simulator's energies: its unfused vector operators are the fixed part
                 vector_energy_mj = sim.vector_energy_mj(workload, target)
         if vector_cycles is None:
@@ -419,9 +439,12 @@ def build_problem(
     ]
     rows = []
     energies = costs["energy_mj"] if "energy_mj" in costs.columns else pd.Series(0.0, index=costs.index)
-    for (name, wbits, abits, macs, weight_params, cycles), energy in zip(
+    per_layer = target.accelerator.per_layer_dataflow and "dataflow" in costs.columns
+    dataflows = costs["dataflow"] if per_layer else pd.Series("", index=costs.index)
+    for (name, wbits, abits, macs, weight_params, cycles), energy, dataflow in zip(
         costs[["name", "wbits", "abits", "macs", "weight_params", "cycles"]].itertuples(index=False),
         energies,
+        dataflows,
         strict=True,
     ):
         key = (str(name), int(wbits), int(abits))
@@ -442,9 +465,10 @@ def build_problem(
                 # attention matmuls have no weights (weight_params = 0), so nothing of theirs stays on chip
                 "onchip_bits": weight_bits,
                 "energy_mj": float(energy),
+                "dataflow": str(dataflow),
             }
         )
-    frame = pd.DataFrame(rows, columns=list(OPTION_COLUMNS))
+    frame = pd.DataFrame(rows, columns=[*OPTION_COLUMNS, "dataflow"])
     have = set(frame["layer"])
     for name in gemms:
         if name not in have:

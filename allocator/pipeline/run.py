@@ -258,7 +258,11 @@ def _quantized_evaluation(
 
 
 def _plan_with_kind(plan: dict[str, Any], act_kind: str) -> BitPlan:
-    layers = {name: {**bits, "act_kind": act_kind} for name, bits in plan["layers"].items()}
+    # a layer's dataflow (per-layer-dataflow arrays) is hardware: quant's plan has bits and quantizer kinds only
+    layers = {
+        name: {**{k: v for k, v in bits.items() if k != "dataflow"}, "act_kind": act_kind}
+        for name, bits in plan["layers"].items()
+    }
     return BitPlan.from_dict({**plan, "layers": layers}, where="allocated plan")
 
 
@@ -470,7 +474,11 @@ def costs_stage(net: nn.Module, config: PipelineConfig) -> Problem:
         [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
         columns=["layer", "wbits", "abits", "sensitivity"],
     )
-    return build_problem(workload, config.target, unscored, bit_pairs)
+    limits = config.limits
+    # an array that switches dataflow per layer runs each option in its fastest dataflow, or its least-energy
+    # one when energy is the only budget
+    energy_only = limits.energy_mj is not None and limits.latency_ms is None and config.latency_of is None
+    return build_problem(workload, config.target, unscored, bit_pairs, prefer="energy_mj" if energy_only else "cycles")
 
 
 def budget_stage(problem: Problem, config: PipelineConfig) -> Limits:
@@ -808,7 +816,11 @@ def _write_outputs(
                 written[fmt] = {**done.to_json(), "path": str(final / EXPORT_FILES[fmt])}
                 written[fmt]["files"] = {str(final / Path(f).relative_to(staging)): n for f, n in done.files.items()}
             result = replace(result, exports=written)
-        plan.save(staging / files["plan"])
+        plan_data = plan.to_dict()
+        for choice in result.allocation.chosen:  # a per-layer-dataflow array: each layer's dataflow (sim/plan.py)
+            if choice.dataflow:
+                plan_data["layers"][choice.layer]["dataflow"] = choice.dataflow
+        (staging / files["plan"]).write_text(json.dumps(plan_data, indent=2) + "\n")
         table = result.allocation.problem.to_frame()
         table.insert(
             table.columns.get_loc("sensitivity") + 1,

@@ -16,7 +16,7 @@ import numpy as np
 from sim.batch import DATAFLOW_CODES, fused_gemm_costs, gemm_shapes
 from sim.errors import InputError
 from sim.pe import macs_per_pe
-from sim.target import Target
+from sim.target import PER_LAYER, Target
 from sim.workload import Workload
 
 __all__ = ["RESOURCES", "simulate_columns"]
@@ -115,6 +115,36 @@ def _proxy_omega(workload: Workload, wbits: int, abits: int) -> float:
     from allocator.sweep.run import proxy_sensitivity
 
     return float(proxy_sensitivity(workload, [(wbits, abits)])["sensitivity"].sum())
+
+
+def _with_exact(
+    workloads: Mapping[str, Workload],
+    targets: Mapping[str, Target],
+    columns: Mapping[str, np.ndarray],
+    exact: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Batched rows for the points not in ``exact``, ``run.simulate_point`` for those in it, in the given order."""
+    from allocator.sweep.grid import FIELDS, _scalar
+    from allocator.sweep.run import DesignPoint, configure_target, simulate_point
+
+    n = len(exact)
+    batched = simulate_columns(workloads, targets, {k: v[~exact] for k, v in columns.items()})
+    # an exact point the simulator rejects keeps what a rejected batched point has: 0 cycles, NaN costs
+    fill = {"f": np.nan, "i": 0, "b": False, "O": ""}
+    out = {name: np.full(n, fill[values.dtype.kind], dtype=values.dtype) for name, values in batched.items()}
+    for name, values in batched.items():
+        out[name][~exact] = values
+    for i in np.flatnonzero(exact).tolist():
+        point = DesignPoint(**{name: _scalar(columns[name][i]) for name in FIELDS})
+        try:
+            row = simulate_point(workloads[point.model], configure_target(targets[point.target], point), point)
+            row["omega"] = _proxy_omega(workloads[point.model], point.wbits, point.abits)
+            row["error"] = ""
+        except InputError as exc:
+            row = {"error": str(exc).splitlines()[0]}
+        for name, value in row.items():
+            out[name][i] = value
+    return out
 
 
 def _simulate_group(
@@ -240,6 +270,9 @@ def simulate_columns(
     bandwidth = np.asarray(columns["bandwidth_gbps"], dtype=np.float64)
     buffers = np.stack([np.asarray(columns[f"{b}_bytes"], dtype=np.int64) for b in ("ifmap", "filter", "ofmap")], 1)
     dataflow = columns["dataflow"].tolist()
+    switching = np.array([d == PER_LAYER for d in dataflow], dtype=bool)
+    if switching.any():  # arrays that switch dataflow per layer: one simulate() per point
+        return _with_exact(workloads, targets, columns, switching)
     codes = np.array([DATAFLOW_CODES[d] for d in dataflow], dtype=np.int64)
     # the same expression as Target.bytes_per_cycle, so the kernel sees the same float
     bytes_per_cycle = bandwidth * 1e9 / (clock * 1e6)

@@ -49,7 +49,7 @@ def _scores(workload: Workload, sensitivity: str, pairs: Sequence[tuple[int, int
     return _SCORES[key]
 
 
-def solve_point(problem: Any, limits: Any, fronts: dict[str, Any]) -> tuple[Any, str]:
+def solve_point(problem: Any, limits: Any, fronts: dict[Any, Any], prefer: str = "cycles") -> tuple[Any, str]:
     """(allocation, solver): the exact DP front for one budget (built once per design and quantity), else the ILP."""
     from allocator.ilp.mckp import frontier, single_budget, solve_single_budget
     from allocator.ilp.model import allocate
@@ -57,9 +57,9 @@ def solve_point(problem: Any, limits: Any, fronts: dict[str, Any]) -> tuple[Any,
     quantity = single_budget(problem, limits)
     if quantity is None:
         return allocate(problem, limits), "ilp"
-    if quantity not in fronts:
-        fronts[quantity] = frontier(problem, quantity)
-    return solve_single_budget(problem, limits, fronts[quantity]), "dp"
+    if (quantity, prefer) not in fronts:
+        fronts[quantity, prefer] = frontier(problem, quantity)
+    return solve_single_budget(problem, limits, fronts[quantity, prefer]), "dp"
 
 
 def allocate_points(
@@ -69,33 +69,37 @@ def allocate_points(
     ``solve_s``), points of one design sharing its problem and fronts."""
     from allocator.ilp.problem import build_problem
     from allocator.sweep.batch import _estimate
-    from allocator.sweep.run import configure_target, point_limits
+    from allocator.sweep.run import _prefer, configure_target, point_limits
     from sim.errors import InputError
+    from sim.target import PER_LAYER
 
     rows: list[dict[str, Any]] = []
     current: tuple | None = None
-    problem: Any = None
+    problems: dict[str, Any] = {}  # per what a per-layer-dataflow array minimises (see run._prefer)
     target: Target | None = None
-    fronts: dict[str, Any] = {}
+    fronts: dict[tuple[str, str], Any] = {}
     failure = ""
     for point in points:
         key = design_key(point)
+        limits = point_limits(point)
+        prefer = _prefer(limits) if point.dataflow == PER_LAYER else "cycles"
         if key != current:
-            current, fronts, failure = key, {}, ""
+            current, fronts, problems, failure = key, {}, {}, ""
+        if not failure and prefer not in problems:
             try:
                 target = configure_target(targets[point.target], point)
                 acc = target.accelerator
                 pairs = list(point.choices) or [(w, a) for w in acc.weight_bits for a in acc.act_bits]
                 workload = workloads[point.model]
-                problem = build_problem(workload, target, _scores(workload, point.sensitivity, pairs), pairs)
+                scores = _scores(workload, point.sensitivity, pairs)
+                problems[prefer] = build_problem(workload, target, scores, pairs, prefer=prefer)
             except InputError as exc:
                 failure = str(exc).splitlines()[0]
         if failure:
             rows.append({"error": failure})
             continue
         began = time.perf_counter()
-        limits = point_limits(point)
-        allocation, solver = solve_point(problem, limits, fronts)
+        allocation, solver = solve_point(problems[prefer], limits, fronts, prefer)
         objective = math.nan if allocation.objective is None else float(allocation.objective)
         row: dict[str, Any] = {
             "status": allocation.status,

@@ -68,7 +68,7 @@ from allocator.sweep.grid import PointGrid, Points, id_text, point_ids
 from allocator.sweep.spec import BUDGET_AXES, OPERAND_BUFFER_AXES, SweepFile
 from sim.errors import InputError
 from sim.schema import read_toml, validate
-from sim.target import Target
+from sim.target import PER_LAYER, Target
 from sim.target_file import load_target
 from sim.workload import Workload
 
@@ -321,6 +321,8 @@ def _axis_fields(context: _Context, where: str, target: Target, axis: str, value
     """The DesignPoint fields one axis value sets on ``target`` (``None``: the target's own setting)."""
     acc = target.accelerator
     buffers = acc.buffers
+    if axis == "dataflow" and value is None:
+        return (("dataflow", PER_LAYER if acc.per_layer_dataflow else acc.dataflow),)
     if axis in ("rows", "cols", "dataflow"):
         return ((axis, getattr(acc, axis) if value is None else value),)
     if axis == "clock_mhz":
@@ -550,6 +552,11 @@ def point_limits(point: DesignPoint) -> Any:
     )
 
 
+def _prefer(limits: Any) -> str:
+    """What a per-layer-dataflow array minimises per option: energy when it is the only budget, else cycles."""
+    return "energy_mj" if limits.energy_mj is not None and limits.latency_ms is None else "cycles"
+
+
 def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Run the bit-allocation ILP on the point's design and budgets, then simulate the chosen plan.
 
@@ -566,8 +573,8 @@ def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> di
         scores = proxy_sensitivity(workload, pairs)
     else:
         scores = _sensitivity_table(point.sensitivity)
-    problem = build_problem(workload, target, scores, pairs)
     limits = point_limits(point)
+    problem = build_problem(workload, target, scores, pairs, prefer=_prefer(limits))
     allocation = allocate(problem, limits)
     row: dict[str, Any] = {
         "status": allocation.status,
@@ -581,7 +588,8 @@ def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> di
     if not allocation.ok or allocation.predicted is None:
         return {**row, **dict.fromkeys(nan_costs, math.nan), "fits": False, "plan": ""}
     bits = {c.layer: (c.wbits, c.abits) for c in allocation.chosen}
-    result = simulate(workload, target, bits=bits)
+    dataflows = {c.layer: c.dataflow for c in allocation.chosen if c.dataflow}
+    result = simulate(workload, target, bits=bits, layer_dataflows=dataflows or None)
     return {
         **row,
         "cycles": float(result.cycles),

@@ -9,7 +9,7 @@ sweep cannot ask for a design a target file would refuse.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -25,6 +25,9 @@ from sim.target_file import (
     MIN_BUFFER_KIB,
     MIN_CLOCK_MHZ,
 )
+
+#: A sweep's dataflow values: a fixed dataflow, or "per-layer" (the array switches per layer, sim.target.PER_LAYER).
+SweepDataflow = Dataflow | Literal["per-layer"]
 
 __all__ = ["AXES", "BUDGET_AXES", "OPERAND_BUFFER_AXES", "GridTable", "PointTable", "SweepFile"]
 
@@ -57,7 +60,7 @@ class GridTable(FileModel):
     target: _axis(Name)
     rows: _axis(Side) | None = None
     cols: _axis(Side) | None = None
-    dataflow: _axis(Dataflow) | None = None
+    dataflow: _axis(SweepDataflow) | None = None
     clock_mhz: _axis(ClockMhz) | None = None
     bandwidth_gbps: _axis(BandwidthGbps) | None = None
     buffer_split: _axis(Split) | None = None
@@ -78,7 +81,7 @@ class PointTable(FileModel):
     model: Name | None = None
     rows: Side | None = None
     cols: Side | None = None
-    dataflow: Dataflow | None = None
+    dataflow: SweepDataflow | None = None
     clock_mhz: ClockMhz | None = None
     bandwidth_gbps: BandwidthGbps | None = None
     buffer_split: Split | None = None

@@ -13,7 +13,9 @@ from allocator.cli.main import main
 
 LAYER_FIELDS = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
 # JSON additions of issue #16 (DRAM traffic, energy, fusion, fold pipelining), after the contract's fields
-LAYER_ADDED = ["fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles"]
+LAYER_ADDED = [
+    "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles", "dataflow",
+]  # fmt: skip  (dataflow: issue #18, per-layer dataflow)
 TOP_FIELDS = ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources"]
 TOP_ADDED = ["bytes_read", "bytes_written", "energy_mj", "fold_pipelining"]
 

@@ -199,7 +199,10 @@ def test_result_objects_follow_the_contract() -> None:
     assert set(data["resources"]) == {"dsp", "lut", "ff", "bram36", "uram"}
     assert [row["name"] for row in data["layers"]] == [op.name for op in _vit_like().ops]
     fields = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
-    added = ["fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles"]
+    # and the per-layer dataflow (issue #18)
+    added = [
+        "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles", "dataflow",
+    ]  # fmt: skip
     assert all(list(row) == fields + added for row in data["layers"])
     assert data["cycles"] == sum(row["cycles"] for row in data["layers"])
     assert data["latency_ms"] == pytest.approx(data["cycles"] / (200.0 * 1e3))
@@ -273,7 +276,9 @@ def test_cost_table_rows_and_consistency() -> None:
     assert list(table.columns) == [
         "name", "kind", "wbits", "abits", "m", "n", "k", "count", "macs", "weight_params",
         "compute_cycles", "stall_cycles", "fused_cycles", "cycles", "bytes_read", "bytes_written", "energy_mj",
+        "dataflow",
     ]  # fmt: skip
+    assert (table.dataflow == target.accelerator.dataflow).all()
     assert (table.cycles == table.compute_cycles + table.stall_cycles + table.fused_cycles).all()
     for pair in pairs:
         result = simulate(workload, target, pair)

@@ -142,6 +142,12 @@ def data_options(args: argparse.Namespace) -> Any:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("allocate", help="choose per-layer bits under a budget (the whole pipeline)")
     parser.add_argument("--target", required=True, help="shipped target name or a TOML file")
+    parser.add_argument(
+        "--dataflow",
+        choices=("os", "ws", "is", "per-layer"),
+        help="override the array's dataflow; per-layer: the array switches per layer and the allocator picks each "
+        "layer's dataflow with its bits (the plan records it)",
+    )
     parser.add_argument("--model", required=True, help="timm model name or a testbed model (mixbit_vit_digits)")
     add_data_arguments(parser)
     parser.add_argument("--latency-ms", type=positive_float(), help="latency limit in ms (vector-unit time included)")
@@ -250,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
     log = None if args.json else (lambda message: print(f"mixbit: {message}", file=sys.stderr))
     progress = args.progress or sys.stderr.isatty()
     target = sim.load_target(args.target)  # no torch needed: a wrong target fails in a fraction of a second
+    if args.dataflow is not None:
+        target = target.replace_array(dataflow=args.dataflow)
     if args.out is not None:
         check_output_dir(args.out, owned=OWNED_FILES)
     config = PipelineConfig(

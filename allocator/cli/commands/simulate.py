@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--bits", metavar="PLAN.json", help="per-layer bit plan (what `mixbit allocate` writes)")
     parser.add_argument("--rows", type=_array_side, help="override the array's rows")
     parser.add_argument("--cols", type=_array_side, help="override the array's columns")
-    parser.add_argument("--dataflow", choices=("os", "ws", "is"), help="override the array's dataflow")
+    parser.add_argument(
+        "--dataflow",
+        choices=("os", "ws", "is", "per-layer"),
+        help="override the array's dataflow; per-layer: the array switches per layer and each layer runs in its "
+        "fastest (or the one a --bits plan names)",
+    )
     parser.add_argument("--ideal-memory", action="store_true", help="infinite bandwidth, operands on chip")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
@@ -74,6 +79,22 @@ def _bits(args: argparse.Namespace, workload: Any) -> Any:
     return (8 if args.wbits is None else args.wbits, 8 if args.abits is None else args.abits)
 
 
+def _dataflows(args: argparse.Namespace, target: Any) -> dict[str, str] | None:
+    """The per-layer dataflows a --bits plan names, on an array that switches per layer (else they are refused)."""
+    from sim.errors import InputError
+    from sim.plan import plan_dataflows
+
+    if args.bits is None:
+        return None
+    dataflows = plan_dataflows(args.bits)
+    if dataflows and not target.replace_array(dataflow=args.dataflow).accelerator.per_layer_dataflow:
+        raise InputError(
+            f"{args.bits}: the plan names per-layer dataflows but the array of {target.name!r} has one dataflow; "
+            "add --dataflow per-layer"
+        )
+    return dataflows or None
+
+
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
     from sim import load_target, simulate
@@ -88,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         cols=args.cols,
         dataflow=args.dataflow,
         ideal_memory=args.ideal_memory,
+        layer_dataflows=_dataflows(args, target),
     )
     if args.json:
         emit_json(result.to_json())
