@@ -346,6 +346,13 @@ def _print_summary(result: PipelineResult) -> None:
     print(f"{'layer':<32} {'wbits':>5} {'abits':>5}")
     for choice in a.chosen:
         print(f"{choice.layer:<32} {choice.wbits:>5} {choice.abits:>5}")
+    if result.refine_rounds:
+        print(f"\nrefine rounds ({result.solver}): Ω under each round's scores, predicted latency, accuracy")
+        for r in result.refine_rounds:
+            print(
+                f"  round {r.round}: Ω {r.objective:.4g}, {r.latency_ms:.4f} ms, {acc(r.accuracy)}, "
+                f"{r.changed_layers} layers changed"
+            )
     if result.verify is not None:
         v = result.verify.to_json()
         print(f"\nverify: {v['checked']:,} elements checked, {v['mismatches']} mismatches")

@@ -1,0 +1,220 @@
+"""The seed papers' allocation methods side by side on the digits testbed (issue #19 items 2 and 3).
+
+1. Ranking: each scorer's predicted Ω increase against the measured single-layer loss increase (Spearman, pooled
+   over layers and the settings weight 2/3 bits, activation 3/4 bits, as ``bench/sensitivity.py``'s quality
+   part, whose damage measurement this reuses), and its wall time. Scorers: the Hessian quadratic form ΔᵀHΔ (the
+   default), raw Fisher, Fisher with each operand scaled by its type mean (``--sensitivity fisher``), LampQ's
+   type-aware Fisher (``fisher-type``), PMQ's metric in HTQ's form (``pmq``; and on re-initialised weights, as
+   HTQ's code does).
+2. Plans at equal latency: ``run_pipeline`` (what ``mixbit allocate`` runs) on the shipped digits checkpoint on
+   zcu102 with the latency limit of uniform W4A4 and of W3A3, for each scorer with the ILP, and PMQ's scores with
+   PMQ's Pareto search: accuracy and test loss of the plan, its Ω, predicted latency, scoring and solve seconds.
+3. LampQ's iterative update: ``run_pipeline(refine=3)`` with the type-aware Fisher and with the Hessian at the
+   W3A3 latency: Ω, predicted latency and accuracy per round.
+
+    .venv/bin/python bench/methods.py [--threads N]
+
+Prints the figures and writes bench/results/methods.json (machine and load average recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from allocator.sensitivity import (  # noqa: E402
+    FisherConfig,
+    HessianQuadraticConfig,
+    PMQConfig,
+    TypeAwareFisherConfig,
+    quantizable_layers,
+    score,
+)
+
+RESULTS = ROOT / "bench" / "results" / "methods.json"
+TARGET = "zcu102"
+PAIRS = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
+SCORERS: dict[str, Any] = {
+    "hessian_quadratic": HessianQuadraticConfig(batch_size=None, progress=False),
+    "fisher_raw": FisherConfig(normalize=False, batch_size=None, progress=False),
+    "fisher_per_operand_type_mean": FisherConfig(normalize=True, batch_size=None, progress=False),
+    "fisher_type_lampq": TypeAwareFisherConfig(batch_size=None, progress=False),
+    "pmq": PMQConfig(batch_size=None, progress=False),
+    "pmq_reinit_htq": PMQConfig(reinit=True, batch_size=None, progress=False),
+}
+PIPELINE_SCORERS = {"hessian": "ilp", "fisher": "ilp", "fisher-type": "ilp", "pmq": "ilp"}
+BUDGETS = [(4, 4), (3, 3)]
+
+
+def _sensitivity_bench() -> Any:
+    """bench/sensitivity.py as a module (its trained-model loader and single-layer damage measurement)."""
+    spec = importlib.util.spec_from_file_location("bench_sensitivity", ROOT / "bench" / "sensitivity.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def ranking() -> dict[str, Any]:
+    from quant import QuantConfig, quantize_
+
+    sb = _sensitivity_bench()
+    model, split, source = sb._load_trained(quick=False)
+    calib = split.x_train[:128]
+    sens_data = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(0, 256, 128)]
+    x_all, y_all = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
+    traced = quantize_(copy.deepcopy(model), QuantConfig(wbits=8, abits=8)).eval()
+    layers = quantizable_layers(traced)
+    start = time.perf_counter()
+    base, measured = sb._measured_damage(model, layers, calib, x_all, y_all)
+    measure_s = time.perf_counter() - start
+    out: dict[str, Any] = {
+        "model": source,
+        "layers": len(layers),
+        "images_scored": 256,
+        "damage_measured_on": "all 1,797 digits, each GEMM alone at W2/W3 (weights) or A3/A4, the rest W8A8",
+        "baseline_w8a8_test_loss": base,
+        "measure_seconds": measure_s,
+    }
+    for name, config in SCORERS.items():
+        start = time.perf_counter()
+        table = score(traced, sb.LOSS, sens_data, PAIRS, config, calibration=[(calib, None)])
+        seconds = time.perf_counter() - start
+        per_setting = {}
+        for operand, bits in sb.SETTINGS:
+            pred = [sb._predicted(table, n, operand, bits) for n in layers]
+            per_setting[f"{operand}{bits}"] = float(
+                spearmanr(pred, [measured[(n, operand, bits)] for n in layers]).statistic
+            )
+        out[name] = {
+            "spearman_pooled": sb._pooled_spearman(table, measured, layers),
+            "per_setting": per_setting,
+            "seconds": seconds,
+            "estimator": table.attrs.get("estimator", {}),
+        }
+        if "type_scales" in table.attrs:
+            out[name]["type_scales"] = table.attrs["type_scales"]
+        _log(f"ranking {name}: Spearman {out[name]['spearman_pooled']:.3f}, {seconds:.1f} s")
+    return out
+
+
+def _run(sensitivity: str, solver: str, budget: tuple[int, int], refine: int | None = None) -> dict[str, Any]:
+    from allocator.pipeline.run import run_pipeline
+
+    start = time.perf_counter()
+    result = run_pipeline(
+        "mixbit_vit_digits",
+        TARGET,
+        data="digits",
+        latency_of=budget,
+        sensitivity=sensitivity,
+        solver=solver,
+        refine=refine,
+        pareto_points=0,
+        baselines=(budget,),
+    )
+    a = result.allocation
+    stage = {s.name: s.seconds for s in result.stages}
+    row = {
+        "sensitivity": sensitivity,
+        "solver": solver,
+        "latency_limit_ms": a.limits.latency_ms,
+        "latency_ms": a.predicted.latency_ms,
+        "objective": a.objective,
+        "accuracy": result.accuracy,
+        "test_loss": result.test_loss,
+        "uniform_accuracy": result.baselines[0].accuracy,
+        "uniform_test_loss": result.baselines[0].test_loss,
+        "score_seconds": stage["scores"],
+        "solve_seconds": a.solve_seconds,
+        "solve_stage_seconds": stage["solve"],
+        "wall_seconds": time.perf_counter() - start,
+        "plan": {c.layer: f"W{c.wbits}A{c.abits}" for c in a.chosen},
+    }
+    if refine:
+        row["refine_stage_seconds"] = stage.get("refine")
+        row["rounds"] = [r.to_json() for r in result.refine_rounds]
+    return row
+
+
+def plans() -> dict[str, Any]:
+    out: dict[str, Any] = {"fp32_note": "accuracy on the digits test split (360 images) after calibration on 256"}
+    for w, a in BUDGETS:
+        label = f"latency_of_W{w}A{a}"
+        rows = {}
+        for sensitivity, solver in [*PIPELINE_SCORERS.items(), ("pmq", "pareto")]:
+            row = _run(sensitivity, solver, (w, a))
+            rows[f"{sensitivity}+{solver}"] = row
+            _log(
+                f"{label} {sensitivity}+{solver}: accuracy {row['accuracy']:.4f}, loss {row['test_loss']:.4f}, "
+                f"{row['latency_ms']:.5f} ms, score {row['score_seconds']:.1f} s, solve {row['solve_seconds']:.3f} s"
+            )
+        ilp, pareto = rows["pmq+ilp"], rows["pmq+pareto"]
+        rows["pmq_pareto_vs_ilp"] = {
+            "same_plan": ilp["plan"] == pareto["plan"],
+            "objective_ratio": pareto["objective"] / ilp["objective"],
+            "solve_seconds": {"ilp": ilp["solve_seconds"], "pareto": pareto["solve_seconds"]},
+        }
+        out[label] = rows
+    return out
+
+
+def refine() -> dict[str, Any]:
+    out = {}
+    for sensitivity in ("fisher-type", "hessian"):
+        row = _run(sensitivity, "ilp", BUDGETS[-1], refine=3)
+        out[f"{sensitivity}_W{BUDGETS[-1][0]}A{BUDGETS[-1][1]}"] = row
+        for r in row["rounds"]:
+            _log(f"refine {sensitivity} round {r['round']}: Ω {r['objective']:.4g}, {r['latency_ms']:.5f} ms, "
+                 f"accuracy {r['accuracy']:.4f}, changed {r['changed_layers']}")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: others share the cores)")
+    parser.add_argument("--only", choices=["ranking", "plans", "refine"], action="append")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = {"ranking": ranking, "plans": plans, "refine": refine}
+    chosen = args.only or list(parts)
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
+    results["machine"] = {
+        "node": platform.node(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg(),
+        "note": "shared 2-core machine; other engineers' tests and benches were running (see load averages)",
+    }
+    for part in chosen:
+        start = time.perf_counter()
+        results[part] = parts[part]()
+        results[part]["seconds"] = time.perf_counter() - start
+        results[part]["load_average_at_end"] = os.getloadavg()
+        print(f"[{part}] {results[part]['seconds']:.0f} s")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(json.dumps(results, indent=1, default=float))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
