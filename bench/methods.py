@@ -113,6 +113,48 @@ def ranking() -> dict[str, Any]:
         if "type_scales" in table.attrs:
             out[name]["type_scales"] = table.attrs["type_scales"]
         _log(f"ranking {name}: Spearman {out[name]['spearman_pooled']:.3f}, {seconds:.1f} s")
+    out["fisher_type_scale_variants"] = _scale_variants(sb, traced, sens_data, calib, layers, measured)
+    return out
+
+
+def _scale_variants(
+    sb: Any, traced: Any, sens_data: Any, calib: torch.Tensor, layers: list[str], measured: dict
+) -> dict[str, Any]:
+    """LampQ's α_t is not published in what we could read: other readings of "one scale per component type",
+    applied to the same raw Fisher traces, ranked the same way (what the choice of α_t is worth here)."""
+    import dataclasses
+
+    import numpy as np
+
+    from allocator.sensitivity import component_type, fisher_traces, quantization_errors, scores_from_traces
+
+    raw = fisher_traces(traced, sb.LOSS, sens_data, normalize=False, progress=False)
+    errors = quantization_errors(traced, [(calib, None)], [2, 3, 8], [3, 4, 8], layers=list(raw.layers))
+    kinds = [component_type(n) for n in raw.layers]
+    weight_pe = np.array(raw.weight_trace) / np.maximum(np.array(raw.weight_numel), 1)
+    act_pe = np.array(raw.act_trace) / np.maximum(np.array(raw.act_numel), 1)
+
+    def by_type(values: np.ndarray, reduce: Any) -> np.ndarray:
+        scale = {k: reduce(values[[i for i, t in enumerate(kinds) if t == k]]) for k in set(kinds)}
+        return np.array([1.0 / scale[k] if scale[k] > 0 else 1.0 for k in kinds])
+
+    variants = {
+        "weight_mean_per_element (fisher-type)": by_type(weight_pe, np.mean),
+        "weight_median_per_element": by_type(weight_pe, np.median),
+        "weight_sum_total_trace": by_type(np.array(raw.weight_trace), np.sum),
+        "layer_mean_weight_plus_act_per_element": by_type(weight_pe + np.nan_to_num(act_pe), np.mean),
+        "weight_max_per_element": by_type(weight_pe, np.max),
+    }
+    out = {}
+    for name, alpha in variants.items():
+        scaled = dataclasses.replace(
+            raw,
+            weight_trace=tuple(np.array(raw.weight_trace) * alpha),
+            act_trace=tuple(np.array(raw.act_trace) * alpha),
+        )
+        table = scores_from_traces(scaled, errors, PAIRS)
+        out[name] = sb._pooled_spearman(table, measured, layers)
+        _log(f"α_t variant {name}: Spearman {out[name]:.3f}")
     return out
 
 

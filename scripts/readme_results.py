@@ -613,6 +613,14 @@ def methods(data: dict[str, Any]) -> list[str]:
         cells += [_num(per.get(s), 3) for s in ("weight2", "weight3", "act3", "act4")]
         rows.append([*cells, _num(row.get("seconds"), 1)])
     lines += _table(["scorer", "pooled", "weight2", "weight3", "act3", "act4", "seconds"], rows)
+    variants = ranking.get("fisher_type_scale_variants", {})
+    if variants:
+        shown = "; ".join(f"{name} {_num(value, 3)}" for name, value in variants.items())
+        lines += [
+            "",
+            "LampQ's α_t is not in what we could read of the paper; other readings of one scale per component type,"
+            f" on the same raw Fisher traces (pooled Spearman): {shown}.",
+        ]
     plans = data.get("plans", {})
     for budget, table in plans.items():
         if not budget.startswith("latency_of_") or not isinstance(table, dict):
@@ -673,6 +681,13 @@ def methods(data: dict[str, Any]) -> list[str]:
                 for r in row["rounds"]
             ],
         )
+    loads = [
+        f"{part} {', '.join(f'{float(v):.1f}' for v in data[part]['load_average_at_end'][:3])}"
+        for part in ("ranking", "plans", "refine")
+        if isinstance(data.get(part), dict) and data[part].get("load_average_at_end")
+    ]
+    if loads:
+        lines += ["", "Load average at the end of each part: " + "; ".join(loads) + "."]
     return lines
 
 

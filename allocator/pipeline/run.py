@@ -347,10 +347,10 @@ class PipelineConfig:
 
     ``target``: the board; ``model_name``: names the model in the results; ``limits``: the budgets;
     ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan.
-    ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ) or trace (HAWQ-V2, Hutchinson with at
-    most ``max_draws`` draws); the quadratic form's ``quadratic_estimator``: auto (exact for small models,
-    random-sign products for big ones), exact or random_sign with ``quadratic_draws`` products per bit width
-    (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan. Counts left
+    ``sensitivity``: one of ``SENSITIVITY_METHODS``; ``hessian_form``: quadratic (ΔᵀHΔ) or trace (HAWQ-V2,
+    Hutchinson with at most ``max_draws`` draws); the quadratic form's ``quadratic_estimator``: auto (exact for
+    small models, random-sign products for big ones), exact or random_sign with ``quadratic_draws`` products per
+    bit width (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan. Counts left
     None follow the model's size (``sized_config``: ``SMALL_DEFAULTS``, or ``BIG_CPU_DEFAULTS`` for a model of
     ``BIG_MODEL_PARAMETERS`` or more on a CPU).
     ``sensitivity_images``: images the scores are taken on; ``calib_images``: images each plan is calibrated on;
