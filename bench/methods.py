@@ -11,8 +11,9 @@
    PMQ's Pareto search: accuracy and test loss of the plan, its Ω, predicted latency, scoring and solve seconds.
 3. LampQ's iterative update: ``run_pipeline(refine=3)`` with the type-aware Fisher and with the Hessian at the
    W3A3 latency: Ω, predicted latency and accuracy per round.
+4. PMQ's Pareto search against the ILP on a DeiT-S-size problem (random Ω): seconds and Ω of each.
 
-    .venv/bin/python bench/methods.py [--threads N]
+    .venv/bin/python bench/methods.py [--threads N] [--only ranking|plans|refine|pareto_scale ...]
 
 Prints the figures and writes bench/results/methods.json (machine and load average recorded).
 """
@@ -23,6 +24,7 @@ import argparse
 import copy
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -230,13 +232,46 @@ def refine() -> dict[str, Any]:
     return out
 
 
+def pareto_scale() -> dict[str, Any]:
+    """PMQ's Pareto search against the ILP on a DeiT-S-size problem: bench/allocator.py's problem (74 GEMMs × 25
+    bit pairs on zcu102, seeded random Ω), one latency limit at 30 % and 60 % of the way from the fastest plan's
+    latency to the slowest's: wall seconds of each solver and their Ω."""
+    spec = importlib.util.spec_from_file_location("bench_allocator", ROOT / "bench" / "allocator.py")
+    assert spec is not None and spec.loader is not None
+    ba = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ba)
+    import sim
+    from allocator.ilp.model import Limits, allocate
+    from allocator.ilp.problem import build_problem
+
+    workload, source = ba.deit_small_workload()
+    torch.set_num_threads(1)  # deit_small_workload sets 2
+    problem = build_problem(workload, sim.load_target(TARGET), ba.random_sensitivity(workload), ba.BIT_PAIRS)
+    low = sum(problem.latency_cycles[r].min() for r in problem.choice_rows)
+    high = sum(problem.latency_cycles[r].max() for r in problem.choice_rows)
+    out: dict[str, Any] = {"problem": f"{ba.MODEL} on {TARGET}: {len(problem.layers)} layers, {len(problem)} options",
+                           "workload": source, "sensitivity": "random, seeded (bench/allocator.py)"}  # fmt: skip
+    for fraction in (0.3, 0.6):
+        limits = Limits(latency_ms=problem.cycles_to_ms(problem.fixed_cycles + low + fraction * (high - low)))
+        row: dict[str, Any] = {"latency_limit_ms": limits.latency_ms}
+        for method in ("ilp", "pmq-pareto"):
+            start = time.perf_counter()
+            allocation = allocate(problem, limits, method=method)  # type: ignore[arg-type]
+            row[method] = {"seconds": time.perf_counter() - start, "status": allocation.status,
+                           "objective": allocation.objective}  # fmt: skip
+        row["same_objective"] = math.isclose(row["ilp"]["objective"], row["pmq-pareto"]["objective"], rel_tol=1e-9)
+        out[f"latency_{int(fraction * 100)}_percent"] = row
+        _log(f"pareto scale {fraction}: ilp {row['ilp']['seconds']:.2f} s, pareto {row['pmq-pareto']['seconds']:.2f} s")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: others share the cores)")
-    parser.add_argument("--only", choices=["ranking", "plans", "refine"], action="append")
+    parser.add_argument("--only", choices=["ranking", "plans", "refine", "pareto_scale"], action="append")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    parts = {"ranking": ranking, "plans": plans, "refine": refine}
+    parts = {"ranking": ranking, "plans": plans, "refine": refine, "pareto_scale": pareto_scale}
     chosen = args.only or list(parts)
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
     results["machine"] = {
@@ -248,7 +283,9 @@ def main() -> None:
     }
     for part in chosen:
         start = time.perf_counter()
+        load_at_start = os.getloadavg()
         results[part] = parts[part]()
+        results[part]["load_average_at_start"] = load_at_start
         results[part]["seconds"] = time.perf_counter() - start
         results[part]["load_average_at_end"] = os.getloadavg()
         print(f"[{part}] {results[part]['seconds']:.0f} s")

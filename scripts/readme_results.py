@@ -681,9 +681,25 @@ def methods(data: dict[str, Any]) -> list[str]:
                 for r in row["rounds"]
             ],
         )
+    scale = data.get("pareto_scale", {})
+    points = [(k, v) for k, v in scale.items() if k.startswith("latency_") and isinstance(v, dict)]
+    if points:
+        lines += ["", f"PMQ's Pareto search against the ILP at scale: {scale.get('problem', MISSING)}, random Ω.", ""]
+        lines += _table(
+            ["latency limit (ms)", "ILP (s)", "Pareto (s)", "same Ω"],
+            [
+                [
+                    _num(v.get("latency_limit_ms"), 3),
+                    _num(_dig(v, "ilp", "seconds"), 2),
+                    _num(_dig(v, "pmq-pareto", "seconds"), 2),
+                    _num(v.get("same_objective")),
+                ]
+                for _, v in points
+            ],
+        )
     loads = [
         f"{part} {', '.join(f'{float(v):.1f}' for v in data[part]['load_average_at_end'][:3])}"
-        for part in ("ranking", "plans", "refine")
+        for part in ("ranking", "plans", "refine", "pareto_scale")
         if isinstance(data.get(part), dict) and data[part].get("load_average_at_end")
     ]
     if loads:
