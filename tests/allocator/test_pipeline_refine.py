@@ -12,7 +12,7 @@ import torch
 import sim
 from allocator.cli.main import main
 from allocator.ilp.model import allocate
-from allocator.pipeline.run import PipelineConfig, PipelineResult, run_pipeline
+from allocator.pipeline.run import PipelineConfig, PipelineResult, run_pipeline, score_options
 from sim.errors import InputError
 
 SMALL = {
@@ -120,3 +120,25 @@ def test_cli_bad_input_exits_2_in_one_line(argv: list[str], needle: str, capsys:
     assert status == 2 and captured.out == ""
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
+
+
+def test_score_options_reaches_the_seed_scorers_and_scores_at_a_plan() -> None:
+    """``--sensitivity fisher-type`` and ``pmq`` reach their scorers; ``plan=`` scores on the model quantized with
+    that plan (what each refine round does), which moves the scores."""
+    from quant.models import create_model, default_input
+    from quant.plan import BitPlan
+
+    torch.manual_seed(0)
+    net = create_model("mixbit_vit_test").eval()
+    batch = (default_input(net, batch=8), torch.randint(0, 10, (8,)))
+    pairs = [(2, 2), (4, 4), (8, 8)]
+    typed = score_options(net, batch, pairs, method="fisher-type")
+    pmq = score_options(net, batch, pairs, method="pmq")
+    assert typed.attrs["estimator"]["estimator"] == "type-aware fisher traces (LampQ)"
+    assert pmq.attrs["estimator"]["form"] == "pmq"
+    for frame in (typed, pmq):
+        assert list(frame.columns) == ["layer", "wbits", "abits", "sensitivity", "sensitivity_se"]
+        assert frame["sensitivity"].notna().all() and (frame["sensitivity"] >= 0).all()
+    low = BitPlan.uniform("mixbit_vit_test", 2, 2, "uniform")
+    at_plan = score_options(net, batch, pairs, method="pmq", plan=low)
+    assert at_plan.shape == pmq.shape and not at_plan["sensitivity"].equals(pmq["sensitivity"])
