@@ -631,7 +631,7 @@ def methods(data: dict[str, Any]) -> list[str]:
             f"Plans at the latency of uniform {budget.removeprefix('latency_of_')} ("
             f"{_num(uniform.get('latency_limit_ms'), 5)} ms on zcu102; uniform: accuracy "
             f"{_pct(uniform.get('uniform_accuracy'))}, test loss {_num(uniform.get('uniform_test_loss'), 4)}), "
-            "`run_pipeline` with default settings:",
+            f"`run_pipeline` with default settings; {plans.get('fp32_note', 'accuracy on the test split')}:",
             "",
         ]
         plan_rows = []
