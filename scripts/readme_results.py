@@ -583,6 +583,130 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
     ]
 
 
+METHOD_LABELS = {
+    "hessian_quadratic": "Hessian ΔᵀHΔ (default)",
+    "fisher_raw": "Fisher, raw",
+    "fisher_per_operand_type_mean": "Fisher, each operand ÷ its type mean (`--sensitivity fisher`)",
+    "fisher_type_lampq": "LampQ type-aware Fisher (`fisher-type`)",
+    "pmq": "PMQ metric, HTQ's form (`pmq`)",
+    "pmq_reinit_htq": "PMQ metric on re-initialised weights, as HTQ's code",
+}
+
+
+def methods(data: dict[str, Any]) -> list[str]:
+    """bench/methods.py: the seed papers' scorers ranked against measured damage, plans at equal latency, refine."""
+    ranking = data.get("ranking", {})
+    lines = [
+        "Ranking: Spearman of each scorer's predicted against the measured single-layer loss increase on "
+        f"{ranking.get('model', MISSING)} ({_num(ranking.get('layers'))} layers, scores on "
+        f"{_num(ranking.get('images_scored'))} images; damage {ranking.get('damage_measured_on', MISSING)}); "
+        "seconds: the scorer's wall time.",
+        "",
+    ]
+    rows = []
+    for key, label in METHOD_LABELS.items():
+        row = ranking.get(key)
+        if not isinstance(row, dict):
+            continue
+        per = row.get("per_setting", {})
+        cells = [label, _num(row.get("spearman_pooled"), 3)]
+        cells += [_num(per.get(s), 3) for s in ("weight2", "weight3", "act3", "act4")]
+        rows.append([*cells, _num(row.get("seconds"), 1)])
+    lines += _table(["scorer", "pooled", "weight2", "weight3", "act3", "act4", "seconds"], rows)
+    variants = ranking.get("fisher_type_scale_variants", {})
+    if variants:
+        shown = "; ".join(f"{name} {_num(value, 3)}" for name, value in variants.items())
+        lines += [
+            "",
+            "LampQ's α_t is not in what we could read of the paper; other readings of one scale per component type,"
+            f" on the same raw Fisher traces (pooled Spearman): {shown}.",
+        ]
+    plans = data.get("plans", {})
+    for budget, table in plans.items():
+        if not budget.startswith("latency_of_") or not isinstance(table, dict):
+            continue
+        uniform = next((r for r in table.values() if isinstance(r, dict) and "uniform_accuracy" in r), {})
+        lines += [
+            "",
+            f"Plans at the latency of uniform {budget.removeprefix('latency_of_')} ("
+            f"{_num(uniform.get('latency_limit_ms'), 5)} ms on zcu102; uniform: accuracy "
+            f"{_pct(uniform.get('uniform_accuracy'))}, test loss {_num(uniform.get('uniform_test_loss'), 4)}), "
+            f"`run_pipeline` with default settings; {plans.get('fp32_note', 'accuracy on the test split')}:",
+            "",
+        ]
+        plan_rows = []
+        for row in table.values():
+            if not isinstance(row, dict) or "accuracy" not in row:
+                continue
+            plan_rows.append(
+                [
+                    f"`{row['sensitivity']}` + {row['solver']}",
+                    _pct(row.get("accuracy")),
+                    _num(row.get("test_loss"), 4),
+                    _num(row.get("latency_ms"), 5),
+                    _num(row.get("score_seconds"), 1),
+                    _num(row.get("solve_seconds"), 3),
+                ]
+            )
+        lines += _table(["scores + solver", "accuracy", "test loss", "latency (ms)", "score (s)", "solve (s)"],
+                        plan_rows)  # fmt: skip
+        versus = table.get("pmq_pareto_vs_ilp", {})
+        if versus:
+            lines += [
+                "",
+                f"PMQ's Pareto search against the ILP on the same PMQ scores: same plan "
+                f"{_num(versus.get('same_plan'))}, Ω ratio {_num(versus.get('objective_ratio'), 6)}.",
+            ]
+    for row in data.get("refine", {}).values():
+        if not isinstance(row, dict) or "rounds" not in row:
+            continue
+        lines += [
+            "",
+            f"LampQ's iterative update, `--sensitivity {row['sensitivity']} --refine 3` at "
+            f"{_num(row.get('latency_limit_ms'), 5)} ms (Ω of each round under that round's scores):",
+            "",
+        ]
+        lines += _table(
+            ["round", "Ω", "latency (ms)", "accuracy", "test loss", "layers changed", "seconds"],
+            [
+                [
+                    str(r["round"]),
+                    _num(r.get("objective"), 4),
+                    _num(r.get("latency_ms"), 5),
+                    _pct(r.get("accuracy")),
+                    _num(r.get("test_loss"), 4),
+                    _num(r.get("changed_layers")),
+                    _num(r.get("seconds"), 1),
+                ]
+                for r in row["rounds"]
+            ],
+        )
+    scale = data.get("pareto_scale", {})
+    points = [(k, v) for k, v in scale.items() if k.startswith("latency_") and isinstance(v, dict)]
+    if points:
+        lines += ["", f"PMQ's Pareto search against the ILP at scale: {scale.get('problem', MISSING)}, random Ω.", ""]
+        lines += _table(
+            ["latency limit (ms)", "ILP (s)", "Pareto (s)", "same Ω"],
+            [
+                [
+                    _num(v.get("latency_limit_ms"), 3),
+                    _num(_dig(v, "ilp", "seconds"), 2),
+                    _num(_dig(v, "pmq-pareto", "seconds"), 2),
+                    _num(v.get("same_objective")),
+                ]
+                for _, v in points
+            ],
+        )
+    loads = [
+        f"{part} {', '.join(f'{float(v):.1f}' for v in data[part]['load_average_at_end'][:3])}"
+        for part in ("ranking", "plans", "refine", "pareto_scale")
+        if isinstance(data.get(part), dict) and data[part].get("load_average_at_end")
+    ]
+    if loads:
+        lines += ["", "Load average at the end of each part: " + "; ".join(loads) + "."]
+    return lines
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("sim_speed", "Simulator speed against SCALE-Sim", sim_speed),
     ("scalesim_compare", "Agreement with SCALE-Sim", scalesim_compare),
@@ -593,6 +717,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("allocator", "Bit allocation ILP", allocator),
     ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
     ("pipeline_scale", "Real models end to end: seconds and memory per stage", pipeline_scale),
+    ("methods", "Seed methods: PMQ, LampQ's type-aware Fisher and iterative update", methods),
 )
 
 

@@ -31,6 +31,7 @@ from allocator.ilp.problem import Problem, Tie
 from sim.errors import InputError
 
 __all__ = [
+    "METHODS",
     "Allocation",
     "Choice",
     "InfeasibleError",
@@ -46,6 +47,9 @@ __all__ = [
 
 Quantity = Literal["sensitivity", "latency", "size", "bops", "onchip", "energy"]
 Rescore = Callable[[dict[str, Any]], pd.DataFrame]
+Method = Literal["ilp", "pmq-pareto"]
+METHODS: tuple[str, ...] = ("ilp", "pmq-pareto")
+"""``allocate``'s solvers: the ILP, or PMQ's Pareto-frontier search (``allocator.ilp.pmq``)."""
 
 # relative slack on every budget, so a budget equal to a plan's own cost (as the Pareto sweep produces) is met
 # despite the ms <-> cycles round trip
@@ -366,21 +370,33 @@ def allocate(
     refine: Rescore | None = None,
     max_refinements: int = 5,
     time_limit_s: float | None = 60.0,
+    method: Method = "ilp",
 ) -> Allocation:
     """Minimum-Ω bits per layer under ``limits``; never raises for infeasible budgets (see ``Allocation.check``).
 
+    ``method``: ``ilp`` (this module's ILP, CBC) or ``pmq-pareto`` (PMQ's layer-by-layer Pareto search,
+    ``allocator.ilp.pmq.pareto_allocate``: exact under one limit, a feasible plan under several; no ties).
     ``refine`` (LampQ-style): ``rescore(plan) -> DataFrame[layer, wbits, abits, sensitivity]`` re-scores options
-    around the chosen plan (rows it leaves out keep their score); the ILP is re-solved until the plan stops
+    around the chosen plan (rows it leaves out keep their score); the problem is re-solved until the plan stops
     changing or ``max_refinements`` rounds have run.
     """
-    status, rows, seconds = _solve(problem, limits, time_limit_s=time_limit_s)
-    allocation = _allocation(problem, limits, status, rows, seconds)
+    if method not in METHODS:
+        raise InputError(f"unknown allocation method {method!r}; choose {' or '.join(METHODS)}")
+
+    def solve(problem: Problem, refinements: int) -> Allocation:
+        if method == "pmq-pareto":
+            from allocator.ilp.pmq import pareto_allocate
+
+            return replace(pareto_allocate(problem, limits), refinements=refinements)
+        status, rows, seconds = _solve(problem, limits, time_limit_s=time_limit_s)
+        return _allocation(problem, limits, status, rows, seconds, refinements)
+
+    allocation = solve(problem, 0)
     if refine is None or not allocation.ok:
         return allocation
     for round_ in range(1, max_refinements + 1):
         problem = problem.with_sensitivity(refine(allocation.plan()), partial=True)
-        status, rows, seconds = _solve(problem, limits, time_limit_s=time_limit_s)
-        previous, allocation = allocation, _allocation(problem, limits, status, rows, seconds, round_)
+        previous, allocation = allocation, solve(problem, round_)
         if not allocation.ok or allocation.chosen == previous.chosen:
             break
     return allocation

@@ -30,6 +30,8 @@ from allocator.ilp.robust import Flip, unresolved_layers
 from allocator.outputs import check_output_dir, replace_folder
 from allocator.pipeline.meter import StageMeter, StageRecord
 from allocator.sensitivity.configs import FisherConfig, HessianQuadraticConfig, HessianTraceConfig, ScorerConfig
+from allocator.sensitivity.lampq import TypeAwareFisherConfig
+from allocator.sensitivity.pmq import PMQConfig
 from allocator.sensitivity.scores import quantizable_layers, sensitivity_table
 from allocator.serialize import json_default
 from allocator.torchenv import keep_threads
@@ -66,6 +68,12 @@ __all__ = [
 EXPORT_FILES = {"qonnx": "model.qonnx.onnx", "onnx-int": "model.int.onnx", "npz": "npz"}
 """Where ``allocate --export`` writes each format inside the output folder (npz: a folder)."""
 DEFAULT_BASELINES: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8), (4, 4), (3, 4))
+SENSITIVITY_METHODS: tuple[str, ...] = ("hessian", "fisher", "fisher-type", "pmq")
+"""``--sensitivity`` choices: the Hessian (default), Fisher with each operand scaled by its type mean, LampQ's
+type-aware Fisher (``allocator.sensitivity.lampq``), PMQ's light metric in HTQ's form
+(``allocator.sensitivity.pmq``)."""
+SOLVERS: dict[str, str] = {"ilp": "ilp", "pareto": "pmq-pareto"}
+"""``--solver`` name → ``allocate``'s method: the ILP, or PMQ's Pareto-frontier search."""
 # standard errors a score may move (against the chosen option) before a layer counts as unresolved (≈ 95 %)
 UNRESOLVED_Z = 2.0
 VERIFY_BATCH = 2
@@ -148,6 +156,9 @@ class PipelineResult:
     device: str = "cpu"
     threads: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # counts used and which the model's size chose
+    # LampQ's iterative update, one ``allocator.pipeline.refine.RefineRound`` per plan (round 0 first); () without
+    refine_rounds: tuple[Any, ...] = ()
+    solver: str = "ilp"
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -182,6 +193,9 @@ class PipelineResult:
         )
         if self.exports:
             obj["exports"] = self.exports
+        obj["solver"] = self.solver
+        if self.refine_rounds:
+            obj["refine"] = {"rounds": [r.to_json() for r in self.refine_rounds]}
         if self.verify is not None:
             obj["verify"] = self.verify.to_json()
         for row in obj.get("options", []):
@@ -282,6 +296,7 @@ def score_options(
     seed: int = 0,
     progress: bool = False,
     device: str | None = None,
+    plan: BitPlan | None = None,
 ) -> pd.DataFrame:
     """Ω for every GEMM and bit pair: columns layer, wbits, abits, sensitivity, sensitivity_se (its standard
     error; 0 where exact). ``frame.attrs["estimator"]`` says which estimator ran (the size-chosen one by default).
@@ -295,9 +310,11 @@ def score_options(
     model's size), which bounds memory. ``act_method``: how activation quantizers are fitted for the errors —
     the calibration method the plan will be calibrated with; ``act_kind``: their kind, as the plan will quantize
     GEMM inputs (``auto`` chooses kinds only at calibration, so its errors are priced as uniform). ``device``:
-    where the scores are computed (None: the model's).
+    where the scores are computed (None: the model's). ``method``: one of ``SENSITIVITY_METHODS``. ``plan``: take
+    the scores on a copy quantized with that plan instead of 8 bits (LampQ's iterative update re-scores there).
     """
-    probe = quantize_(copy.deepcopy(net), QuantConfig(wbits=8, abits=8))
+    quant_config = QuantConfig(wbits=8, abits=8) if plan is None else QuantConfig(plan=plan)
+    probe = quantize_(copy.deepcopy(net), quant_config)
     if device is not None:
         probe = probe.to(device)
     calibrate_(probe, batch[0])
@@ -313,6 +330,10 @@ def score_options(
     config: ScorerConfig
     if method == "fisher":
         config = FisherConfig(**common)
+    elif method == "fisher-type":
+        config = TypeAwareFisherConfig(**common)
+    elif method == "pmq":
+        config = PMQConfig(**common)
     elif form == "trace":
         config = HessianTraceConfig(max_draws=max_draws, **common)
     else:
@@ -330,10 +351,10 @@ class PipelineConfig:
 
     ``target``: the board; ``model_name``: names the model in the results; ``limits``: the budgets;
     ``latency_of=(w, a)`` sets the latency limit to the predicted latency of the uniform WwAa plan.
-    ``sensitivity``: hessian or fisher; ``hessian_form``: quadratic (ΔᵀHΔ) or trace (HAWQ-V2, Hutchinson with at
-    most ``max_draws`` draws); the quadratic form's ``quadratic_estimator``: auto (exact for small models,
-    random-sign products for big ones), exact or random_sign with ``quadratic_draws`` products per bit width
-    (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan. Counts left
+    ``sensitivity``: one of ``SENSITIVITY_METHODS``; ``hessian_form``: quadratic (ΔᵀHΔ) or trace (HAWQ-V2,
+    Hutchinson with at most ``max_draws`` draws); the quadratic form's ``quadratic_estimator``: auto (exact for
+    small models, random-sign products for big ones), exact or random_sign with ``quadratic_draws`` products per
+    bit width (given alone it asks for random signs). ``act_kind``: activation quantizer kind of every plan. Counts left
     None follow the model's size (``sized_config``: ``SMALL_DEFAULTS``, or ``BIG_CPU_DEFAULTS`` for a model of
     ``BIG_MODEL_PARAMETERS`` or more on a CPU).
     ``sensitivity_images``: images the scores are taken on; ``calib_images``: images each plan is calibrated on;
@@ -342,7 +363,9 @@ class PipelineConfig:
     ``verify_batch`` at a time. ``out``: folder for the files (checked now, written last); ``exports``:
     ``quant.exports`` formats written there. ``device``: where the torch stages run (scores, calibration,
     evaluation; the integer-only check stays on the CPU, its int64 and float64 reference need no GPU).
-    ``progress``: tqdm bars on stderr.
+    ``progress``: tqdm bars on stderr. ``solver``: ``ilp`` or ``pareto`` (PMQ's Pareto-frontier search,
+    ``allocator.ilp.pmq``). ``refine``: rounds of LampQ's iterative update after the first solve (re-score on the
+    model quantized with the current plan, re-solve; ``allocator.pipeline.refine``); None: none.
     """
 
     target: sim.Target
@@ -367,10 +390,18 @@ class PipelineConfig:
     device: str = "cpu"
     seed: int = 0
     progress: bool = False
+    solver: str = "ilp"
+    refine: int | None = None
 
     def __post_init__(self) -> None:
-        if self.sensitivity not in ("hessian", "fisher"):
-            raise InputError(f"unknown sensitivity method {self.sensitivity!r}; choose hessian or fisher")
+        if self.sensitivity not in SENSITIVITY_METHODS:
+            raise InputError(
+                f"unknown sensitivity method {self.sensitivity!r}; choose {', '.join(SENSITIVITY_METHODS)}"
+            )
+        if self.solver not in SOLVERS:
+            raise InputError(f"unknown solver {self.solver!r}; choose {' or '.join(SOLVERS)}")
+        if self.refine is not None and (isinstance(self.refine, bool) or self.refine < 1):
+            raise InputError(f"refine must be at least 1 round (leave it out for none), got {self.refine}")
         if self.hessian_form not in ("quadratic", "trace"):
             raise InputError(f"unknown Hessian score form {self.hessian_form!r}; choose quadratic or trace")
         if self.max_draws < 1:
@@ -402,6 +433,8 @@ class PipelineConfig:
 
     @property
     def score_form(self) -> str:
+        if self.sensitivity == "pmq":
+            return "pmq"
         return self.hessian_form if self.sensitivity == "hessian" else "trace"
 
 
@@ -520,7 +553,7 @@ def scores_stage(
 
 def solve_stage(problem: Problem, limits: Limits, scores: pd.DataFrame, config: PipelineConfig) -> Solution:
     """The ILP's plan under ``limits``, its unresolved layers and the Pareto front."""
-    allocation = allocate(problem, limits).check()
+    allocation = allocate(problem, limits, method=SOLVERS[config.solver]).check()  # type: ignore[arg-type]
     unresolved = unresolved_layers(allocation, scores, z=UNRESOLVED_Z)
     front = pareto_front(problem, points=config.pareto_points, limits=limits) if config.pareto_points >= 2 else None
     return Solution(allocation, unresolved, front)
@@ -632,6 +665,24 @@ def run_stages(
     say("solving the ILP")
     with meter.stage("solve"), keep_threads():
         solution = solve_stage(problem, limits, scores, config)
+    rounds: tuple[Any, ...] = ()
+    if config.refine:
+        from allocator.pipeline.refine import refine_rounds
+
+        say(f"refining: up to {config.refine} rounds of re-scoring on the quantized model and re-solving")
+        with meter.stage("refine"):
+            allocation, refined, rounds = refine_rounds(
+                net, model_data, problem, limits, solution.allocation, config, log=say
+            )
+            if refined is not None:
+                problem, scores = allocation.problem, refined
+                with keep_threads():
+                    front = (
+                        pareto_front(problem, points=config.pareto_points, limits=limits)
+                        if config.pareto_points >= 2
+                        else None
+                    )
+                solution = Solution(allocation, unresolved_layers(allocation, scores, z=UNRESOLVED_Z), front)
     for flip in solution.unresolved:
         say(
             f"unresolved within {UNRESOLVED_Z:g} standard errors: {flip.layer} W{flip.chosen[0]}A{flip.chosen[1]}"
@@ -676,6 +727,8 @@ def run_stages(
             device=config.device,
             threads=torch.get_num_threads(),
             settings=settings,
+            refine_rounds=rounds,
+            solver=config.solver,
         )
     )
     if config.out is None:
@@ -718,6 +771,8 @@ def run_pipeline(
     log: Callable[[str], None] | None = None,
     exports: Sequence[str] = (),
     device: str = "cpu",
+    solver: str = "ilp",
+    refine: int | None = None,
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -753,6 +808,8 @@ def run_pipeline(
         device=device,
         seed=seed,
         progress=progress,
+        solver=solver,
+        refine=refine,
     )
     meter = StageMeter(device)
     with meter.stage("load"):
@@ -866,7 +923,7 @@ def _report(result: PipelineResult, target: sim.Target, files: Iterable[str] = O
     lines = [
         f"# mixbit: {result.model} on {target.name}",
         "",
-        f"Solver status **{a.status}**, Ω = {a.objective:.6g}, limits: "
+        f"Solver {result.solver}, status **{a.status}**, Ω = {a.objective:.6g}, limits: "
         + ", ".join(f"{k} {v}" for k, v in a.limits.to_json().items() if v not in (None, False, [])),
         "",
         "| plan | latency (ms) | size (MB) | BOPs (G) | Ω | accuracy | test loss |",
@@ -899,6 +956,22 @@ def _report(result: PipelineResult, target: sim.Target, files: Iterable[str] = O
             + ". Ω ± its standard error below.",
             "",
         ]
+    if result.refine_rounds:
+        lines += [
+            "## Refinement rounds (LampQ's iterative update)",
+            "",
+            "Each round re-scores every option on the model quantized with the previous round's plan and solves"
+            " again; Ω is under that round's scores.",
+            "",
+            "| round | Ω | latency (ms) | size (MB) | accuracy | test loss | layers changed |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.round} | {r.objective:.4g} | {r.latency_ms:.4f} | {r.size_mb:.4f} | {_pct(r.accuracy)} "
+            f"| {_loss(r.test_loss)} | {r.changed_layers} |"
+            for r in result.refine_rounds
+        ]
+        lines.append("")
     if result.unresolved:
         lines += [f"Layers whose bits flip within {UNRESOLVED_Z:g} standard errors of their scores:", ""]
         lines += [

@@ -1,7 +1,8 @@
 """How much each layer's quantization hurts: Hessian quadratic form and trace, Fisher, quantization errors.
 
 Scorers are described by typed, frozen configs (``HessianQuadraticConfig``, ``HessianTraceConfig``,
-``FisherConfig``) and run through one registry: ``score(model, loss_fn, data, bit_pairs, config)``.
+``FisherConfig``, ``TypeAwareFisherConfig`` (LampQ), ``PMQConfig``) and run through one registry:
+``score(model, loss_fn, data, bit_pairs, config)``.
 """
 
 from allocator.sensitivity.configs import (
@@ -13,6 +14,8 @@ from allocator.sensitivity.configs import (
     registered_scorers,
     score,
 )
+from allocator.sensitivity.lampq import TypeAwareFisherConfig, type_aware_fisher_scores, type_aware_traces, type_scales
+from allocator.sensitivity.pmq import MaskScores, PMQConfig, mask_scores, pmq_scores
 from allocator.sensitivity.scores import (
     Traces,
     component_type,
@@ -31,14 +34,19 @@ __all__ = [
     "FisherConfig",
     "HessianQuadraticConfig",
     "HessianTraceConfig",
+    "MaskScores",
+    "PMQConfig",
     "ScorerConfig",
     "Traces",
+    "TypeAwareFisherConfig",
     "component_type",
     "fisher_scores",
     "fisher_traces",
     "hessian_scores",
     "hessian_traces",
     "make_config",
+    "mask_scores",
+    "pmq_scores",
     "quantizable_layers",
     "quantization_errors",
     "register_scorer",
@@ -46,4 +54,7 @@ __all__ = [
     "score",
     "scores_from_traces",
     "sensitivity_table",
+    "type_aware_fisher_scores",
+    "type_aware_traces",
+    "type_scales",
 ]

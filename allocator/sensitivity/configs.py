@@ -7,7 +7,9 @@ with ``@register_scorer(TheirConfig)``; the pipeline and the CLI build configs, 
 - ``HessianQuadraticConfig``: ΔᵀHΔ with the actual quantization errors (``hessian_scores``), exact or with
   random-sign products, the estimator chosen by the model's size unless asked for.
 - ``HessianTraceConfig``: HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces (``hessian_traces``).
-- ``FisherConfig``: empirical-Fisher traces times ‖Δ‖² (``fisher_traces``), LampQ's type-aware scaling.
+- ``FisherConfig``: empirical-Fisher traces times ‖Δ‖² (``fisher_traces``), each operand scaled by its type mean.
+- ``TypeAwareFisherConfig`` (``allocator.sensitivity.lampq``): LampQ's metric, one scale per component type.
+- ``PMQConfig`` (``allocator.sensitivity.pmq``): PMQ's light metric in HTQ's form, mask gradient × ‖Δ‖_F.
 """
 
 from __future__ import annotations
@@ -199,4 +201,6 @@ def config_fields(config_type: type[ScorerConfig]) -> tuple[str, ...]:
 
 def _load_builtin() -> None:
     """The built-in scorers register when their module is imported."""
+    import allocator.sensitivity.lampq  # TypeAwareFisherConfig
+    import allocator.sensitivity.pmq  # PMQConfig
     import allocator.sensitivity.scores  # noqa: F401

@@ -659,7 +659,10 @@ def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Modu
     data = (exact["x"][:8], exact["y"][:8])
     pairs = [(2, 4), (8, 8)]
     columns = ["layer", "wbits", "abits", "sensitivity"]
-    assert set(registered_scorers()) == {HessianQuadraticConfig, HessianTraceConfig, FisherConfig}
+    from allocator.sensitivity import PMQConfig, TypeAwareFisherConfig
+
+    builtin = {HessianQuadraticConfig, HessianTraceConfig, FisherConfig, TypeAwareFisherConfig, PMQConfig}
+    assert set(registered_scorers()) == builtin
     quadratic = score(tiny_vit, LOSS, data, pairs, HessianQuadraticConfig(estimator="exact", progress=False))
     direct = hessian_scores(tiny_vit, LOSS, data, pairs, progress=False)
     pd_testing.assert_frame_equal(quadratic[columns], direct[columns])

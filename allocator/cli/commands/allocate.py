@@ -160,7 +160,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_float(),
         help="limit on dynamic energy per inference in mJ (vector operators included)",
     )
-    parser.add_argument("--sensitivity", choices=("hessian", "fisher"), default="hessian")
+    parser.add_argument(
+        "--sensitivity",
+        choices=("hessian", "fisher", "fisher-type", "pmq"),
+        default="hessian",
+        help="hessian (default); fisher (each operand scaled by its type mean); fisher-type (LampQ's type-aware"
+        " Fisher, one scale per component type); pmq (PMQ's light metric in the form of the same authors' HTQ code:"
+        " mean |weight-mask gradient| on one batch x Frobenius quantization error; PMQ's own formula was not found)",
+    )
+    parser.add_argument(
+        "--solver",
+        choices=("ilp", "pareto"),
+        default="ilp",
+        help="ilp (default) or pareto: PMQ's layer-by-layer Pareto-frontier search (exact under one limit; no ties)",
+    )
+    parser.add_argument(
+        "--refine",
+        type=bounded_int(1, MAX_COUNT),
+        metavar="N",
+        help="after the first solve, up to N rounds of LampQ's iterative update: re-score on the model quantized with"
+        " the current plan and solve again (stops early when the plan stops changing); report and JSON list each"
+        " round's Ω, predicted latency and accuracy",
+    )
     parser.add_argument(
         "--hessian-form",
         choices=("quadratic", "trace"),
@@ -281,6 +302,8 @@ def run(args: argparse.Namespace) -> int:
         device=check_device(args.device),  # a missing GPU fails here, before the model is built
         seed=args.seed,
         progress=progress,
+        solver=args.solver,
+        refine=args.refine,
     )
     meter = StageMeter(config.device)
     # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
@@ -331,6 +354,13 @@ def _print_summary(result: PipelineResult) -> None:
     print(f"{'layer':<32} {'wbits':>5} {'abits':>5}")
     for choice in a.chosen:
         print(f"{choice.layer:<32} {choice.wbits:>5} {choice.abits:>5}")
+    if result.refine_rounds:
+        print(f"\nrefine rounds ({result.solver}): Ω under each round's scores, predicted latency, accuracy")
+        for r in result.refine_rounds:
+            print(
+                f"  round {r.round}: Ω {r.objective:.4g}, {r.latency_ms:.4f} ms, {acc(r.accuracy)}, "
+                f"{r.changed_layers} layers changed"
+            )
     if result.verify is not None:
         v = result.verify.to_json()
         print(f"\nverify: {v['checked']:,} elements checked, {v['mismatches']} mismatches")
