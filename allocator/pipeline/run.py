@@ -607,6 +607,12 @@ def run_stages(
         unsupported = integer_unsupported(net)
         if unsupported:
             raise InputError(f"--verify: {unsupported}")
+    if config.exports:
+        from quant.exports import export_unsupported
+
+        unsupported = export_unsupported(net)
+        if unsupported:
+            raise InputError(f"--export: {unsupported}")
     with meter.stage("costs"):
         problem = costs_stage(net, config)
     with meter.stage("budget"), keep_threads():
