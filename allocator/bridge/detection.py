@@ -41,15 +41,19 @@ from sim.errors import InputError
 from sim.workload import Workload
 
 __all__ = [
+    "DETECTION_NOTE",
     "DETECTION_SIZE",
     "FPN_CHANNELS",
     "SIZE_DIVISOR",
+    "DetectionCosts",
     "DetectionNetwork",
+    "detection_costs",
     "detection_model",
     "detection_stage",
     "detection_workload",
     "padded_size",
     "parse_img_size",
+    "resized_backbone",
     "stage_totals",
     "workload_taps",
 ]
@@ -188,7 +192,10 @@ def detection_model(model_name: str, img_size: tuple[int, int] = DETECTION_SIZE,
 
 
 def detection_workload(
-    model_or_name: nn.Module | str, img_size: tuple[int, int] = DETECTION_SIZE, channels: int = FPN_CHANNELS
+    model_or_name: nn.Module | str,
+    img_size: tuple[int, int] = DETECTION_SIZE,
+    channels: int = FPN_CHANNELS,
+    name: str = "",
 ) -> Workload:
     """The detector's workload: backbone at ``img_size`` (padded to 32) and FPN neck, recorded by
     ``workload_from_model``. A model object must already be built for the padded size."""
@@ -196,7 +203,7 @@ def detection_workload(
 
     backbone = detection_model(model_or_name, img_size) if isinstance(model_or_name, str) else model_or_name
     network = DetectionNetwork(backbone, channels).eval()
-    name = model_or_name if isinstance(model_or_name, str) else type(backbone).__name__
+    name = name or (model_or_name if isinstance(model_or_name, str) else type(backbone).__name__)
     height, width = padded_size(img_size)
     workload = workload_from_model(network)
     return Workload(f"{name}_fpn_{height}x{width}", workload.graph)
@@ -278,3 +285,83 @@ def stage_totals(workload: Workload, result: Any, taps: tuple[int, ...] = ()) ->
             )
         )
     return totals
+
+
+@dataclass(frozen=True)
+class DetectionCosts:
+    """What ``allocate --detection`` costs: ``backbone`` (the detector's backbone operators, plus the scored model's
+    GEMMs the detector lacks, e.g. the classification head, so every scored layer has a cost) for the ILP, and the
+    FPN ``neck`` simulated once at fixed ``neck_bits`` (it is not in the quantized model, so no plan chooses its
+    bits): ``neck_cycles`` and ``neck_energy_mj`` join every plan's fixed part."""
+
+    backbone: Workload
+    neck: Workload
+    img_size: tuple[int, int]
+    neck_bits: tuple[int, int]
+    neck_cycles: int
+    neck_energy_mj: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.backbone.name,
+            "img_size": list(self.img_size),
+            "padded_size": list(padded_size(self.img_size)),
+            "fpn_channels": FPN_CHANNELS,
+            "neck_bits": {"wbits": self.neck_bits[0], "abits": self.neck_bits[1]},
+            "neck_cycles": self.neck_cycles,
+            "neck_energy_mj": self.neck_energy_mj,
+            "neck_gemms": len(self.neck.gemms),
+            "note": DETECTION_NOTE + "; quantization, scores and accuracy are the backbone's on the data given",
+        }
+
+
+def resized_backbone(model: nn.Module, img_size: tuple[int, int]) -> nn.Module:
+    """A copy of the timm Swin or ViT ``model`` (weights and structure kept) set for ``img_size`` padded to 32
+    (timm's ``set_input_size``)."""
+    import copy
+
+    if not callable(getattr(model, "set_input_size", None)) or not hasattr(model, "patch_embed"):
+        raise InputError(
+            f"--detection: {type(model).__name__} is not a timm Swin or ViT; detection covers Swin and ViT backbones"
+        )
+    backbone = copy.deepcopy(model).eval()
+    if hasattr(backbone, "layers"):  # Swin keeps its windows (timm would scale them with the grid; detectors do not)
+        windows = getattr(backbone, "_ref_window_sizes", None) or [
+            tuple(stage.blocks[0].window_size) for stage in backbone.layers
+        ]
+        backbone.set_input_size(img_size=padded_size(img_size), window_size=[tuple(w) for w in windows])
+    else:
+        backbone.set_input_size(img_size=padded_size(img_size))
+    return backbone
+
+
+def detection_costs(
+    model: nn.Module, scored: Workload, img_size: tuple[int, int], target: Any, name: str = ""
+) -> DetectionCosts:
+    """Split the detector with ``model``'s backbone at ``img_size`` into the ILP's workload and the fixed-bit neck.
+
+    ``scored``: the workload of ``model`` as scored (its GEMM names are the plan's); its GEMMs that the detector
+    lacks (the classification head) are appended after the backbone. The neck runs at the target's widest weight and
+    activation bits.
+    """
+    import sim
+
+    detector = detection_workload(resized_backbone(model, img_size), img_size, name=name or type(model).__name__)
+    graph = detector.graph.copy()
+    neck_nodes = [node for node in graph if node.startswith("neck.")]
+    neck = Workload(f"{detector.name}_neck", detector.graph.subgraph(neck_nodes).copy())
+    graph.remove_nodes_from(neck_nodes)
+    last = max(graph.nodes, key=lambda node: graph.nodes[node]["order"])
+    order = graph.nodes[last]["order"]
+    for gemm in scored.gemms:
+        if gemm.name not in graph:
+            order += 1
+            graph.add_node(gemm.name, op=gemm, order=order)
+            graph.add_edge(last, gemm.name)
+            last = gemm.name
+    accel = target.accelerator
+    bits = (max(accel.weight_bits), max(accel.act_bits))
+    result = sim.simulate(neck, target, bits)
+    return DetectionCosts(
+        Workload(f"{detector.name}_backbone", graph), neck, img_size, bits, result.cycles, result.energy_mj
+    )

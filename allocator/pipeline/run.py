@@ -148,6 +148,7 @@ class PipelineResult:
     device: str = "cpu"
     threads: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # counts used and which the model's size chose
+    detection: dict[str, Any] = field(default_factory=dict)  # allocate --detection: the detector costed (else {})
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -182,6 +183,8 @@ class PipelineResult:
         )
         if self.exports:
             obj["exports"] = self.exports
+        if self.detection:
+            obj["detection"] = self.detection
         if self.verify is not None:
             obj["verify"] = self.verify.to_json()
         for row in obj.get("options", []):
@@ -338,7 +341,9 @@ class PipelineConfig:
     ``verify_batch`` at a time. ``out``: folder for the files (checked now, written last); ``exports``:
     ``quant.exports`` formats written there. ``device``: where the torch stages run (scores, calibration,
     evaluation; the integer-only check stays on the CPU, its int64 and float64 reference need no GPU).
-    ``progress``: tqdm bars on stderr.
+    ``progress``: tqdm bars on stderr. ``detection``: (height, width) pixels: the plan is costed as the backbone of a
+    detector at that size with an FPN neck at fixed bits (``allocator.bridge.detection``); scores, quantization and
+    accuracy stay the model's on its data (detection accuracy needs COCO, which is not shipped).
     """
 
     target: sim.Target
@@ -363,6 +368,7 @@ class PipelineConfig:
     device: str = "cpu"
     seed: int = 0
     progress: bool = False
+    detection: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.sensitivity not in ("hessian", "fisher"):
@@ -382,6 +388,11 @@ class PipelineConfig:
         object.__setattr__(self, "exports", tuple(self.exports))
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))
+        if self.detection is not None:
+            from allocator.bridge.detection import parse_img_size
+
+            height, width = self.detection
+            object.__setattr__(self, "detection", parse_img_size(f"{height}x{width}", "--detection-size"))
         if self.exports:
             from quant.exports import check_format
 
@@ -464,13 +475,33 @@ def load_stage(model: str | nn.Module, data: str | ModelData, config: PipelineCo
 
 def costs_stage(net: nn.Module, config: PipelineConfig) -> Problem:
     """The workload (``allocator.workload_from_model``) and its cost table per layer and bit pair, Ω = 0."""
+    return detection_costs_stage(net, config)[0]
+
+
+def detection_costs_stage(net: nn.Module, config: PipelineConfig) -> tuple[Problem, dict[str, Any]]:
+    """:func:`costs_stage`, and with ``config.detection`` the detector's backbone costed at that size instead, its
+    FPN neck (fixed bits) added to every plan's fixed cycles and energy; the second item describes that ({} without)."""
     workload = workload_from_model(net)
+    detection = None
+    if config.detection is not None:
+        from allocator.bridge.detection import detection_costs
+
+        detection = detection_costs(net, workload, config.detection, config.target, config.model_name)
+        workload = detection.backbone
     bit_pairs = config.bit_pairs
     unscored = pd.DataFrame(
         [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
         columns=["layer", "wbits", "abits", "sensitivity"],
     )
-    return build_problem(workload, config.target, unscored, bit_pairs)
+    problem = build_problem(workload, config.target, unscored, bit_pairs)
+    if detection is None:
+        return problem, {}
+    problem = replace(
+        problem,
+        fixed_cycles=problem.fixed_cycles + detection.neck_cycles,
+        fixed_energy_mj=problem.fixed_energy_mj + detection.neck_energy_mj,
+    )
+    return problem, detection.to_json()
 
 
 def budget_stage(problem: Problem, config: PipelineConfig) -> Limits:
@@ -614,7 +645,7 @@ def run_stages(
         if unsupported:
             raise InputError(f"--export: {unsupported}")
     with meter.stage("costs"):
-        problem = costs_stage(net, config)
+        problem, detection = detection_costs_stage(net, config)
     with meter.stage("budget"), keep_threads():
         limits = budget_stage(problem, config)
     # progress starts only once every input has been checked: an error is then the only line on stderr
@@ -674,6 +705,7 @@ def run_stages(
             device=config.device,
             threads=torch.get_num_threads(),
             settings=settings,
+            detection=detection,
         )
     )
     if config.out is None:
