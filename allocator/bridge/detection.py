@@ -115,6 +115,11 @@ class DetectionNetwork(nn.Module):
 
     def __init__(self, backbone: nn.Module, channels: int = FPN_CHANNELS) -> None:
         super().__init__()
+        if not hasattr(backbone, "patch_embed"):
+            raise InputError(
+                f"detection: {type(backbone).__name__} is not a timm SwinTransformer or VisionTransformer; "
+                "detection workloads cover Swin and ViT backbones"
+            )
         self.patch_embed = backbone.patch_embed
         if hasattr(backbone, "layers"):  # timm SwinTransformer
             self.kind = "swin"

@@ -748,6 +748,7 @@ def run_pipeline(
     log: Callable[[str], None] | None = None,
     exports: Sequence[str] = (),
     device: str = "cpu",
+    detection: tuple[int, int] | None = None,
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -783,6 +784,7 @@ def run_pipeline(
         device=device,
         seed=seed,
         progress=progress,
+        detection=detection,
     )
     meter = StageMeter(device)
     with meter.stage("load"):
