@@ -583,6 +583,63 @@ def pipeline_scale(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def swin_integer(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, result in data.get("results", {}).items():
+        rows.append(
+            [
+                f"`{name}`",
+                _num(result.get("points")),
+                f"{_num(result.get('mismatches'))} of {_num(result.get('checked'))}",
+                _num(result.get("verify_seconds"), 1),
+                _num(result.get("peak_rss_mb_so_far"), 0),
+            ]
+        )
+    header = ["plan", "quantization points", "mismatches", "verify s", "peak RSS MiB"]
+    return [
+        f"{data.get('model', MISSING)} ({data.get('weights', MISSING)}) at "
+        f"{'×'.join(str(v) for v in data.get('image_size', []))}: the integer-only Swin against the fake-quant "
+        f"model's exact mode, every quantization point element by element, on {_num(data.get('verify_images'))} "
+        f"images (calibrated on {_num(data.get('calibration_images'))}).",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def detection(data: dict[str, Any]) -> list[str]:
+    stages = ("stage1", "stage2", "stage3", "stage4", "neck")
+    rows = []
+    for run in data.get("runs", []):
+        per_stage = {s["stage"]: s for s in run.get("stages", [])}
+        res = run.get("resources", {})
+        rows.append(
+            [
+                f"`{run.get('model')}`",
+                run.get("target", MISSING),
+                f"W{run.get('wbits')}A{run.get('abits')}",
+                *(
+                    f"{_num(_dig(per_stage, s, 'cycles'))} ({_num(_dig(per_stage, s, 'latency_ms'), 1)} ms)"
+                    for s in stages
+                ),
+                f"{_num(run.get('cycles'))} ({_num(run.get('latency_ms'), 1)} ms)",
+                " / ".join(_num(res.get(key)) for key in ("dsp", "lut", "bram36", "uram")),
+                _num(run.get("fits")),
+            ]
+        )
+    header = ["backbone", "target", "bits", *stages, "total", "DSP / LUT / BRAM36 / URAM", "fits"]
+    note = str(data.get("note", ""))
+    size = "×".join(str(v) for v in data.get("img_size", []))
+    padded = "×".join(str(v) for v in data.get("padded_size", []))
+    return [
+        f"Backbone + FPN neck ({_num(data.get('fpn_channels'))} channels) at {size} padded to {padded}, "
+        "cycles (and ms) per stage, simulated on each target's own array and memory; the resources are the one "
+        "design's that runs every stage (`mixbit simulate --model NAME --detection --target T`). "
+        f"{note[:1].upper() + note[1:]}.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("sim_speed", "Simulator speed against SCALE-Sim", sim_speed),
     ("scalesim_compare", "Agreement with SCALE-Sim", scalesim_compare),
@@ -593,6 +650,8 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("allocator", "Bit allocation ILP", allocator),
     ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
     ("pipeline_scale", "Real models end to end: seconds and memory per stage", pipeline_scale),
+    ("swin_integer", "Integer-only Swin: bit-exactness on swin_tiny", swin_integer),
+    ("detection", "Detection backbones at 800×1333 with an FPN neck, per stage", detection),
 )
 
 
