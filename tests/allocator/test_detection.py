@@ -219,3 +219,11 @@ def test_cli_bad_detection_input_exits_2(argv: list[str], needle: str, capsys: p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err and err.count("\n") == 1
+
+
+def test_pipeline_refuses_to_export_a_swin_before_any_work(tmp_path: Path) -> None:
+    from allocator.pipeline.run import run_stages
+
+    config = PipelineConfig(target=sim.load_target("zcu102"), exports=("npz",), out=tmp_path / "out")
+    with pytest.raises(InputError, match=r"^--export: SwinTransformer cannot be exported yet"):
+        run_stages(tiny_swin(), None, config)  # type: ignore[arg-type]  # fails before the data is touched

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,3 +168,12 @@ def test_swin_structure_is_accepted_and_unquantized_swin_refused() -> None:
         to_integer(float_swin)
     max_pooled = create_model(BASE, num_classes=10, global_pool="max", **SHAPES["even"])
     assert "pooling 'max'" in (integer_unsupported(max_pooled) or "")
+
+
+def test_export_refuses_swin_with_one_line(tmp_path: Path) -> None:
+    from quant.exports import export
+
+    model, _ = quantized_swin("w8a8", "even")
+    with pytest.raises(InputError, match=r"^export: SwinTransformer cannot be exported yet: .*ViT/DeiT only"):
+        export(model, "npz", tmp_path / "npz")
+    assert not (tmp_path / "npz").exists()
