@@ -606,6 +606,21 @@ def swin_integer(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def swin_pipeline(data: dict[str, Any]) -> list[str]:
+    verify = data.get("verify") or {}
+    detection = data.get("detection") or {}
+    stages = ", ".join(f"{s.get('name')} {_num(s.get('seconds'), 0)} s" for s in data.get("stages") or [])
+    return [
+        f"`{' '.join(data.get('command', [])[:6])} ...` (settings in the JSON): exit {_num(data.get('exit_code'))}, "
+        f"status {data.get('status', MISSING)}, {_num(data.get('layers'))} layers planned, predicted "
+        f"{_num(_dig(data, 'predicted', 'latency_ms'))} ms including the FPN neck's "
+        f"{_num(detection.get('neck_cycles'))} cycles at W{_dig(detection, 'neck_bits', 'wbits')}"
+        f"A{_dig(detection, 'neck_bits', 'abits')}; integer-only check {_num(verify.get('mismatches'))} mismatches "
+        f"of {_num(verify.get('checked'))} elements; {_num(data.get('wall_seconds'), 0)} s wall "
+        f"({stages}), max RSS {_num(data.get('subprocess_max_rss_mb'), 0)} MiB.",
+    ]
+
+
 def detection(data: dict[str, Any]) -> list[str]:
     stages = ("stage1", "stage2", "stage3", "stage4", "neck")
     rows = []
@@ -651,6 +666,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
     ("pipeline_scale", "Real models end to end: seconds and memory per stage", pipeline_scale),
     ("swin_integer", "Integer-only Swin: bit-exactness on swin_tiny", swin_integer),
+    ("swin_pipeline", "Swin-T end to end: allocate --verify --detection", swin_pipeline),
     ("detection", "Detection backbones at 800×1333 with an FPN neck, per stage", detection),
 )
 

@@ -177,3 +177,12 @@ def test_export_refuses_swin_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^export: SwinTransformer cannot be exported yet: .*ViT/DeiT only"):
         export(model, "npz", tmp_path / "npz")
     assert not (tmp_path / "npz").exists()
+
+
+def test_every_intermediate_is_an_integer_tensor() -> None:
+    model, images = quantized_swin("mixed")
+    run = to_integer(model).run(images, trace=True)
+    floats = [(name, dtype) for name, dtype in run.intermediates if dtype != torch.int64]
+    assert floats == [] and len(run.intermediates) > 100
+    assert any(name.endswith(".attn.q_scaled") for name, _ in run.intermediates)  # head dim 12: dyadic q scale
+    assert run.logits.dtype == torch.int64
