@@ -51,6 +51,7 @@ __all__ = [
     "detection_model",
     "detection_stage",
     "detection_workload",
+    "detector_bits",
     "padded_size",
     "parse_img_size",
     "resized_backbone",
@@ -370,3 +371,30 @@ def detection_costs(
     return DetectionCosts(
         Workload(f"{detector.name}_backbone", graph), neck, img_size, bits, result.cycles, result.energy_mj
     )
+
+
+def detector_bits(plan_path: str, workload: Workload, target: Any) -> dict[str, tuple[int, int]]:
+    """(wbits, abits) per GEMM of a detection workload from a backbone's bit plan (what ``allocate --detection``
+    writes): the plan's layers as planned, the neck at the target's widest bits (as ``allocate --detection`` costs
+    it) unless the plan names it, and the plan's classification head, which a detector lacks, left out. Any other
+    plan layer the detector lacks, or a backbone GEMM the plan leaves out without a default, is an ``InputError``."""
+    from sim.plan import load_bits
+
+    bits, default, _ = load_bits(plan_path)
+    names = [gemm.name for gemm in workload.gemms]
+    unknown = sorted(name for name in set(bits) - set(names) if not name.split(".")[0].startswith("head"))
+    if unknown:
+        raise InputError(f"{plan_path}: layers.{unknown[0]}: not a GEMM of the detection workload {workload.name!r}")
+    accel = target.accelerator
+    neck = (max(accel.weight_bits), max(accel.act_bits))
+    out = {}
+    for name in names:
+        if name in bits:
+            out[name] = bits[name]
+        elif name.startswith("neck."):
+            out[name] = neck
+        elif default is not None:
+            out[name] = default
+        else:
+            raise InputError(f"{plan_path}: layers.{name}: missing, and the plan has no 'default'")
+    return out

@@ -227,3 +227,26 @@ def test_pipeline_refuses_to_export_a_swin_before_any_work(tmp_path: Path) -> No
     config = PipelineConfig(target=sim.load_target("zcu102"), exports=("npz",), out=tmp_path / "out")
     with pytest.raises(InputError, match=r"^--export: SwinTransformer cannot be exported yet"):
         run_stages(tiny_swin(), None, config)  # type: ignore[arg-type]  # fails before the data is touched
+
+
+def test_a_backbone_plan_bits_the_detector(tmp_path: Path) -> None:
+    from allocator.bridge.detection import detector_bits
+
+    workload = detection_workload(resized_backbone(tiny_swin(), (64, 96)), (64, 96))
+    target = sim.load_target("zcu102")
+    backbone = [g.name for g in workload.gemms if not g.name.startswith("neck.")]
+    layers = {name: {"wbits": 4, "abits": 6} for name in backbone} | {"head.fc": {"wbits": 8, "abits": 8}}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "tiny", "layers": layers}))
+    bits = detector_bits(str(plan), workload, target)
+    assert "head.fc" not in bits and all(bits[name] == (4, 6) for name in backbone)
+    assert bits["neck.fpn_convs.0"] == (8, 8)  # zcu102's widest weight and activation bits
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"model": "tiny", "layers": {**layers, "blocks.9.qkv": layers["head.fc"]}})
+    )
+    with pytest.raises(InputError, match=r"layers\.blocks\.9\.qkv: not a GEMM of the detection workload"):
+        detector_bits(str(tmp_path / "bad.json"), workload, target)
+    del layers[backbone[0]]
+    (tmp_path / "short.json").write_text(json.dumps({"model": "tiny", "layers": layers}))
+    with pytest.raises(InputError, match=rf"layers\.{backbone[0]}: missing"):
+        detector_bits(str(tmp_path / "short.json"), workload, target)

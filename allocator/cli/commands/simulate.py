@@ -78,13 +78,17 @@ def _workload(args: argparse.Namespace) -> Any:
     return workload_from_model(args.model, None if size is None else size[0])
 
 
-def _bits(args: argparse.Namespace, workload: Any) -> Any:
+def _bits(args: argparse.Namespace, workload: Any, target: Any) -> Any:
     from sim.errors import InputError
     from sim.plan import plan_bits
 
     if args.bits is not None:
         if args.wbits is not None or args.abits is not None:
             raise InputError("--bits cannot be combined with --wbits/--abits")
+        if args.detection:  # a backbone's plan: the neck at the widest bits, the classification head left out
+            from allocator.bridge.detection import detector_bits
+
+            return detector_bits(args.bits, workload, target)
         return plan_bits(args.bits, [g.name for g in workload.gemms])
     return (8 if args.wbits is None else args.wbits, 8 if args.abits is None else args.abits)
 
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(
         workload,
         target,
-        _bits(args, workload),
+        _bits(args, workload, target),
         rows=args.rows,
         cols=args.cols,
         dataflow=args.dataflow,
