@@ -2,7 +2,8 @@
 
 ``quant.set_exact_(model, True)`` (defined here) replaces every quantized module's forward with the function
 of this module named after its op (``EXACT_OPS``: ``quantize``, ``linear``, ``conv2d``, ``matmul``,
-``softmax``, ``gelu``, ``layernorm``, ``add``). Each one reads its float64 input as integers, runs the very kernels of
+``softmax``, ``gelu``, ``layernorm``, ``add``,
+``scale``, ``mean``, ``rearrange``). Each one reads its float64 input as integers, runs the very kernels of
 ``quant.integer`` (same primitives, rounding and dyadic factors), and hands back float64 values again, so
 the model's own (timm) forward strings them together. The values are exact in float64:
 
@@ -34,6 +35,7 @@ from quant import intops
 from quant import primitives as P
 from quant.integer import (
     ACT_FRAC_BITS,
+    FixedScale,
     IntAdd,
     IntEncoder,
     IntGemm,
@@ -41,6 +43,7 @@ from quant.integer import (
     IntMatMul,
     StreamToFixed,
     decoded_bound,
+    fixed_mean,
     gelu_fixed,
     quantizer_params,
     softmax_fixed,
@@ -53,6 +56,9 @@ from quant.modules import (
     QuantLayerNorm,
     QuantLinear,
     QuantMatMul,
+    QuantMean,
+    QuantRearrange,
+    QuantScale,
     QuantSoftmax,
 )
 
@@ -64,8 +70,11 @@ __all__ = [
     "layernorm",
     "linear",
     "matmul",
+    "mean",
     "quantize",
+    "rearrange",
     "recording",
+    "scale",
     "set_exact_",
     "softmax",
 ]
@@ -80,6 +89,9 @@ EXACT_OPS: dict[type[nn.Module], str] = {
     QuantGELU: "gelu",
     QuantLayerNorm: "layernorm",
     QuantAdd: "add",
+    QuantScale: "scale",
+    QuantMean: "mean",
+    QuantRearrange: "rearrange",
 }
 
 
@@ -127,6 +139,7 @@ def record(quantizer: Any, codes: Tensor) -> None:
     recorder = _recorder.get()
     if recorder is not None:
         recorder(quantizer, codes)
+
 
 _streams: WeakIdKeyDictionary = WeakIdKeyDictionary()
 """The quantizer whose decoded codes a tensor holds, keyed by the tensor itself (by identity, weakly: an entry
@@ -303,3 +316,26 @@ def add(module: Any, a: Tensor, b: Tensor) -> Tensor:
     codes = kernel(_fixed(a), _fixed(b))
     record(module.output_quant, codes)
     return _decoded(codes, module.output_quant)
+
+
+def scale(module: Any, x: Tensor) -> Tensor:
+    """``QuantScale``: a power-of-two constant multiplies exactly (the consumer reads the finer grid), any other
+    is the integer model's dyadic requantization of the fixed-point input."""
+    kernel = _cached(module, ("scale", module.scale), lambda: FixedScale.build(module.scale))
+    if kernel.dyadic is None:
+        return x.to(torch.float64) * module.scale
+    return _from_fixed(kernel(_fixed(x)))
+
+
+def mean(module: Any, x: Tensor) -> Tensor:
+    """``QuantMean``: the fixed-point mean over ``module.dim``, rounded half up (``quant.integer.fixed_mean``)."""
+    return _from_fixed(fixed_mean(_fixed(x), module.dim, module.keepdim))
+
+
+def rearrange(module: Any, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """``QuantRearrange``: ``fn(x)``, still tagged with the residual-stream quantizer ``x`` holds (if any)."""
+    out = fn(x)
+    tagged = _streams.get(x)
+    if tagged is not None:
+        _streams[out] = tagged
+    return out

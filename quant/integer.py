@@ -34,6 +34,7 @@ from quant.primitives import QParams, log2_zero_code
 
 __all__ = [
     "ACT_FRAC_BITS",
+    "FixedScale",
     "IntAdd",
     "IntEncoder",
     "IntGemm",
@@ -44,6 +45,7 @@ __all__ = [
     "Widths",
     "check_width",
     "decoded_bound",
+    "fixed_mean",
     "integer_unsupported",
     "to_fixed",
     "to_integer",
@@ -386,6 +388,34 @@ class IntMatMul:
         return a_codes, b_codes, intops.requantize(acc, self.mantissa, self.shift)
 
 
+@dataclass(frozen=True)
+class FixedScale:
+    """Fixed point times a real constant (attention's 1/√d): ``exponent`` e when the constant is 2^−e (the value
+    is then read with e more fraction bits, no rounding), else ``dyadic`` (m, s) and x·m·2^−s rounded half up."""
+
+    scale: float
+    exponent: int | None
+    dyadic: tuple[int, int] | None
+
+    @classmethod
+    def build(cls, scale: float) -> FixedScale:
+        exponent = _power_of_two_exponent(float(scale))
+        return cls(float(scale), exponent, None if exponent is not None else intops.dyadic(float(scale)))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x·scale in fixed point (only for a non-power-of-two scale; a power of two needs no operation)."""
+        if self.dyadic is None:
+            raise ValueError("FixedScale: a power-of-two scale moves the binary point; there is nothing to compute")
+        return intops.requantize(x, *self.dyadic)
+
+
+def fixed_mean(x: Tensor, dim: tuple[int, ...], keepdim: bool = False) -> Tensor:
+    """Mean of fixed-point integers over ``dim``, rounded half up: ⌊(2·Σx + n)/(2n)⌋ (n values per mean)."""
+    count = math.prod(x.shape[d] for d in dim)
+    total = x.sum(dim=dim, keepdim=keepdim)
+    return torch.div(2 * total + count, 2 * count, rounding_mode="floor")
+
+
 LN_CENTRED_BITS = 16
 """The LayerNorm input's integers are shifted left (``IntLayerNorm.preshift``) as far as their range allows with
 |x − μ| < 2^16, so ⌊√var⌋ keeps precision while (x − μ)·reciprocal stays a 32-bit product."""
@@ -407,9 +437,7 @@ class IntLayerNorm:
     bias: Tensor
 
     @classmethod
-    def build(
-        cls, name: str, module: nn.LayerNorm, input_step: float, input_bound: int | None = None
-    ) -> IntLayerNorm:
+    def build(cls, name: str, module: nn.LayerNorm, input_step: float, input_bound: int | None = None) -> IntLayerNorm:
         """``input_bound``: the largest |n| the input integers reach (their quantizer's); unknown: no pre-shift."""
         preshift = 0 if input_bound is None else max(0, LN_CENTRED_BITS - (2 * input_bound).bit_length())
         eps_codes = math.floor(module.eps / input_step**2 * 4.0**preshift + 0.5)
@@ -534,8 +562,12 @@ def integer_unsupported(model: nn.Module) -> str | None:
     standard position embedding, token pooling, no register tokens and no LayerScale. A cheap check, so a run
     asked to verify fails before its expensive stages; ``to_integer`` still checks everything."""
     name = type(model).__name__
+    if _is_swin(model):
+        from quant.integer_swin import swin_unsupported  # the Swin twin builds on this module's kernels
+
+        return swin_unsupported(model)
     if not all(hasattr(model, attr) for attr in ("blocks", "patch_embed", "pos_embed", "cls_token", "global_pool")):
-        return f"{name} is not a timm VisionTransformer; the integer-only model covers ViT/DeiT only"
+        return f"{name} is not a timm VisionTransformer or SwinTransformer; the integer-only model covers ViT/DeiT/Swin"
     if model.pos_embed is None or getattr(model, "no_embed_class", False) or getattr(model, "dynamic_img_size", False):
         return f"{name}: only the standard position embedding (class token included) is supported"
     if getattr(model, "reg_token", None) is not None:
@@ -745,8 +777,16 @@ class IntegerModel:
         }
 
 
-def to_integer(model: nn.Module, widths: Widths | None = None) -> IntegerModel:
-    """The integer-only twin of a quantized, calibrated timm ViT (see :class:`IntegerModel`); ``widths``: the
-    datapath widths it checks every tensor against as it runs (default 32-bit accumulators and activations)."""
-    return IntegerModel(model, widths)
+def _is_swin(model: nn.Module) -> bool:
+    return type(model).__name__ == "SwinTransformer" and hasattr(model, "layers")
 
+
+def to_integer(model: nn.Module, widths: Widths | None = None) -> Any:
+    """The integer-only twin of a quantized, calibrated timm ViT (:class:`IntegerModel`) or Swin
+    (``quant.integer_swin.IntegerSwin``, the same interface); ``widths``: the datapath widths it checks every
+    tensor against as it runs (default 32-bit accumulators and activations)."""
+    if _is_swin(model):
+        from quant.integer_swin import IntegerSwin  # the Swin twin builds on this module's kernels
+
+        return IntegerSwin(model, widths)
+    return IntegerModel(model, widths)

@@ -35,6 +35,9 @@ __all__ = [
     "QuantLayerNorm",
     "QuantLinear",
     "QuantMatMul",
+    "QuantMean",
+    "QuantRearrange",
+    "QuantScale",
     "QuantSoftmax",
     "Quantizer",
 ]
@@ -58,9 +61,7 @@ class Quantizer(nn.Module):
 
     exact: bool = False
 
-    def __init__(
-        self, bits: int = 8, kind: str = "uniform", *, symmetric: bool = False
-    ) -> None:
+    def __init__(self, bits: int = 8, kind: str = "uniform", *, symmetric: bool = False) -> None:
         super().__init__()
         self.register_buffer("bits", torch.tensor(P.check_bits(bits), dtype=torch.int64))
         self.register_buffer("scale", torch.tensor(1.0))
@@ -301,3 +302,56 @@ class QuantAdd(nn.Module):
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.output_quant(a + b)
+
+
+class QuantScale(nn.Module):
+    """Multiplies by a constant (attention's 1/√d on q, Swin's). Float here; in exact mode (and the integer
+    model) a power-of-two constant 2^−e only moves the binary point, any other is a dyadic requantization of
+    the fixed-point input, so the reference and the integer model round the same way."""
+
+    exact: bool = False
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = float(scale)
+        self.exact = False
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+class QuantMean(nn.Module):
+    """Mean over ``dim`` (global average pooling, Swin's head); float here. Exact mode (and the integer model)
+    round the fixed-point mean half up: ⌊(2·Σx + n)/(2n)⌋ with n the values averaged."""
+
+    exact: bool = False
+
+    def __init__(self, dim: tuple[int, ...], keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim = tuple(dim)
+        self.keepdim = keepdim
+        self.exact = False
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(self.dim, keepdim=self.keepdim)
+
+
+class QuantRearrange(nn.Module):
+    """Moves values without changing them (``forward(x, fn) = fn(x)``: pad, reshape, permute; Swin's patch
+    merging). Exact mode keeps the residual-stream quantizer of ``x`` attached to the result, so its consumer
+    (a LayerNorm) reads the stream's codes as the integer model does."""
+
+    exact: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exact = False
+
+    def forward(self, x: Tensor, fn: Any) -> Tensor:
+        return fn(x)

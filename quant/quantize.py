@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from quant import primitives as P
 from quant._torch import import_timm
 from quant.errors import InputError
+from quant.integer import ACT_FRAC_BITS
 from quant.modules import (
     QuantAdd,
     QuantConv2d,
@@ -26,19 +27,29 @@ from quant.modules import (
     QuantLayerNorm,
     QuantLinear,
     QuantMatMul,
+    QuantMean,
+    QuantRearrange,
+    QuantScale,
     QuantSoftmax,
 )
 from quant.plan import BitPlan, LayerBits
 
 import_timm()
+from timm.layers.adaptive_avgmax_pool import FastAdaptiveAvgPool  # noqa: E402
 from timm.layers.attention import Attention, maybe_add_mask, resolve_self_attn_mask  # noqa: E402
-from timm.models.swin_transformer import SwinTransformerBlock, WindowAttention  # noqa: E402
+from timm.models.swin_transformer import (  # noqa: E402
+    PatchMerging,
+    SwinTransformer,
+    SwinTransformerBlock,
+    WindowAttention,
+)
 from timm.models.vision_transformer import Block, VisionTransformer  # noqa: E402
 
 __all__ = [
     "QuantAttention",
     "QuantBlock",
     "QuantConfig",
+    "QuantPatchMerging",
     "QuantSwinBlock",
     "QuantVisionTransformer",
     "QuantWindowAttention",
@@ -127,17 +138,25 @@ class QuantVisionTransformer(VisionTransformer):
 
 
 class QuantWindowAttention(WindowAttention):
-    """timm Swin ``WindowAttention`` with quantized matmuls; the relative position bias and the shift
-    mask are added to q·kᵀ in float before the softmax."""
+    """timm Swin ``WindowAttention`` with quantized matmuls. q is scaled by the ``q_scale`` module (exact for the
+    integer path whatever the head dimension); the relative position bias is quantized to the fixed-point grid
+    of the logits (``quant.integer.ACT_FRAC_BITS`` fraction bits, as GEMM biases are) and it and the shift mask
+    are added to q·kᵀ before the softmax."""
+
+    def rel_pos_bias_fixed(self) -> Tensor:
+        """The relative position bias (1, heads, N, N) rounded to the 2^−16 grid (float64)."""
+        bias = self._get_rel_pos_bias().detach().to(torch.float64)
+        return torch.floor(bias * 2.0**ACT_FRAC_BITS + 0.5) / 2.0**ACT_FRAC_BITS
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         B_, N, _ = x.shape
         qkv = self.qkv(x).reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        attn = self.matmul_qk(q * self.scale, k) + self._get_rel_pos_bias()
+        attn = self.matmul_qk(self.q_scale(q), k)
+        attn = attn + self.rel_pos_bias_fixed().to(attn.dtype)
         if mask is not None:
             num_win = mask.shape[0]
-            attn = attn.view(-1, num_win, self.num_heads, N, N) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, num_win, self.num_heads, N, N) + mask.to(attn.dtype).unsqueeze(1).unsqueeze(0)
             attn = attn.view(-1, self.num_heads, N, N)
         attn = self.attn_drop(self.softmax(attn))
         x = self.matmul_av(attn, v).transpose(1, 2).reshape(B_, N, -1)
@@ -145,14 +164,28 @@ class QuantWindowAttention(WindowAttention):
 
 
 class QuantSwinBlock(SwinTransformerBlock):
-    """timm ``SwinTransformerBlock`` whose residual adds are ``QuantAdd`` modules ``add1`` and ``add2``."""
+    """timm ``SwinTransformerBlock`` whose residual adds are ``QuantAdd`` modules ``add1`` and ``add2``. The MLP
+    runs on (B, H, W, C) as it is (timm flattens to tokens first: the same values), so the residual stream leaves
+    ``add2`` untouched and the next block's LayerNorm reads its codes."""
 
     def forward(self, x: Tensor) -> Tensor:
-        B, H, W, C = x.shape
         x = self.add1(x, self.drop_path1(self._attn(self.norm1(x))))
-        x = x.reshape(B, -1, C)
-        x = self.add2(x, self.drop_path2(self.mlp(self.norm2(x))))
-        return x.reshape(B, H, W, C)
+        return self.add2(x, self.drop_path2(self.mlp(self.norm2(x))))
+
+
+class QuantPatchMerging(PatchMerging):
+    """timm Swin ``PatchMerging``: each 2×2 neighbourhood of the residual stream concatenated (the ``rearrange``
+    module, which exact mode sees through), then LayerNorm on 4C channels and the ``reduction`` Linear."""
+
+    def merge(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, ⌈H/2⌉, ⌈W/2⌉, 4C), zero-padded to even sizes, in timm's channel order."""
+        B, H, W, C = x.shape
+        x = nn.functional.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        _, H, W, _ = x.shape
+        return x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.reduction(self.norm(self.rearrange(x, self.merge)))
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -203,6 +236,8 @@ def _attention(module: nn.Module, name: str, config: QuantConfig) -> None:
     module.matmul_qk = QuantMatMul(qk.abits, qk.wbits, qk.act_kind, qk.weight_kind, transpose_b=True)
     module.matmul_av = QuantMatMul(av.abits, av.wbits, av.act_kind, av.weight_kind, transpose_b=False)
     module.softmax = QuantSoftmax(dim=-1)
+    if isinstance(module, WindowAttention):
+        module.q_scale = QuantScale(module.scale)
 
 
 def _residual_bits(module: nn.Module, config: QuantConfig, *names: str) -> None:
@@ -224,6 +259,20 @@ def _block(module: nn.Module, name: str, config: QuantConfig) -> None:
 def _swin_block(module: nn.Module, name: str, config: QuantConfig) -> None:
     module.__class__ = QuantSwinBlock
     _residual_bits(module, config, "add1", "add2")
+
+
+@register_handler(PatchMerging, QuantPatchMerging)
+def _patch_merging(module: nn.Module, name: str, config: QuantConfig) -> None:
+    module.__class__ = QuantPatchMerging
+    if not isinstance(getattr(module, "rearrange", None), QuantRearrange):
+        module.rearrange = QuantRearrange()
+
+
+@register_handler(SwinTransformer)
+def _swin(module: nn.Module, name: str, config: QuantConfig) -> None:
+    pool = getattr(getattr(module.head, "global_pool", None), "pool", None)
+    if isinstance(pool, FastAdaptiveAvgPool):  # average pooling whose rounding the integer path pins down
+        module.head.global_pool.pool = QuantMean(tuple(pool.dim), keepdim=not pool.flatten)
 
 
 @register_handler(VisionTransformer, QuantVisionTransformer)

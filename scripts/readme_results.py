@@ -705,6 +705,76 @@ def methods(data: dict[str, Any]) -> list[str]:
     if loads:
         lines += ["", "Load average at the end of each part: " + "; ".join(loads) + "."]
     return lines
+def swin_integer(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, result in data.get("results", {}).items():
+        rows.append(
+            [
+                f"`{name}`",
+                _num(result.get("points")),
+                f"{_num(result.get('mismatches'))} of {_num(result.get('checked'))}",
+                _num(result.get("verify_seconds"), 1),
+                _num(result.get("peak_rss_mb_so_far"), 0),
+            ]
+        )
+    header = ["plan", "quantization points", "mismatches", "verify s", "peak RSS MiB"]
+    return [
+        f"{data.get('model', MISSING)} ({data.get('weights', MISSING)}) at "
+        f"{'×'.join(str(v) for v in data.get('image_size', []))}: the integer-only Swin against the fake-quant "
+        f"model's exact mode, every quantization point element by element, on {_num(data.get('verify_images'))} "
+        f"images (calibrated on {_num(data.get('calibration_images'))}).",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def swin_pipeline(data: dict[str, Any]) -> list[str]:
+    verify = data.get("verify") or {}
+    detection = data.get("detection") or {}
+    stages = ", ".join(f"{s.get('name')} {_num(s.get('seconds'), 0)} s" for s in data.get("stages") or [])
+    return [
+        f"`{' '.join(data.get('command', [])[:6])} ...` (settings in the JSON): exit {_num(data.get('exit_code'))}, "
+        f"status {data.get('status', MISSING)}, {_num(data.get('layers'))} layers planned, predicted "
+        f"{_num(_dig(data, 'predicted', 'latency_ms'))} ms including the FPN neck's "
+        f"{_num(detection.get('neck_cycles'))} cycles at W{_dig(detection, 'neck_bits', 'wbits')}"
+        f"A{_dig(detection, 'neck_bits', 'abits')}; integer-only check {_num(verify.get('mismatches'))} mismatches "
+        f"of {_num(verify.get('checked'))} elements; {_num(data.get('wall_seconds'), 0)} s wall "
+        f"({stages}), max RSS {_num(data.get('subprocess_max_rss_mb'), 0)} MiB.",
+    ]
+
+
+def detection(data: dict[str, Any]) -> list[str]:
+    stages = ("stage1", "stage2", "stage3", "stage4", "neck")
+    rows = []
+    for run in data.get("runs", []):
+        per_stage = {s["stage"]: s for s in run.get("stages", [])}
+        res = run.get("resources", {})
+        rows.append(
+            [
+                f"`{run.get('model')}`",
+                run.get("target", MISSING),
+                f"W{run.get('wbits')}A{run.get('abits')}",
+                *(
+                    f"{_num(_dig(per_stage, s, 'cycles'))} ({_num(_dig(per_stage, s, 'latency_ms'), 1)} ms)"
+                    for s in stages
+                ),
+                f"{_num(run.get('cycles'))} ({_num(run.get('latency_ms'), 1)} ms)",
+                " / ".join(_num(res.get(key)) for key in ("dsp", "lut", "bram36", "uram")),
+                _num(run.get("fits")),
+            ]
+        )
+    header = ["backbone", "target", "bits", *stages, "total", "DSP / LUT / BRAM36 / URAM", "fits"]
+    note = str(data.get("note", ""))
+    size = "×".join(str(v) for v in data.get("img_size", []))
+    padded = "×".join(str(v) for v in data.get("padded_size", []))
+    return [
+        f"Backbone + FPN neck ({_num(data.get('fpn_channels'))} channels) at {size} padded to {padded}, "
+        "cycles (and ms) per stage, simulated on each target's own array and memory; the resources are the one "
+        "design's that runs every stage (`mixbit simulate --model NAME --detection --target T`). "
+        f"{note[:1].upper() + note[1:]}.",
+        "",
+        *_table(header, rows),
+    ]
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
@@ -718,6 +788,9 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
     ("pipeline_scale", "Real models end to end: seconds and memory per stage", pipeline_scale),
     ("methods", "Seed methods: PMQ, LampQ's type-aware Fisher and iterative update", methods),
+    ("swin_integer", "Integer-only Swin: bit-exactness on swin_tiny", swin_integer),
+    ("swin_pipeline", "Swin-T end to end: allocate --verify --detection", swin_pipeline),
+    ("detection", "Detection backbones at 800×1333 with an FPN neck, per stage", detection),
 )
 
 

@@ -159,6 +159,7 @@ class PipelineResult:
     # LampQ's iterative update, one ``allocator.pipeline.refine.RefineRound`` per plan (round 0 first); () without
     refine_rounds: tuple[Any, ...] = ()
     solver: str = "ilp"
+    detection: dict[str, Any] = field(default_factory=dict)  # allocate --detection: the detector costed (else {})
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
@@ -196,6 +197,8 @@ class PipelineResult:
         obj["solver"] = self.solver
         if self.refine_rounds:
             obj["refine"] = {"rounds": [r.to_json() for r in self.refine_rounds]}
+        if self.detection:
+            obj["detection"] = self.detection
         if self.verify is not None:
             obj["verify"] = self.verify.to_json()
         for row in obj.get("options", []):
@@ -366,6 +369,9 @@ class PipelineConfig:
     ``progress``: tqdm bars on stderr. ``solver``: ``ilp`` or ``pareto`` (PMQ's Pareto-frontier search,
     ``allocator.ilp.pmq``). ``refine``: rounds of LampQ's iterative update after the first solve (re-score on the
     model quantized with the current plan, re-solve; ``allocator.pipeline.refine``); None: none.
+    ``detection``: (height, width) pixels: the plan is costed as the backbone of a detector at that size with an FPN
+    neck at fixed bits (``allocator.bridge.detection``); scores, quantization and accuracy stay the model's on its
+    data (detection accuracy needs COCO, which is not shipped).
     """
 
     target: sim.Target
@@ -392,6 +398,7 @@ class PipelineConfig:
     progress: bool = False
     solver: str = "ilp"
     refine: int | None = None
+    detection: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.sensitivity not in SENSITIVITY_METHODS:
@@ -417,6 +424,11 @@ class PipelineConfig:
         object.__setattr__(self, "exports", tuple(self.exports))
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))
+        if self.detection is not None:
+            from allocator.bridge.detection import parse_img_size
+
+            height, width = self.detection
+            object.__setattr__(self, "detection", parse_img_size(f"{height}x{width}", "--detection-size"))
         if self.exports:
             from quant.exports import check_format
 
@@ -501,7 +513,19 @@ def load_stage(model: str | nn.Module, data: str | ModelData, config: PipelineCo
 
 def costs_stage(net: nn.Module, config: PipelineConfig) -> Problem:
     """The workload (``allocator.workload_from_model``) and its cost table per layer and bit pair, Ω = 0."""
+    return detection_costs_stage(net, config)[0]
+
+
+def detection_costs_stage(net: nn.Module, config: PipelineConfig) -> tuple[Problem, dict[str, Any]]:
+    """:func:`costs_stage`, and with ``config.detection`` the detector's backbone costed at that size instead, its
+    FPN neck (fixed bits) added to every plan's fixed cycles and energy; the second item describes that ({} without)."""
     workload = workload_from_model(net)
+    detection = None
+    if config.detection is not None:
+        from allocator.bridge.detection import detection_costs
+
+        detection = detection_costs(net, workload, config.detection, config.target, config.model_name)
+        workload = detection.backbone
     bit_pairs = config.bit_pairs
     unscored = pd.DataFrame(
         [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
@@ -512,6 +536,15 @@ def costs_stage(net: nn.Module, config: PipelineConfig) -> Problem:
     # one when energy is the only budget
     energy_only = limits.energy_mj is not None and limits.latency_ms is None and config.latency_of is None
     return build_problem(workload, config.target, unscored, bit_pairs, prefer="energy_mj" if energy_only else "cycles")
+    problem = build_problem(workload, config.target, unscored, bit_pairs)
+    if detection is None:
+        return problem, {}
+    problem = replace(
+        problem,
+        fixed_cycles=problem.fixed_cycles + detection.neck_cycles,
+        fixed_energy_mj=problem.fixed_energy_mj + detection.neck_energy_mj,
+    )
+    return problem, detection.to_json()
 
 
 def budget_stage(problem: Problem, config: PipelineConfig) -> Limits:
@@ -648,8 +681,14 @@ def run_stages(
         unsupported = integer_unsupported(net)
         if unsupported:
             raise InputError(f"--verify: {unsupported}")
+    if config.exports:
+        from quant.exports import export_unsupported
+
+        unsupported = export_unsupported(net)
+        if unsupported:
+            raise InputError(f"--export: {unsupported}")
     with meter.stage("costs"):
-        problem = costs_stage(net, config)
+        problem, detection = detection_costs_stage(net, config)
     with meter.stage("budget"), keep_threads():
         limits = budget_stage(problem, config)
     # progress starts only once every input has been checked: an error is then the only line on stderr
@@ -729,6 +768,7 @@ def run_stages(
             settings=settings,
             refine_rounds=rounds,
             solver=config.solver,
+            detection=detection,
         )
     )
     if config.out is None:
@@ -773,6 +813,7 @@ def run_pipeline(
     device: str = "cpu",
     solver: str = "ilp",
     refine: int | None = None,
+    detection: tuple[int, int] | None = None,
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -810,6 +851,7 @@ def run_pipeline(
         progress=progress,
         solver=solver,
         refine=refine,
+        detection=detection,
     )
     meter = StageMeter(device)
     with meter.stage("load"):

@@ -275,10 +275,15 @@ def test_verify_on_a_model_the_integer_path_cannot_take_fails_first() -> None:
     from allocator.pipeline.run import run_stages
 
     swin = timm.create_model(
-        "swin_tiny_patch4_window7_224", pretrained=False, depths=(1, 1, 1, 1), embed_dim=24, num_heads=(1, 1, 1, 1)
+        "swin_tiny_patch4_window7_224",
+        pretrained=False,
+        depths=(1, 1, 1, 1),
+        embed_dim=24,
+        num_heads=(1, 1, 1, 1),
+        global_pool="max",
     )
     config = PipelineConfig(target=sim.load_target("zcu102"), verify=True)
-    with pytest.raises(InputError, match=r"^--verify: SwinTransformer is not a timm VisionTransformer"):
+    with pytest.raises(InputError, match=r"^--verify: SwinTransformer: head pooling 'max' is not supported"):
         run_stages(swin, None, config)  # type: ignore[arg-type]  # fails before the data is touched
     with pytest.raises(InputError, match=r"^--verify: Linear is not a timm VisionTransformer"):
         run_stages(torch.nn.Linear(4, 4), None, config)  # type: ignore[arg-type]

@@ -230,6 +230,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--verify", action="store_true", help="check the integer-only model bit by bit")
     parser.add_argument(
+        "--detection",
+        action="store_true",
+        help="cost the plan as a detection backbone (timm Swin or ViT) at --detection-size with an FPN neck at "
+        "fixed bits; scores and accuracy stay the model's on --data (detection accuracy needs COCO, not shipped)",
+    )
+    parser.add_argument(
+        "--detection-size", metavar="HxW", help="--detection: image size in pixels (default 800x1333, padded to 32)"
+    )
+    parser.add_argument(
         "--pareto-points",
         type=bounded_int(0, MAX_PARETO_POINTS),
         default=12,
@@ -304,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         solver=args.solver,
         refine=args.refine,
+        detection=_detection_size(args),
     )
     meter = StageMeter(config.device)
     # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
@@ -321,6 +331,20 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(result)
     verify = obj.get("verify")
     return 1 if verify and verify["mismatches"] else 0
+
+
+def _detection_size(args: argparse.Namespace) -> tuple[int, int] | None:
+    """(height, width) of ``--detection`` (default 800x1333), or None; a bad size or model exits 2 before loading."""
+    from allocator.bridge.detection import DETECTION_SIZE, detection_model, parse_img_size
+    from sim.errors import InputError
+
+    if args.detection_size is not None and not args.detection:
+        raise InputError("--detection-size needs --detection")
+    if not args.detection:
+        return None
+    size = parse_img_size(args.detection_size, "--detection-size") if args.detection_size else DETECTION_SIZE
+    detection_model(args.model, (64, 64))  # a model --detection cannot take fails now (small and fast to build)
+    return size
 
 
 def _print_summary(result: PipelineResult) -> None:

@@ -166,6 +166,11 @@ def export_plan(
     if plan.model and plan.model != model_name:
         raise InputError(f"--bits {plan_path}: the plan is for model {plan.model!r}, not {model_name!r}")
     net, weights, opened = model_and_data(model_name, DataOptions(data=data, seed=seed), checkpoint=checkpoint)
+    from quant.exports import export_unsupported
+
+    unsupported = export_unsupported(net)  # before quantizing and calibrating
+    if unsupported:
+        raise InputError(f"--model {model_name}: {unsupported}")
     import copy
 
     model = quantize_(copy.deepcopy(net), QuantConfig(plan=plan))

@@ -31,6 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--topology", metavar="FILE.csv", help="SCALE-Sim topology CSV: GEMM (name, M, N, K,) or convolution format"
     )
+    parser.add_argument(
+        "--detection",
+        action="store_true",
+        help="--model as a detection backbone (timm Swin or ViT) with an FPN neck at --img-size (default 800x1333, "
+        "padded to a multiple of 32); the JSON adds per-stage totals",
+    )
+    parser.add_argument(
+        "--img-size", metavar="HxW", help="input size in pixels: HxW with --detection, else one side (square)"
+    )
     parser.add_argument("--wbits", type=bounded_int(1, 32), help="weight bits for every layer (default 8)")
     parser.add_argument("--abits", type=bounded_int(1, 32), help="activation bits for every layer (default 8)")
     parser.add_argument("--bits", metavar="PLAN.json", help="per-layer bit plan (what `mixbit allocate` writes)")
@@ -64,17 +73,27 @@ def _workload(args: argparse.Namespace) -> Any:
     if args.topology is not None:
         return Workload.from_topology_csv(args.topology)
     from allocator import workload_from_model
+    from allocator.bridge.detection import DETECTION_SIZE, detection_workload, parse_img_size
 
-    return workload_from_model(args.model)
+    size = parse_img_size(args.img_size) if args.img_size is not None else None
+    if args.detection:
+        return detection_workload(args.model, size or DETECTION_SIZE)
+    if size is not None and size[0] != size[1]:
+        raise InputError(f"--img-size {args.img_size!r}: a classification model takes one side; HxW needs --detection")
+    return workload_from_model(args.model, None if size is None else size[0])
 
 
-def _bits(args: argparse.Namespace, workload: Any) -> Any:
+def _bits(args: argparse.Namespace, workload: Any, target: Any) -> Any:
     from sim.errors import InputError
     from sim.plan import plan_bits
 
     if args.bits is not None:
         if args.wbits is not None or args.abits is not None:
             raise InputError("--bits cannot be combined with --wbits/--abits")
+        if args.detection:  # a backbone's plan: the neck at the widest bits, the classification head left out
+            from allocator.bridge.detection import detector_bits
+
+            return detector_bits(args.bits, workload, target)
         return plan_bits(args.bits, [g.name for g in workload.gemms])
     return (8 if args.wbits is None else args.wbits, 8 if args.abits is None else args.abits)
 
@@ -98,24 +117,58 @@ def _dataflows(args: argparse.Namespace, target: Any) -> dict[str, str] | None:
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
     from sim import load_target, simulate
+    from sim.errors import InputError
 
+    if (args.detection or args.img_size is not None) and args.model is None:
+        raise InputError("--detection and --img-size take a --model (a timm Swin or ViT name)")
     target = load_target(args.target)
     workload = _workload(args)
     result = simulate(
         workload,
         target,
-        _bits(args, workload),
+        _bits(args, workload, target),
         rows=args.rows,
         cols=args.cols,
         dataflow=args.dataflow,
         ideal_memory=args.ideal_memory,
         layer_dataflows=_dataflows(args, target),
     )
+    stages = _detection_stages(args, workload, result)
     if args.json:
-        emit_json(result.to_json())
+        obj = result.to_json()
+        if stages is not None:
+            obj["detection"] = stages
+        emit_json(obj)
     else:
         print(_report(result))
+        if stages is not None:
+            print(_stage_report(stages))
     return 0
+
+
+def _detection_stages(args: argparse.Namespace, workload: Any, result: Any) -> dict[str, Any] | None:
+    """The per-stage totals of a detection workload (None for other workloads)."""
+    if not args.detection:
+        return None
+    from allocator.bridge.detection import DETECTION_NOTE, FPN_CHANNELS, stage_totals, workload_taps
+
+    return {
+        "workload": workload.name,
+        "fpn_channels": FPN_CHANNELS,
+        "stages": [s.to_json() for s in stage_totals(workload, result, workload_taps(workload))],
+        "note": DETECTION_NOTE,
+    }
+
+
+def _stage_report(stages: dict[str, Any]) -> str:
+    lines = ["", f"per stage ({stages['workload']}):"]
+    for s in stages["stages"]:
+        lines.append(
+            f"  {s['stage']:<7} {s['cycles']:>13,} cycles {s['latency_ms']:>10.3f} ms {s['macs'] / 1e9:>8.2f} GMAC "
+            f"{s['weight_bytes'] / 1e6:>7.2f} MB weights {s['bytes_read'] / 1e6:>9.1f} MB read"
+        )
+    lines.append(stages["note"])
+    return "\n".join(lines)
 
 
 def _report(result: Any) -> str:
