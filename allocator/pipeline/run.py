@@ -535,8 +535,8 @@ def detection_costs_stage(net: nn.Module, config: PipelineConfig) -> tuple[Probl
     # an array that switches dataflow per layer runs each option in its fastest dataflow, or its least-energy
     # one when energy is the only budget
     energy_only = limits.energy_mj is not None and limits.latency_ms is None and config.latency_of is None
-    return build_problem(workload, config.target, unscored, bit_pairs, prefer="energy_mj" if energy_only else "cycles")
-    problem = build_problem(workload, config.target, unscored, bit_pairs)
+    prefer = "energy_mj" if energy_only else "cycles"
+    problem = build_problem(workload, config.target, unscored, bit_pairs, prefer=prefer)
     if detection is None:
         return problem, {}
     problem = replace(
