@@ -31,6 +31,7 @@ from quant import primitives as P
 from quant.errors import InputError
 from quant.modules import QuantAdd, QuantConv2d, QuantGELU, QuantLayerNorm, QuantLinear
 from quant.primitives import QParams, log2_zero_code
+from quant.tokens import TokenSplit
 
 __all__ = [
     "ACT_FRAC_BITS",
@@ -88,8 +89,9 @@ class Widths:
                 raise InputError(f"widths: a width must be an integer number of bits from 2 to 64, got {bits!r}")
 
     def accumulator(self, layer: str) -> int:
+        """Bits of GEMM ``layer``'s accumulator (``<layer>.low``, a token split's low group, gets the layer's)."""
         if isinstance(self.accumulator_bits, Mapping):
-            return int(self.accumulator_bits.get(layer, 32))
+            return int(self.accumulator_bits.get(layer.removesuffix(".low"), 32))
         return self.accumulator_bits
 
     def to_json(self) -> dict[str, Any]:
@@ -114,7 +116,7 @@ class Widths:
         return observe
 
 
-_CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches")
+_CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches", ".input_quant.low")
 
 
 def check_width(name: str, value: Tensor, bits: int, role: str) -> None:
@@ -279,10 +281,14 @@ class IntGemm:
     bias: Tensor
     kernel: tuple[int, int] | None = None
     weight_bits: int = 8
+    low: IntGemm | None = None  # token split: the same GEMM on the low-bit tokens' codes (quant.tokens)
+    split: TokenSplit | None = None
 
     @classmethod
-    def build(cls, name: str, module: Any) -> IntGemm:
-        params = quantizer_params(module.input_quant)
+    def build(cls, name: str, module: Any, input_quant: Any = None) -> IntGemm:
+        """``input_quant``: the quantizer of the input (default the module's; its ``low`` for the low tokens)."""
+        quantizer = module.input_quant if input_quant is None else input_quant
+        params = quantizer_params(quantizer)
         weight_params = module.weight_quant.qparams().to(torch.float64)
         weight = module.weight.detach().to(torch.float64)
         weight_codes = P.encode(weight, weight_params)
@@ -296,8 +302,11 @@ class IntGemm:
         w_step = P.grid_step(weight_params).reshape(-1)
         mantissa, shift = _requant_factors(in_step * w_step * 2.0**ACT_FRAC_BITS, acc_bits)
         bias = module.bias if module.bias is not None else torch.zeros(weight.shape[0])
+        split = module.input_quant.token_split if input_quant is None else None
+        if split is not None and kernel is not None:
+            raise InputError(f"{name}: a token split applies to Linear GEMMs only, not the patch embedding")
         return cls(
-            name,
+            f"{name}.low" if input_quant is not None else name,
             f"{name}.input_quant",
             IntEncoder.build(params),
             params,
@@ -308,6 +317,8 @@ class IntGemm:
             to_fixed(bias.detach()),
             kernel,  # type: ignore[arg-type]
             weight_params.bits,
+            None if split is None else cls.build(name, module, module.input_quant.low),
+            split,
         )
 
     @property
@@ -322,6 +333,19 @@ class IntGemm:
     def output(self, acc: Tensor) -> Tensor:
         """Requantize the accumulator into fixed point and add the bias."""
         return intops.requantize(acc, self.mantissa, self.shift) + self.bias
+
+    def split_tokens(self, high_codes: Tensor, low_codes: Tensor) -> tuple[Tensor, Tensor]:
+        """(codes of the point, high-token mask): each token's codes from its group, the mask from the high codes."""
+        assert self.split is not None and self.low is not None
+        if high_codes.dim() < 3:
+            raise InputError(f"{self.name}: token split needs a (batch, tokens, channels) input")
+        mask = self.split.mask(P.decode_int(high_codes, self.input_params))
+        return torch.where(mask.unsqueeze(-1), high_codes, low_codes), mask
+
+    def split_output(self, mask: Tensor, high_acc: Tensor, low_acc: Tensor) -> Tensor:
+        """Fixed-point output: each token requantized with its group's factor (the low GEMM's for low tokens)."""
+        assert self.low is not None
+        return torch.where(mask.unsqueeze(-1), self.output(high_acc), self.low.output(low_acc))
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(input codes, fixed-point output) of a fixed-point input with ACT_FRAC_BITS fraction bits."""
@@ -706,7 +730,16 @@ class IntegerModel:
 
     @staticmethod
     def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor]) -> Tensor:
-        """Encode, accumulate and requantize one weight GEMM, keeping (and checking) each tensor."""
+        """Encode, accumulate and requantize one weight GEMM, keeping (and checking) each tensor. A token-split
+        input keeps the point's codes (each token from its group) and, as ``<point>.low``, the high-token mask."""
+        if gemm.low is not None:
+            high_codes, low_codes = gemm.encoder(x), gemm.low.encoder(x)
+            codes, mask = gemm.split_tokens(high_codes, low_codes)
+            keep(gemm.input_name, codes, point=True)
+            keep(f"{gemm.input_name}.low", mask.to(torch.int64), point=True)
+            high_acc = keep(f"{gemm.name}.acc", gemm.accumulate(high_codes))
+            low_acc = keep(f"{gemm.low.name}.acc", gemm.low.accumulate(low_codes))
+            return keep(f"{gemm.name}.out", gemm.split_output(mask, high_acc, low_acc))
         codes = keep(gemm.input_name, gemm.encoder(x), point=True)
         acc = keep(f"{gemm.name}.acc", gemm.accumulate(codes))
         return keep(f"{gemm.name}.out", gemm.output(acc))
