@@ -32,6 +32,7 @@ Choices stated here:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from sim import kernels
 from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
+from sim.patchwise import TokenSplit, costed_rows, high_rows
 from sim.pe import macs_per_pe
 from sim.target import RESOURCE_NAMES, Target
 from sim.workload import Gemm, VectorOp, Workload
@@ -59,7 +61,9 @@ __all__ = [
     "SimResult",
     "cost_table",
     "resolve_bits",
+    "resolve_token_splits",
     "simulate",
+    "token_split_cost_table",
     "vector_cycles",
     "vector_energy_mj",
     "with_array",
@@ -100,13 +104,19 @@ class LayerResult:
     unit: str = ""  # vector operators: "lanes" or "own"
     fused_into: str = ""  # vector operators fused to a GEMM: its name
     busy_cycles: int = 0  # vector operators: cycles their unit works (hidden behind the GEMM when fused)
+    abits_low: int = 0  # token-split GEMMs (sim/patchwise.py): bits of the low token group, else 0
+    token_fraction: float = 0.0  # token-split GEMMs: fraction of rows at ``abits``
 
     @property
     def macs(self) -> int:
         return self.m * self.n * self.k * self.count
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _LAYER_COLUMNS}
+        """The layer's row; token-split GEMMs add ``abits_low`` and ``token_fraction``."""
+        row = {name: getattr(self, name) for name in _LAYER_COLUMNS}
+        if self.abits_low:
+            row.update(abits_low=self.abits_low, token_fraction=self.token_fraction)
+        return row
 
 
 @dataclass(frozen=True)
@@ -564,16 +574,21 @@ def simulate(
     cols: int | None = None,
     dataflow: str | None = None,
     ideal_memory: bool = False,
+    token_splits: Mapping[str, TokenSplit] | None = None,
 ) -> SimResult:
     """Simulate ``workload`` on ``target`` at ``bits`` (one (wbits, abits) pair or a per-GEMM mapping).
 
     ``rows``/``cols``/``dataflow`` override the target's array. With ``ideal_memory`` (infinite bandwidth,
-    operands on chip) every layer's stall cycles are 0.
+    operands on chip) every layer's stall cycles are 0. ``token_splits``: patch-wise GEMMs (sim/patchwise.py),
+    by name: the low token group of each (its ``abits`` stay the high group's); the target must support them.
     """
     target = with_array(target, rows, cols, dataflow)
     plan = resolve_bits(workload, target, bits)
+    splits = resolve_token_splits(workload, target, plan, token_splits or {})
     fusion = _fusion(workload, target)
-    costs = _gemm_costs(workload.gemms, plan, target, ideal_memory, fusion)
+    plain = [g for g in workload.gemms if g.name not in splits]
+    costs = _gemm_costs(plain, plan, target, ideal_memory, fusion)
+    costs.update(_split_costs(workload.gemms, plan, splits, target, ideal_memory, fusion))
     lane_op_pj = energy_model(target).lane_op_pj
     layers = []
     bytes_read = bytes_written = 0
@@ -583,10 +598,13 @@ def simulate(
             compute, total, read, written, tail, energy = costs[(op.name, pair)]
             bytes_read += read
             bytes_written += written
+            split = splits.get(op.name)
             layers.append(
                 LayerResult(
                     op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
                     op.count, tail, read, written, energy,
+                    abits_low=0 if split is None else split.abits_low,
+                    token_fraction=0.0 if split is None else split.fraction,
                 )
             )  # fmt: skip
         elif isinstance(op, VectorOp):
@@ -660,3 +678,121 @@ def cost_table(
                 )
             )  # fmt: skip
     return pd.DataFrame(plan_rows, columns=COST_COLUMNS)
+
+
+def resolve_token_splits(
+    workload: Workload, target: Target, plan: Mapping[str, Bits], splits: Mapping[str, TokenSplit]
+) -> dict[str, TokenSplit]:
+    """The token splits checked: the target supports patch-wise bits and the low bits, each named GEMM exists
+    and its low bits are below its high ``abits``."""
+    if not splits:
+        return {}
+    first = next(iter(splits))
+    if target.accelerator.patchwise is None:
+        raise InputError(
+            f"target {target.name!r} has no patch-wise support (no [accelerator.patchwise] table), but patch-wise "
+            f"bits were asked for (layer {first!r})"
+        )
+    known = {g.name for g in workload.gemms}
+    out = {}
+    for name, split in splits.items():
+        if name not in known:
+            raise InputError(f"token split names {name!r}, which is not a GEMM of workload {workload.name!r}")
+        if not isinstance(split, TokenSplit):
+            raise InputError(f"token split of layer {name!r}: expected a sim.patchwise.TokenSplit, got {split!r}")
+        abits = plan[name][1]
+        if split.abits_low not in target.accelerator.act_bits:
+            raise InputError(
+                f"layer {name!r}: abits_low={split.abits_low} not supported by target {target.name!r} "
+                f"(activation bits {list(target.accelerator.act_bits)})"
+            )
+        if split.abits_low >= abits:
+            raise InputError(f"layer {name!r}: abits_low={split.abits_low} must be below abits={abits}")
+        out[name] = split
+    return out
+
+
+def _split_costs(
+    gemms: Iterable[Gemm],
+    plan: Mapping[str, Bits],
+    splits: Mapping[str, TokenSplit],
+    target: Target,
+    ideal_memory: bool,
+    fusion: _Fusion,
+) -> dict[tuple[str, Bits], list[int]]:
+    """``_gemm_costs``' rows for token-split GEMMs: each runs as its high-bit and low-bit row groups back to back
+    (``sim.patchwise.costed_rows``), plus the reorder (on the compute cycles) when the design sorts tokens.
+    Cycles, bytes and energy add; the fused tail is the last group's (assumption: its operators finish last)."""
+    if not splits:
+        return {}
+    acc = target.accelerator
+    patchwise = acc.patchwise
+    assert patchwise is not None
+    parts: list[Gemm] = []
+    part_plan: dict[str, Bits] = {}
+    chain_id = dict(fusion.chain_id)
+    owners: dict[str, tuple[list[tuple[str, Bits]], int]] = {}
+    for gemm in gemms:
+        split = splits.get(gemm.name)
+        if split is None:
+            continue
+        wbits, abits = plan[gemm.name]
+        high = high_rows(gemm.m, split.fraction)
+        lanes = macs_per_pe(acc.pe, wbits, abits)
+        at_high, at_low = costed_rows(acc.dataflow, acc.rows, acc.cols, lanes, gemm.m, high, patchwise.token_sort)
+        names = []
+        for rows, bits, group in ((at_high, (wbits, abits), "high"), (at_low, (wbits, split.abits_low), "low")):
+            if rows == 0:
+                continue
+            part = dataclasses.replace(gemm, name=f"{gemm.name}#{group}", m=rows)
+            parts.append(part)
+            part_plan[part.name] = bits
+            chain_id[part.name] = fusion.chain_id[gemm.name]
+            names.append((part.name, bits))
+        reorder = patchwise.reorder_cycles_per_token * gemm.m * gemm.count if patchwise.token_sort else 0
+        owners[gemm.name] = (names, reorder)
+    costs = _gemm_costs(parts, part_plan, target, ideal_memory, dataclasses.replace(fusion, chain_id=chain_id))
+    out: dict[tuple[str, Bits], list[int]] = {}
+    for name, (names, reorder) in owners.items():
+        rows = [costs[key] for key in names]
+        compute = sum(r[0] for r in rows) + reorder
+        total = sum(r[1] for r in rows) + reorder
+        read, written = sum(r[2] for r in rows), sum(r[3] for r in rows)
+        out[(name, plan[name])] = [compute, total, read, written, rows[-1][4], sum(r[5] for r in rows)]
+    return out
+
+
+def token_split_cost_table(
+    workload: Workload,
+    target: Target,
+    choices: Iterable[tuple[int, int, int]],
+    fraction: float,
+    *,
+    layers: Iterable[str] | None = None,
+    ideal_memory: bool = False,
+) -> pd.DataFrame:
+    """``cost_table``'s rows for token-split choices (wbits, abits, abits_low) at ``fraction`` of rows high, for
+    ``layers`` (default every GEMM), with two more columns ``abits_low`` and ``token_fraction``. Choices the
+    target cannot run (bits, or abits_low not below abits) are left out; a target without patch-wise support
+    raises ``InputError``."""
+    names = [g.name for g in workload.gemms] if layers is None else list(layers)
+    gemms = {g.name: g for g in workload.gemms}
+    accel = target.accelerator
+    fusion = _fusion(workload, target)
+    rows = []
+    for wbits, abits, low in dict.fromkeys((int(w), int(a), int(lo)) for w, a, lo in choices):
+        if not (target.supports(wbits, abits) and low in accel.act_bits and low < abits):
+            continue
+        plan = dict.fromkeys(names, (wbits, abits))
+        splits = resolve_token_splits(workload, target, plan, dict.fromkeys(names, TokenSplit(low, fraction)))
+        costs = _split_costs([gemms[n] for n in names], plan, splits, target, ideal_memory, fusion)
+        for name in names:
+            gemm = gemms[name]
+            compute, total, read, written, tail, energy = costs[(name, (wbits, abits))]
+            rows.append(
+                (
+                    name, gemm.kind, wbits, abits, gemm.m, gemm.n, gemm.k, gemm.count, gemm.macs, gemm.weight_params,
+                    compute, total - compute, tail, total + tail, read, written, energy, low, float(fraction),
+                )
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=[*COST_COLUMNS, "abits_low", "token_fraction"])

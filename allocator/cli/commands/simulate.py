@@ -77,17 +77,21 @@ def _bits(args: argparse.Namespace, workload: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
     from sim import load_target, simulate
+    from sim.plan import plan_token_splits
 
     target = load_target(args.target)
     workload = _workload(args)
+    bits = _bits(args, workload)
+    splits = plan_token_splits(args.bits, [g.name for g in workload.gemms]) if args.bits is not None else None
     result = simulate(
         workload,
         target,
-        _bits(args, workload),
+        bits,
         rows=args.rows,
         cols=args.cols,
         dataflow=args.dataflow,
         ideal_memory=args.ideal_memory,
+        token_splits=splits,
     )
     if args.json:
         emit_json(result.to_json())
