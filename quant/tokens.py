@@ -74,12 +74,9 @@ class TokenSplit:
 
 
 def high_token_mask(scores: Tensor, fraction: float) -> Tensor:
-    """True for the ``high_token_count`` highest-scoring tokens along the last axis of integer ``scores``."""
+    """True for the ``high_token_count`` highest-scoring tokens along the last axis of ``scores``."""
     if scores.dim() < 1:
         raise InputError("token split: the input has no token axis (expected (..., tokens, channels))")
-    tokens = scores.shape[-1]
-    count = high_token_count(tokens, fraction)
-    position = torch.arange(tokens, device=scores.device, dtype=torch.int64)
-    key = scores.to(torch.int64) * tokens + (tokens - 1 - position)  # unique keys: ties go to the earlier token
-    top = key.topk(count, dim=-1).indices
+    count = high_token_count(scores.shape[-1], fraction)
+    top = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :count]  # stable: earlier wins ties
     return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(-1, top, True)

@@ -19,7 +19,8 @@ How the array runs them (``costed_rows``), by the target's ``[accelerator.patchw
 
 Outputs are written back at each group's bits (the simulator writes every GEMM's outputs at its activation bits).
 Either way the two groups' folds are costed by the ordinary GEMM model (sim/kernels.py) as two GEMMs run one after
-the other, so the array's one-off fill (fold pipelining) and memory pipeline restart once between them.
+the other, so the array's one-off fill (fold pipelining) and memory pipeline restart once between them; the weights
+(B) the first group loaded stay on chip for the second when they fit their buffer whole (``b_resident``).
 """
 
 from __future__ import annotations

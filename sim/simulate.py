@@ -302,10 +302,15 @@ def _check_gemm_size(gemm: Gemm, lanes: int, wbits: int, abits: int, target: Tar
 
 
 def _gemm_costs(
-    gemms: Iterable[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool, fusion: _Fusion
+    gemms: Iterable[Gemm],
+    plan: Mapping[str, Bits],
+    target: Target,
+    ideal_memory: bool,
+    fusion: _Fusion,
+    b_resident: frozenset[str] = frozenset(),
 ) -> dict[tuple[str, Bits], list[int]]:
     """(compute, total, bytes read, bytes written, fused tail, energy mJ) per (GEMM name, bits); each distinct
-    shape simulated once."""
+    shape simulated once. GEMMs named in ``b_resident`` find B on chip when it fits its buffer whole."""
     acc = target.accelerator
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
@@ -319,7 +324,8 @@ def _gemm_costs(
         lanes = lanes_of.get(pair)
         if lanes is None:
             lanes = lanes_of[pair] = macs_per_pe(acc.pe, wbits, abits)
-        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, fusion.chain_id[gemm.name])
+        resident = int(gemm.name in b_resident)
+        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, resident, fusion.chain_id[gemm.name])
         if key not in keys:
             event_folds += _check_gemm_size(gemm, lanes, wbits, abits, target, ideal_memory)
             if event_folds > MAX_EVENT_FOLDS:
@@ -333,14 +339,14 @@ def _gemm_costs(
         wanted.append((gemm.name, (wbits, abits), key))
     if not keys:
         return {}
-    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 9)
+    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 10)
     buffers = acc.buffers
     dataflow = DATAFLOW_CODES[acc.dataflow]
     rows = kernels._gemm_cycles_many(
         dataflow,
         acc.rows,
         acc.cols,
-        table[:, :8],
+        table[:, :9],
         buffers.ifmap_bytes,
         buffers.filter_bytes,
         buffers.ofmap_bytes,
@@ -348,7 +354,7 @@ def _gemm_costs(
         bool(ideal_memory),
         bool(acc.fold_pipelining),
     )
-    chain_ids = table[:, 8]
+    chain_ids = table[:, 9]
     ptr = fusion.chain_ptr
     counts = ptr[chain_ids + 1] - ptr[chain_ids]
     stage_index = np.concatenate([np.arange(ptr[c], ptr[c + 1]) for c in chain_ids]) if counts.sum() else []
@@ -731,6 +737,7 @@ def _split_costs(
     parts: list[Gemm] = []
     part_plan: dict[str, Bits] = {}
     chain_id = dict(fusion.chain_id)
+    resident: set[str] = set()
     owners: dict[str, tuple[list[tuple[str, Bits]], int]] = {}
     for gemm in gemms:
         split = splits.get(gemm.name)
@@ -748,10 +755,14 @@ def _split_costs(
             parts.append(part)
             part_plan[part.name] = bits
             chain_id[part.name] = fusion.chain_id[gemm.name]
+            if names:  # the second group: the weights the first loaded are still on chip if they fit whole
+                resident.add(part.name)
             names.append((part.name, bits))
         reorder = patchwise.reorder_cycles_per_token * gemm.m * gemm.count if patchwise.token_sort else 0
         owners[gemm.name] = (names, reorder)
-    costs = _gemm_costs(parts, part_plan, target, ideal_memory, dataclasses.replace(fusion, chain_id=chain_id))
+    costs = _gemm_costs(
+        parts, part_plan, target, ideal_memory, dataclasses.replace(fusion, chain_id=chain_id), frozenset(resident)
+    )
     out: dict[tuple[str, Bits], list[int]] = {}
     for name, (names, reorder) in owners.items():
         rows = [costs[key] for key in names]

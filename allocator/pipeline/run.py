@@ -363,8 +363,18 @@ class PipelineConfig:
     device: str = "cpu"
     seed: int = 0
     progress: bool = False
+    patchwise: float | None = None
 
     def __post_init__(self) -> None:
+        if self.patchwise is not None:
+            from sim.patchwise import check_fraction
+
+            object.__setattr__(self, "patchwise", check_fraction(self.patchwise, "--patchwise"))
+            if self.target.accelerator.patchwise is None:
+                raise InputError(
+                    f"--patchwise: target {self.target.name!r} has no patch-wise support (no [accelerator.patchwise] "
+                    "table in its file)"
+                )
         if self.sensitivity not in ("hessian", "fisher"):
             raise InputError(f"unknown sensitivity method {self.sensitivity!r}; choose hessian or fisher")
         if self.hessian_form not in ("quadratic", "trace"):
@@ -507,7 +517,24 @@ def scores_stage(
         progress=config.progress,
         device=config.device,
     )
-    return problem.with_sensitivity(scores), scores
+    problem = problem.with_sensitivity(scores)
+    if config.patchwise is not None:
+        problem = patchwise_stage(net, batch[0], problem, config)
+    return problem, scores
+
+
+def patchwise_stage(net: nn.Module, images: torch.Tensor, problem: Problem, config: PipelineConfig) -> Problem:
+    """``problem`` with token-split options at ``config.patchwise`` (``allocator.ilp.patchwise``): each Linear
+    GEMM's token importance share measured on ``images``, its split costs from the simulator."""
+    from allocator.ilp.patchwise import split_layers, with_token_splits
+    from allocator.sensitivity.tokens import token_shares
+
+    assert config.patchwise is not None
+    workload = workload_from_model(net)
+    layers = split_layers(workload)
+    device = next(net.parameters()).device
+    shares = token_shares(net, images.to(device), config.patchwise, layers)
+    return with_token_splits(problem, workload, config.target, config.patchwise, shares, layers=layers)
 
 
 def solve_stage(problem: Problem, limits: Limits, scores: pd.DataFrame, config: PipelineConfig) -> Solution:
@@ -710,6 +737,7 @@ def run_pipeline(
     log: Callable[[str], None] | None = None,
     exports: Sequence[str] = (),
     device: str = "cpu",
+    patchwise: float | None = None,
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -745,6 +773,7 @@ def run_pipeline(
         device=device,
         seed=seed,
         progress=progress,
+        patchwise=patchwise,
     )
     meter = StageMeter(device)
     with meter.stage("load"):

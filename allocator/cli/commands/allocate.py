@@ -154,6 +154,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_float(),
         help="limit on dynamic energy per inference in mJ (vector operators included)",
     )
+    parser.add_argument(
+        "--patchwise",
+        type=_token_fraction,
+        metavar="F",
+        help="also offer patch-wise options: the top fraction F (0 < F < 1) of each Linear GEMM's input tokens at "
+        "its abits, the rest at fewer bits (the target needs an [accelerator.patchwise] table)",
+    )
     parser.add_argument("--sensitivity", choices=("hessian", "fisher"), default="hessian")
     parser.add_argument(
         "--hessian-form",
@@ -230,6 +237,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _token_fraction(text: str) -> float:
+    """``--patchwise``: a number strictly between 0 and 1."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a token fraction between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"token fraction {text} is outside (0, 1)")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     import sim
     from allocator.cli.commands.export import parse_formats
@@ -273,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
         device=check_device(args.device),  # a missing GPU fails here, before the model is built
         seed=args.seed,
         progress=progress,
+        patchwise=args.patchwise,
     )
     meter = StageMeter(config.device)
     # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
@@ -322,7 +341,10 @@ def _print_summary(result: PipelineResult) -> None:
     print()
     print(f"{'layer':<32} {'wbits':>5} {'abits':>5}")
     for choice in a.chosen:
-        print(f"{choice.layer:<32} {choice.wbits:>5} {choice.abits:>5}")
+        split = (
+            f"  (top {choice.token_fraction:g} of tokens; the rest at {choice.abits_low})" if choice.abits_low else ""
+        )
+        print(f"{choice.layer:<32} {choice.wbits:>5} {choice.abits:>5}{split}")
     if result.verify is not None:
         v = result.verify.to_json()
         print(f"\nverify: {v['checked']:,} elements checked, {v['mismatches']} mismatches")
