@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,12 @@ def test_the_split_changes_the_integer_outputs_and_the_group_mask_is_what_the_ru
     random_mask = to_integer(random_model).run(images).codes["blocks.0.attn.qkv.input_quant.low"]
     assert (random_mask == random_mask[:1]).all()  # the same tokens for every image
     assert not torch.equal(mask, random_mask)
+
+
+def test_export_refuses_a_token_split_model(tmp_path: Path) -> None:
+    from quant.exports import export
+
+    model, _ = split_testbed("norm")
+    with pytest.raises(InputError, match="token-split"):
+        export(model, "npz", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
