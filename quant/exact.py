@@ -55,6 +55,7 @@ from quant.modules import (
     QuantMatMul,
     QuantSoftmax,
 )
+from quant.tokens import class_attention
 
 __all__ = [
     "EXACT_OPS",
@@ -240,7 +241,7 @@ def linear(module: Any, x: Tensor) -> Tensor:
     codes = _encoder(module.input_quant, frac_bits)(integers)
     if gemm.low is not None:
         low_codes = _encoder(module.input_quant.low, frac_bits)(integers)
-        point, mask = gemm.split_tokens(codes, low_codes)
+        point, mask = gemm.split_tokens(codes, low_codes, class_attention())
         record(module.input_quant, point)
         record(module.input_quant.low, mask.to(torch.int64))
         return _from_fixed(gemm.split_output(mask, gemm.accumulate(codes), gemm.low.accumulate(low_codes)))

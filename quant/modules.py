@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quant import primitives as P
-from quant.tokens import TokenSplit
+from quant.tokens import TokenSplit, class_attention
 
 __all__ = [
     "QuantAdd",
@@ -199,7 +199,7 @@ class Quantizer(nn.Module):
                 f"token split: input of shape {tuple(x.shape)} has no token axis (batch, tokens, channels)"
             )
         with torch.no_grad():
-            mask = self.token_split.mask(P.decode_int(P.encode(x.detach(), params), params))
+            mask = self.token_split.mask(P.decode_int(P.encode(x.detach(), params), params), class_attention())
         return torch.where(mask.unsqueeze(-1), high, self.low(x))
 
 

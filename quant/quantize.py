@@ -30,7 +30,7 @@ from quant.modules import (
     QuantSoftmax,
 )
 from quant.plan import BitPlan, LayerBits
-from quant.tokens import TokenSplit
+from quant.tokens import TokenSplit, publish_class_attention
 
 import_timm()
 from timm.layers.attention import Attention, maybe_add_mask, resolve_self_attn_mask  # noqa: E402
@@ -99,7 +99,9 @@ class QuantAttention(Attention):
         q, k = self.q_norm(q), self.k_norm(k)
         attn = self.matmul_qk(q * self.scale, k)
         attn = maybe_add_mask(attn, resolve_self_attn_mask(N, attn, attn_mask, is_causal))
-        attn = self.attn_drop(self.softmax(attn))
+        attn = self.softmax(attn)
+        publish_class_attention(attn[:, :, 0, :].detach().sum(dim=1))  # cls_attn token scores (quant.tokens)
+        attn = self.attn_drop(attn)
         x = self.matmul_av(attn, v)
         x = self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))
         if gate is not None:
@@ -119,6 +121,7 @@ class QuantVisionTransformer(VisionTransformer):
     """timm ``VisionTransformer`` whose token stream entering the blocks is quantized by ``pos_add``."""
 
     def _pos_embed(self, x: Tensor) -> Tensor:
+        publish_class_attention(None)  # a new forward: no attention yet for the first block's qkv
         standard = self.pos_embed is not None and not self.dynamic_img_size and not self.no_embed_class
         if not standard:  # other layouts: timm's own embedding, then the stream quantizer
             return self.pos_add.output_quant(super()._pos_embed(x))

@@ -12,6 +12,12 @@ the very same tokens:
     attention on the GEMM's input path)
     Σ_c |n_c|, the L1 norm of the token's integers on the high quantizer's grid (``decode_int`` of its high-bit
     codes): the token's activation magnitude, known as soon as the input is encoded.
+``cls_attn`` (PMQ-style)
+    the attention the class token pays each token in the latest attention block before the GEMM, summed over
+    heads (the CLS row of the softmax output): block i's for its proj, fc1 and fc2, block i−1's for its qkv. The
+    model publishes it as it runs (``publish_class_attention``; the integer model passes its fixed-point
+    probabilities, the exact mode its float64 copies of them, so both rank tokens alike). Where no attention came
+    before (block 0's qkv) the ``norm`` score stands in.
 ``random`` (the control)
     a fixed random permutation of token positions, seeded per quantization point (``token_seed``): the same
     tokens for every image, chosen without looking at the data.
@@ -22,6 +28,7 @@ Ties are broken by position (the earlier token wins), so the selection is a func
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +36,29 @@ from torch import Tensor
 
 from quant.errors import InputError
 
-__all__ = ["TOKEN_SCORES", "TokenSplit", "check_fraction", "high_token_count", "high_token_mask"]
+__all__ = [
+    "TOKEN_SCORES",
+    "TokenSplit",
+    "check_fraction",
+    "class_attention",
+    "high_token_count",
+    "high_token_mask",
+    "publish_class_attention",
+]
 
-TOKEN_SCORES: tuple[str, ...] = ("norm", "random")
+TOKEN_SCORES: tuple[str, ...] = ("norm", "cls_attn", "random")
+
+_class_attention: ContextVar[Tensor | None] = ContextVar("mixbit_class_attention", default=None)
+
+
+def publish_class_attention(attention: Tensor | None) -> None:
+    """Set the class-token attention (batch, tokens) the next token-split points score by (None: forget it)."""
+    _class_attention.set(attention)
+
+
+def class_attention() -> Tensor | None:
+    """The latest published class-token attention (batch, tokens), or None."""
+    return _class_attention.get()
 
 
 def check_fraction(fraction: float, where: str = "token_fraction") -> float:
@@ -59,18 +86,21 @@ class TokenSplit:
         if self.score not in TOKEN_SCORES:
             raise InputError(f"token score {self.score!r}; choose from {', '.join(TOKEN_SCORES)}")
 
-    def scores(self, high_integers: Tensor) -> Tensor:
-        """Integer score of every token (shape without the channel axis) from the high-grid integers."""
+    def scores(self, high_integers: Tensor, attention: Tensor | None = None) -> Tensor:
+        """Score of every token (shape without the channel axis) from the high-grid integers (``norm``), the
+        class-token ``attention`` (``cls_attn``, when given and shaped like the tokens) or the seed."""
         tokens = high_integers.shape[-2]
+        if self.score == "cls_attn" and attention is not None and attention.shape == high_integers.shape[:-1]:
+            return attention
         if self.score == "random":
             generator = torch.Generator().manual_seed(self.seed)
             order = torch.randperm(tokens, generator=generator).to(high_integers.device)
             return order.expand(high_integers.shape[:-1])
         return high_integers.to(torch.int64).abs().sum(dim=-1)
 
-    def mask(self, high_integers: Tensor) -> Tensor:
+    def mask(self, high_integers: Tensor, attention: Tensor | None = None) -> Tensor:
         """Bool mask (shape without the channel axis): True for the tokens kept at the high bits."""
-        return high_token_mask(self.scores(high_integers), self.fraction)
+        return high_token_mask(self.scores(high_integers, attention), self.fraction)
 
 
 def high_token_mask(scores: Tensor, fraction: float) -> Tensor:

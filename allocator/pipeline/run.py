@@ -257,8 +257,11 @@ def _quantized_evaluation(
     return _quantized(net, plan, data, config.calib_images, config.act_kind, "mse", config.seed, config.progress)
 
 
-def _plan_with_kind(plan: dict[str, Any], act_kind: str) -> BitPlan:
+def _plan_with_kind(plan: dict[str, Any], act_kind: str, token_score: str = "norm") -> BitPlan:
     layers = {name: {**bits, "act_kind": act_kind} for name, bits in plan["layers"].items()}
+    for bits in layers.values():
+        if "abits_low" in bits:
+            bits["token_score"] = token_score
     return BitPlan.from_dict({**plan, "layers": layers}, where="allocated plan")
 
 
@@ -338,7 +341,9 @@ class PipelineConfig:
     ``verify_batch`` at a time. ``out``: folder for the files (checked now, written last); ``exports``:
     ``quant.exports`` formats written there. ``device``: where the torch stages run (scores, calibration,
     evaluation; the integer-only check stays on the CPU, its int64 and float64 reference need no GPU).
-    ``progress``: tqdm bars on stderr.
+    ``progress``: tqdm bars on stderr. ``patchwise``: a token fraction in (0, 1) adds patch-wise options to the
+    ILP (``allocator.ilp.patchwise``; the target needs ``[accelerator.patchwise]``), their tokens ranked by
+    ``token_score`` (``quant.tokens``: norm, cls_attn or random).
     """
 
     target: sim.Target
@@ -364,8 +369,14 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = False
     patchwise: float | None = None
+    token_score: str = "norm"
 
     def __post_init__(self) -> None:
+        from quant.tokens import TOKEN_SCORES
+
+        if self.token_score not in TOKEN_SCORES:
+            choices = ", ".join(TOKEN_SCORES)
+            raise InputError(f"--token-score: unknown score {self.token_score!r}; choose from {choices}")
         if self.patchwise is not None:
             from sim.patchwise import check_fraction
 
@@ -533,7 +544,7 @@ def patchwise_stage(net: nn.Module, images: torch.Tensor, problem: Problem, conf
     workload = workload_from_model(net)
     layers = split_layers(workload)
     device = next(net.parameters()).device
-    shares = token_shares(net, images.to(device), config.patchwise, layers)
+    shares = token_shares(net, images.to(device), config.patchwise, layers, score=config.token_score)
     return with_token_splits(problem, workload, config.target, config.patchwise, shares, layers=layers)
 
 
@@ -553,7 +564,7 @@ def evaluate_stage(net: nn.Module, model_data: ModelData, solution: Solution, co
     name = config.model_name
     device = torch.device(config.device)
     net = net.eval().to(device)
-    plan = _plan_with_kind({**solution.allocation.plan(), "model": name}, config.act_kind)  # name, not class
+    plan = _plan_with_kind({**solution.allocation.plan(), "model": name}, config.act_kind, config.token_score)
     uniform = [(w, a, cost) for w, a in config.baselines if (cost := predicted_uniform(problem, w, a)) is not None]
     bar = tqdm(
         total=2 + len(uniform), desc="evaluating plans", unit="plan", disable=not config.progress, file=sys.stderr
@@ -738,6 +749,7 @@ def run_pipeline(
     exports: Sequence[str] = (),
     device: str = "cpu",
     patchwise: float | None = None,
+    token_score: str = "norm",
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -774,6 +786,7 @@ def run_pipeline(
         seed=seed,
         progress=progress,
         patchwise=patchwise,
+        token_score=token_score,
     )
     meter = StageMeter(device)
     with meter.stage("load"):

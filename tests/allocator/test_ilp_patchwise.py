@@ -138,10 +138,15 @@ def test_token_shares_of_the_norm_score_are_at_least_the_fraction() -> None:
     layers = ["blocks.0.attn.qkv", "blocks.0.mlp.fc2"]
     norm = token_shares(net, images, 0.25, layers)
     random = token_shares(net, images, 0.25, layers, score="random")
+    attention = token_shares(net, images, 0.25, layers, score="cls_attn")
     tokens = 17
     for name in layers:
         assert high_token_count(tokens, 0.25) / tokens <= norm[name] <= 1.0
         assert 0.0 < random[name] < norm[name]
+    # no attention before block 0's qkv: the norm share (on the 8-bit-weight copy, so not to the last digit)
+    assert attention["blocks.0.attn.qkv"] == pytest.approx(norm["blocks.0.attn.qkv"], rel=1e-3)
+    assert high_token_count(tokens, 0.25) / tokens <= attention["blocks.0.mlp.fc2"] <= 1.0
+    assert attention["blocks.0.mlp.fc2"] != pytest.approx(norm["blocks.0.mlp.fc2"], rel=1e-2)
     with pytest.raises(QuantInputError, match="not a Linear"):
         token_shares(net, images, 0.25, ["blocks.0.attn"])
 

@@ -105,7 +105,7 @@ def test_fake_quant_split_puts_each_token_on_its_group_grid() -> None:
     assert "blocks.0.attn.qkv.input_quant.low" in activation_quantizers(model)
 
 
-@pytest.mark.parametrize("score", ["norm", "random"])
+@pytest.mark.parametrize("score", ["norm", "cls_attn", "random"])
 def test_integer_model_matches_exact_mode_with_token_splits(score: str) -> None:
     model, images = split_testbed(score)
     report = verify_bit_exact(model, images, to_integer(model))
@@ -135,3 +135,26 @@ def test_export_refuses_a_token_split_model(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="token-split"):
         export(model, "npz", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_class_attention_scores_follow_the_attention_and_fall_back_to_the_norm_before_it() -> None:
+    norm_model, images = split_testbed("norm")
+    cls_model, _ = split_testbed("cls_attn")
+    norm_codes = to_integer(norm_model).run(images).codes
+    cls_codes = to_integer(cls_model).run(images).codes
+    first = "blocks.0.attn.qkv.input_quant.low"  # no attention before block 0's qkv: the norm score
+    assert torch.equal(norm_codes[first], cls_codes[first])
+    later = "blocks.0.attn.proj.input_quant.low"
+    assert not torch.equal(norm_codes[later], cls_codes[later])
+    # the fake-quant model publishes the class-token row of each block's softmax, summed over heads
+    captured: dict[str, torch.Tensor] = {}
+    softmax = cls_model.blocks[0].attn.softmax
+    hook = softmax.register_forward_hook(lambda m, i, o: captured.__setitem__("probs", o.detach()))
+    with torch.no_grad():
+        cls_model(images[:2])
+    hook.remove()
+    attention = captured["probs"][:, :, 0, :].sum(dim=1)
+    assert TokenSplit(0.25, "cls_attn").scores(torch.zeros(2, 17, 4), attention) is attention
+    assert torch.equal(
+        TokenSplit(0.25, "cls_attn").scores(torch.ones(2, 17, 4, dtype=torch.int64)), torch.full((2, 17), 4)
+    )

@@ -161,6 +161,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also offer patch-wise options: the top fraction F (0 < F < 1) of each Linear GEMM's input tokens at "
         "its abits, the rest at fewer bits (the target needs an [accelerator.patchwise] table)",
     )
+    parser.add_argument(
+        "--token-score",
+        choices=("norm", "cls_attn", "random"),
+        default="norm",
+        help="how --patchwise ranks tokens: L1 norm of the input (default), class-token attention, or random "
+        "groups (the control)",
+    )
     parser.add_argument("--sensitivity", choices=("hessian", "fisher"), default="hessian")
     parser.add_argument(
         "--hessian-form",
@@ -292,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=progress,
         patchwise=args.patchwise,
+        token_score=args.token_score,
     )
     meter = StageMeter(config.device)
     # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
