@@ -6,8 +6,10 @@ run one of them at fewer bits). Ω: the pipeline's Hessian quadratic form on 256
 budget (the predicted latency of uniform W4A4 and W3A4 plans) and token fraction f:
 
 - ``layerwise``: the ILP over layer-wise choices only;
-- ``mixed``: the ILP with the token-split options added (``allocate --patchwise f``);
-- ``patchwise``: the ILP with every Linear GEMM (qkv, proj, fc1, fc2) forced to a token-split option;
+- ``mixed``: the ILP with the token-split options added (``allocate --patchwise f``; Ω from the norm shares, and
+  ``mixed_cls_attn`` from the class-token attention shares);
+- ``patchwise``: the ILP with every Linear GEMM (qkv, proj, fc1, fc2) forced to a token-split option, tokens
+  ranked by the L1 norm; ``patchwise_cls_attn``: the same bits, tokens ranked by class-token attention;
 - ``*_random``: the same bits with random token groups (the control: same latency, groups chosen blind).
 
 Each plan is quantized, calibrated (MSE, 256 images) and evaluated on the 450 test images with 3 calibration seeds;
@@ -133,6 +135,7 @@ def main() -> None:
         return out
 
     shares = {f: token_shares(net, images, f, layers) for f in FRACTIONS}
+    cls_shares = {f: token_shares(net, images, f, layers, score="cls_attn") for f in FRACTIONS}
     random_shares = {f: token_shares(net, images, f, layers, score="random") for f in FRACTIONS}
     budgets = []
     for wbits, abits in BUDGETS:
@@ -145,14 +148,21 @@ def main() -> None:
         for fraction in FRACTIONS:
             split_problem = with_token_splits(problem, workload, target, fraction, shares[fraction], layers=layers)
             mixed_alloc = allocate(split_problem, limits).check()
+            cls_problem = with_token_splits(problem, workload, target, fraction, cls_shares[fraction], layers=layers)
+            mixed_cls_alloc = allocate(cls_problem, limits).check()
             forced_alloc = allocate(forced_split(split_problem, layers), limits).check()
             per_fraction = {
                 "mixed": row(mixed_alloc, plan_of(mixed_alloc), layerwise),
+                "mixed_cls_attn": row(mixed_cls_alloc, plan_of(mixed_cls_alloc, "cls_attn"), layerwise),
                 "patchwise": row(forced_alloc, plan_of(forced_alloc), layerwise),
+                "patchwise_cls_attn": row(forced_alloc, plan_of(forced_alloc, "cls_attn"), layerwise),
                 "patchwise_random": row(forced_alloc, plan_of(forced_alloc, "random"), layerwise),
             }
             if per_fraction["mixed"]["split_layers"]:
                 per_fraction["mixed_random"] = row(mixed_alloc, plan_of(mixed_alloc, "random"), layerwise)
+            if per_fraction["mixed_cls_attn"]["split_layers"]:
+                control = plan_of(mixed_cls_alloc, "random")
+                per_fraction["mixed_cls_attn_random"] = row(mixed_cls_alloc, control, layerwise)
             entry[f"fraction_{fraction:g}"] = per_fraction
             print_budget(entry["budget"], fraction, layerwise, per_fraction)
         budgets.append(entry)
@@ -193,8 +203,10 @@ def main() -> None:
         "test_images": len(split.x_test),
         "sensitivity": f"Hessian quadratic form (allocator.pipeline.score_options, {SENSITIVITY_IMAGES} images)",
         "sensitivity_seconds": score_s,
-        "token_score": "norm: L1 of the high-bit integers (quant/tokens.py); control: seeded random tokens",
+        "token_score": "norm: L1 of the high-bit integers; cls_attn: class-token attention of the latest block "
+        "(quant/tokens.py); control: seeded random tokens",
         "token_shares": {f"{f:g}": shares[f] for f in FRACTIONS},
+        "cls_attn_token_shares": {f"{f:g}": cls_shares[f] for f in FRACTIONS},
         "random_token_shares": {f"{f:g}": random_shares[f] for f in FRACTIONS},
         "calibration_seeds": list(CALIB_SEEDS),
         "budgets": budgets,

@@ -516,8 +516,10 @@ def patchwise(data: dict[str, Any]) -> list[str]:
         f"{data.get('model', MISSING)} ({data.get('tokens', MISSING)} tokens) on {data.get('target', MISSING)}, "
         f"fp32 {_pct(data.get('fp32_accuracy'))}; Ω: {data.get('sensitivity', MISSING)}; token score "
         f"{data.get('token_score', MISSING)}; accuracy: mean over calibration seeds {data.get('calibration_seeds')} "
-        "on the test images; latency: `sim.simulate` of each plan. `mixed` = ILP with patch-wise options added, "
-        "`patchwise` = every Linear GEMM forced to a token split, `random` = the same bits with random token groups.",
+        "on the test images; latency: `sim.simulate` of each plan. `mixed` = ILP with patch-wise options added "
+        "(Ω from the norm or the class-token attention shares), `patchwise` = every Linear GEMM forced to a token "
+        "split (tokens by L1 norm), `cls, attn` = the same bits with tokens by class-token attention, `random` = the "
+        "same bits with random token groups.",
         "",
         *_table(header, rows),
         "",
