@@ -197,7 +197,8 @@ class PipelineResult:
 def predicted_uniform(problem: Problem, wbits: int, abits: int) -> dict[str, float] | None:
     """Latency (ms), size (MB), BOPs (G) and Ω of the uniform plan, or None if some layer lacks that pair."""
     frame = problem.to_frame()
-    rows = frame[(frame["wbits"] == wbits) & (frame["abits"] == abits)]
+    layerwise = frame["abits_low"] == 0 if "abits_low" in frame.columns else True  # not the token-split options
+    rows = frame[(frame["wbits"] == wbits) & (frame["abits"] == abits) & layerwise]
     if rows["layer"].nunique() != len(problem.layers):
         return None
     cycles = float(rows["latency_cycles"].sum()) + problem.fixed_cycles

@@ -183,3 +183,12 @@ def test_cli_refuses_patchwise_bits_on_a_target_without_them(capsys: pytest.Capt
     layer = json.loads(capsys.readouterr().out)["layers"][0]
     assert (layer["abits_low"], layer["token_fraction"]) == (4, 0.25)
     assert math.isclose(layer["token_fraction"], 0.25)
+
+
+def test_uniform_baselines_ignore_the_split_options() -> None:
+    from allocator.pipeline.run import predicted_uniform
+
+    workload = block()
+    problem = layerwise_problem(workload)
+    split = with_token_splits(problem, workload, sim.load_target(TARGET), 0.25, {"qkv": 0.5, "fc1": 0.5})
+    assert predicted_uniform(split, 4, 8) == predicted_uniform(problem, 4, 8)
