@@ -61,6 +61,7 @@ from quant.modules import (
     QuantScale,
     QuantSoftmax,
 )
+from quant.tokens import class_attention
 
 __all__ = [
     "EXACT_OPS",
@@ -240,14 +241,23 @@ def quantize(quantizer: Any, x: Tensor) -> Tensor:
 
 
 def _gemm(module: Any) -> IntGemm:
-    return _cached(module, ("gemm", _weights_version(module)), lambda: IntGemm.build("", module))
+    low = module.input_quant.low if module.input_quant.token_split is not None else None
+    key = ("gemm", _weights_version(module), None if low is None else _version(low))
+    return _cached(module, key, lambda: IntGemm.build("", module))
 
 
 def linear(module: Any, x: Tensor) -> Tensor:
-    """``QuantLinear``: encode the input, integer GEMM, requantize to fixed point, add the bias."""
+    """``QuantLinear``: encode the input, integer GEMM, requantize to fixed point, add the bias. A token-split
+    input (``quant.tokens``) runs both groups' GEMMs and keeps each token's from its group, as the integer model."""
     gemm = _gemm(module)
     integers, frac_bits = _exact_int(x)
     codes = _encoder(module.input_quant, frac_bits)(integers)
+    if gemm.low is not None:
+        low_codes = _encoder(module.input_quant.low, frac_bits)(integers)
+        point, mask = gemm.split_tokens(codes, low_codes, class_attention())
+        record(module.input_quant, point)
+        record(module.input_quant.low, mask.to(torch.int64))
+        return _from_fixed(gemm.split_output(mask, gemm.accumulate(codes), gemm.low.accumulate(low_codes)))
     record(module.input_quant, codes)
     return _from_fixed(gemm.output(gemm.accumulate(codes)))
 

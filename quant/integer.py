@@ -31,6 +31,7 @@ from quant import primitives as P
 from quant.errors import InputError
 from quant.modules import QuantAdd, QuantConv2d, QuantGELU, QuantLayerNorm, QuantLinear
 from quant.primitives import QParams, log2_zero_code
+from quant.tokens import TokenSplit
 
 __all__ = [
     "ACT_FRAC_BITS",
@@ -90,8 +91,9 @@ class Widths:
                 raise InputError(f"widths: a width must be an integer number of bits from 2 to 64, got {bits!r}")
 
     def accumulator(self, layer: str) -> int:
+        """Bits of GEMM ``layer``'s accumulator (``<layer>.low``, a token split's low group, gets the layer's)."""
         if isinstance(self.accumulator_bits, Mapping):
-            return int(self.accumulator_bits.get(layer, 32))
+            return int(self.accumulator_bits.get(layer.removesuffix(".low"), 32))
         return self.accumulator_bits
 
     def to_json(self) -> dict[str, Any]:
@@ -116,7 +118,7 @@ class Widths:
         return observe
 
 
-_CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches")
+_CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches", ".input_quant.low")
 
 
 def check_width(name: str, value: Tensor, bits: int, role: str) -> None:
@@ -281,10 +283,14 @@ class IntGemm:
     bias: Tensor
     kernel: tuple[int, int] | None = None
     weight_bits: int = 8
+    low: IntGemm | None = None  # token split: the same GEMM on the low-bit tokens' codes (quant.tokens)
+    split: TokenSplit | None = None
 
     @classmethod
-    def build(cls, name: str, module: Any) -> IntGemm:
-        params = quantizer_params(module.input_quant)
+    def build(cls, name: str, module: Any, input_quant: Any = None) -> IntGemm:
+        """``input_quant``: the quantizer of the input (default the module's; its ``low`` for the low tokens)."""
+        quantizer = module.input_quant if input_quant is None else input_quant
+        params = quantizer_params(quantizer)
         weight_params = module.weight_quant.qparams().to(torch.float64)
         weight = module.weight.detach().to(torch.float64)
         weight_codes = P.encode(weight, weight_params)
@@ -298,8 +304,11 @@ class IntGemm:
         w_step = P.grid_step(weight_params).reshape(-1)
         mantissa, shift = _requant_factors(in_step * w_step * 2.0**ACT_FRAC_BITS, acc_bits)
         bias = module.bias if module.bias is not None else torch.zeros(weight.shape[0])
+        split = module.input_quant.token_split if input_quant is None else None
+        if split is not None and kernel is not None:
+            raise InputError(f"{name}: a token split applies to Linear GEMMs only, not the patch embedding")
         return cls(
-            name,
+            f"{name}.low" if input_quant is not None else name,
             f"{name}.input_quant",
             IntEncoder.build(params),
             params,
@@ -310,6 +319,8 @@ class IntGemm:
             to_fixed(bias.detach()),
             kernel,  # type: ignore[arg-type]
             weight_params.bits,
+            None if split is None else cls.build(name, module, module.input_quant.low),
+            split,
         )
 
     @property
@@ -324,6 +335,22 @@ class IntGemm:
     def output(self, acc: Tensor) -> Tensor:
         """Requantize the accumulator into fixed point and add the bias."""
         return intops.requantize(acc, self.mantissa, self.shift) + self.bias
+
+    def split_tokens(
+        self, high_codes: Tensor, low_codes: Tensor, attention: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(codes of the point, high-token mask): each token's codes from its group, the mask from the high codes
+        (or the class-token ``attention``, quant.tokens)."""
+        assert self.split is not None and self.low is not None
+        if high_codes.dim() < 3:
+            raise InputError(f"{self.name}: token split needs a (batch, tokens, channels) input")
+        mask = self.split.mask(P.decode_int(high_codes, self.input_params), attention)
+        return torch.where(mask.unsqueeze(-1), high_codes, low_codes), mask
+
+    def split_output(self, mask: Tensor, high_acc: Tensor, low_acc: Tensor) -> Tensor:
+        """Fixed-point output: each token requantized with its group's factor (the low GEMM's for low tokens)."""
+        assert self.low is not None
+        return torch.where(mask.unsqueeze(-1), self.output(high_acc), self.low.output(low_acc))
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(input codes, fixed-point output) of a fixed-point input with ACT_FRAC_BITS fraction bits."""
@@ -703,18 +730,22 @@ class IntegerModel:
         tokens = keep("tokens", torch.cat([prefix, tokens], dim=1))
         keep("pos_add.sum", tokens + self.pos_embed)
         stream = keep("pos_add.output_quant", self.pos_add(tokens, self.pos_embed), point=True)
+        attention: Tensor | None = None  # the latest class-token attention (quant.tokens' cls_attn score)
         for block in self.blocks:
-            stream = self._run_block(block, stream, keep)
+            stream, attention = self._run_block(block, stream, keep, attention)
         normed = keep("norm.out", self.norm(P.decode_int(stream, self.stream_out.params), widths.observer("norm")))
         pooled = keep("pool", normed[:, 0])
         logits = self._gemm(self.head, pooled, keep)
         keep("logits", logits, point=True)
         return IntegerRun(logits, codes, tuple(seen))
 
-    def _run_block(self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor]) -> Tensor:
+    def _run_block(
+        self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor], attention: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The block's output stream codes and its class-token attention (fixed point, summed over heads)."""
         n, observer = block.name, self.widths.observer
         x = keep(f"{n}.norm1.out", block.norm1(P.decode_int(stream, block.stream_in.params), observer(f"{n}.norm1")))
-        qkv = self._gemm(block.qkv, x, keep)
+        qkv = self._gemm(block.qkv, x, keep, attention)
         batch, tokens, width = qkv.shape
         heads = block.num_heads
         q, k, v = qkv.reshape(batch, tokens, 3, heads, width // 3 // heads).permute(2, 0, 3, 1, 4).unbind(0)
@@ -722,23 +753,34 @@ class IntegerModel:
             q = keep(f"{n}.attn.q_scaled", intops.requantize(q, *block.q_scale))
         logits = keep(f"{n}.attn.logits", self._matmul(block.matmul_qk, q, k, keep))
         probs = keep(f"{n}.attn.softmax", softmax_fixed(logits, observer(f"{n}.attn.softmax")))
+        attention = probs[:, :, 0, :].sum(dim=1)
         mixed = self._matmul(block.matmul_av, probs, v, keep)
         mixed = keep(f"{n}.attn.heads", mixed.transpose(1, 2).reshape(batch, tokens, width // 3))
-        out = self._gemm(block.proj, mixed, keep)
+        out = self._gemm(block.proj, mixed, keep, attention)
         residual = keep(f"{n}.add1.a", block.stream_in(stream))
         keep(f"{n}.add1.sum", residual + out)
         stream = keep(f"{n}.add1.output_quant", block.add1(residual, out), point=True)
         x = keep(f"{n}.norm2.out", block.norm2(P.decode_int(stream, block.stream_mid.params), observer(f"{n}.norm2")))
-        hidden = self._gemm(block.fc1, x, keep)
+        hidden = self._gemm(block.fc1, x, keep, attention)
         hidden = keep(f"{n}.mlp.act", gelu_fixed(hidden, observer(f"{n}.mlp.act")))
-        out = self._gemm(block.fc2, hidden, keep)
+        out = self._gemm(block.fc2, hidden, keep, attention)
         residual = keep(f"{n}.add2.a", block.stream_mid(stream))
         keep(f"{n}.add2.sum", residual + out)
-        return keep(f"{n}.add2.output_quant", block.add2(residual, out), point=True)
+        return keep(f"{n}.add2.output_quant", block.add2(residual, out), point=True), attention
 
     @staticmethod
-    def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor]) -> Tensor:
-        """Encode, accumulate and requantize one weight GEMM, keeping (and checking) each tensor."""
+    def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor], attention: Tensor | None = None) -> Tensor:
+        """Encode, accumulate and requantize one weight GEMM, keeping (and checking) each tensor. A token-split
+        input keeps the point's codes (each token from its group) and, as ``<point>.low``, the high-token mask;
+        ``attention``: the latest class-token attention (fixed point, summed over heads) for ``cls_attn``."""
+        if gemm.low is not None:
+            high_codes, low_codes = gemm.encoder(x), gemm.low.encoder(x)
+            codes, mask = gemm.split_tokens(high_codes, low_codes, attention)
+            keep(gemm.input_name, codes, point=True)
+            keep(f"{gemm.input_name}.low", mask.to(torch.int64), point=True)
+            high_acc = keep(f"{gemm.name}.acc", gemm.accumulate(high_codes))
+            low_acc = keep(f"{gemm.low.name}.acc", gemm.low.accumulate(low_codes))
+            return keep(f"{gemm.name}.out", gemm.split_output(mask, high_acc, low_acc))
         codes = keep(gemm.input_name, gemm.encoder(x), point=True)
         acc = keep(f"{gemm.name}.acc", gemm.accumulate(codes))
         return keep(f"{gemm.name}.out", gemm.output(acc))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quant import primitives as P
+from quant.tokens import TokenSplit, class_attention
 
 __all__ = [
     "QuantAdd",
@@ -56,7 +57,9 @@ class Quantizer(nn.Module):
     ``requested_kind`` (what the config asked for; ``"auto"`` lets calibration pick ``kind``), ``signed``,
     ``axis`` (channel axis: 0 for weights, −1 for ptf/o2sf, None per tensor), ``calibrated``.
     Until calibrated the quantizer passes its input through unchanged. ``fake_quantize`` in
-    ``quant.primitives`` with ``qparams()`` is all its forward does.
+    ``quant.primitives`` with ``qparams()`` is all its forward does, unless the point is token-split
+    (``set_token_split``): then a ``low`` quantizer (a submodule, fitted on the same observations) takes the tokens
+    ``token_split`` does not keep high (``quant.tokens``), and the forward picks per token.
     """
 
     exact: bool = False
@@ -81,6 +84,21 @@ class Quantizer(nn.Module):
         self.version = 0  # bumped on every fit, so cached quantized weights know when to refresh
         self._observed: list[Tensor] = []
         self._observed_elements = 0
+        self.token_split: TokenSplit | None = None
+
+    # -- token split (patch-wise bits) ---------------------------------------------------------------------
+    def set_token_split(self, low_bits: int, split: TokenSplit, kind: str | None = None) -> None:
+        """Quantize the tokens ``split`` does not keep high at ``low_bits`` (same kind unless given); refit needed."""
+        self.low = Quantizer(low_bits, kind or self.requested_kind)
+        self.token_split = split
+        self.calibrated = False
+        self.version += 1
+
+    def clear_token_split(self) -> None:
+        """Back to one quantizer for every token."""
+        if "low" in self._modules:
+            del self._modules["low"]
+        self.token_split = None
 
     # -- state -------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -90,11 +108,14 @@ class Quantizer(nn.Module):
             "signed": self.signed,
             "axis": self.axis,
             "calibrated": self.calibrated,
+            "token_split": None if self.token_split is None else vars(self.token_split).copy(),
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.kind, self.requested_kind, self.signed = state["kind"], state["requested_kind"], state["signed"]
         self.axis, self.calibrated = state["axis"], state["calibrated"]
+        split = state.get("token_split")
+        self.token_split = None if split is None else TokenSplit(**split)
         self.version += 1
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
@@ -104,7 +125,8 @@ class Quantizer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"bits={int(self.bits)}, kind={self.kind}, calibrated={self.calibrated}"
+        split = "" if self.token_split is None else f", token_split={self.token_split}"
+        return f"bits={int(self.bits)}, kind={self.kind}, calibrated={self.calibrated}{split}"
 
     def qparams(self) -> P.QParams:
         """The fitted quantizer as ``primitives.QParams`` (float32)."""
@@ -162,10 +184,24 @@ class Quantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.observing:
             self.observe(x)
+            if self.token_split is not None:
+                self.low.observe(x)
             return x
         if not self.calibrated:
             return x
-        return P.fake_quantize(x, self.qparams())
+        params = self.qparams()
+        high = P.fake_quantize(x, params)
+        if self.token_split is None:
+            return high
+        if x.dim() < 3:
+            from quant.errors import InputError
+
+            raise InputError(
+                f"token split: input of shape {tuple(x.shape)} has no token axis (batch, tokens, channels)"
+            )
+        with torch.no_grad():
+            mask = self.token_split.mask(P.decode_int(P.encode(x.detach(), params), params), class_attention())
+        return torch.where(mask.unsqueeze(-1), high, self.low(x))
 
 
 class _WeightQuantMixin:

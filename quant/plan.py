@@ -5,6 +5,9 @@ The JSON (what ``mixbit simulate --bits`` reads and ``mixbit allocate --out`` wr
     {"model": "deit_small_patch16_224", "default": {"wbits": 8, "abits": 8},        # default optional
      "layers": {"blocks.0.attn.qkv": {"wbits": 4, "abits": 8, "weight_kind": "uniform", "act_kind": "uniform"}}}
 
+A patch-wise (token-split) layer adds ``"abits_low": 4, "token_fraction": 0.25, "token_score": "norm"``: the top
+quarter of its input tokens at ``abits``, the rest at ``abits_low`` (``quant.tokens``; Linear GEMMs only).
+
 For weight GEMMs ``wbits`` are the weight bits and ``abits`` the bits of the GEMM's input activation; for
 attention matmuls (``<attn>.matmul_qk``, ``<attn>.matmul_av``) ``wbits`` are the bits of the second
 operand (k or v) and ``abits`` of the first (q or the softmax probabilities).
@@ -24,24 +27,42 @@ from typing import Any
 
 from quant.errors import InputError
 from quant.primitives import ACT_KINDS, check_bits
+from quant.tokens import TOKEN_SCORES, check_fraction
 
 __all__ = ["BitPlan", "LayerBits"]
 
-_LAYER_KEYS = {"wbits", "abits", "weight_kind", "act_kind"}
+_LAYER_KEYS = {"wbits", "abits", "weight_kind", "act_kind", "abits_low", "token_fraction", "token_score"}
 
 
 @dataclass(frozen=True)
 class LayerBits:
-    """Bits of one GEMM: ``wbits`` (weights, or the second operand), ``abits`` (input, or first operand)."""
+    """Bits of one GEMM: ``wbits`` (weights, or the second operand), ``abits`` (input, or first operand).
+
+    Patch-wise (token-split) input, ``quant.tokens``: with ``abits_low`` and ``token_fraction`` both set, the top
+    ``token_fraction`` of the input's tokens (by ``token_score``) are quantized at ``abits`` and the rest at
+    ``abits_low`` (< ``abits``). Layer-wise when both are None.
+    """
 
     wbits: int
     abits: int
     weight_kind: str = "uniform"
     act_kind: str = "uniform"
+    abits_low: int | None = None
+    token_fraction: float | None = None
+    token_score: str = "norm"
 
     def __post_init__(self) -> None:
         check_bits(self.wbits, "wbits")
         check_bits(self.abits, "abits")
+        if (self.abits_low is None) != (self.token_fraction is None):
+            raise InputError("a token split needs both abits_low and token_fraction")
+        if self.abits_low is not None:
+            check_bits(self.abits_low, "abits_low")
+            if self.abits_low >= self.abits:
+                raise InputError(f"abits_low={self.abits_low} must be below abits={self.abits}")
+            object.__setattr__(self, "token_fraction", check_fraction(self.token_fraction))  # type: ignore[arg-type]
+        if self.token_score not in TOKEN_SCORES:
+            raise InputError(f"token_score {self.token_score!r}; choose from {', '.join(TOKEN_SCORES)}")
         for name in ("weight_kind", "act_kind"):
             if getattr(self, name) not in ACT_KINDS:
                 raise InputError(
@@ -63,8 +84,18 @@ class LayerBits:
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
 
+    @property
+    def token_split(self) -> bool:
+        """Whether the input is split into a high-bit and a low-bit token group."""
+        return self.abits_low is not None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"wbits": self.wbits, "abits": self.abits, "weight_kind": self.weight_kind, "act_kind": self.act_kind}
+        obj: dict[str, Any] = {
+            "wbits": self.wbits, "abits": self.abits, "weight_kind": self.weight_kind, "act_kind": self.act_kind
+        }  # fmt: skip
+        if self.token_split:
+            obj.update(abits_low=self.abits_low, token_fraction=self.token_fraction, token_score=self.token_score)
+        return obj
 
 
 @dataclass(frozen=True)

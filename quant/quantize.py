@@ -9,6 +9,7 @@ pass values through until ``calibrate_``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from quant.modules import (
     QuantSoftmax,
 )
 from quant.plan import BitPlan, LayerBits
+from quant.tokens import TokenSplit, publish_class_attention
 
 import_timm()
 from timm.layers.adaptive_avgmax_pool import FastAdaptiveAvgPool  # noqa: E402
@@ -108,7 +110,9 @@ class QuantAttention(Attention):
         q, k = self.q_norm(q), self.k_norm(k)
         attn = self.matmul_qk(q * self.scale, k)
         attn = maybe_add_mask(attn, resolve_self_attn_mask(N, attn, attn_mask, is_causal))
-        attn = self.attn_drop(self.softmax(attn))
+        attn = self.softmax(attn)
+        publish_class_attention(attn[:, :, 0, :].detach().sum(dim=1))  # cls_attn token scores (quant.tokens)
+        attn = self.attn_drop(attn)
         x = self.matmul_av(attn, v)
         x = self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))
         if gate is not None:
@@ -128,6 +132,7 @@ class QuantVisionTransformer(VisionTransformer):
     """timm ``VisionTransformer`` whose token stream entering the blocks is quantized by ``pos_add``."""
 
     def _pos_embed(self, x: Tensor) -> Tensor:
+        publish_class_attention(None)  # a new forward: no attention yet for the first block's qkv
         standard = self.pos_embed is not None and not self.dynamic_img_size and not self.no_embed_class
         if not standard:  # other layouts: timm's own embedding, then the stream quantizer
             return self.pos_add.output_quant(super()._pos_embed(x))
@@ -212,6 +217,11 @@ def _weight_bits(name: str, bits: LayerBits) -> int:
     return bits.wbits
 
 
+def token_seed(name: str) -> int:
+    """The random-token control's seed of GEMM ``name``'s input: fixed by the name, so every run draws the same."""
+    return zlib.crc32(name.encode())
+
+
 @register_handler(nn.Linear, QuantLinear, nn.Conv2d, QuantConv2d)
 def _weight_gemm(module: nn.Module, name: str, config: QuantConfig) -> None:
     bits = config.bits_for(name)
@@ -220,6 +230,11 @@ def _weight_gemm(module: nn.Module, name: str, config: QuantConfig) -> None:
         module.set_bits(*args)
     else:
         (QuantLinear if isinstance(module, nn.Linear) else QuantConv2d).adopt(module, *args)
+    quantizer = module.input_quant
+    quantizer.clear_token_split()
+    if bits.token_split:
+        split = TokenSplit(bits.token_fraction, bits.token_score, token_seed(name))  # type: ignore[arg-type]
+        quantizer.set_token_split(bits.abits_low, split, bits.act_kind)  # type: ignore[arg-type]
 
 
 @register_handler(Attention, WindowAttention, QuantAttention, QuantWindowAttention)
@@ -341,10 +356,16 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
         raise InputError(f"model {type(model).__name__} has no Linear, Conv2d or attention GEMM to quantize")
     if config.plan is not None:
         config.plan.check_layers(names)
+    modules = dict(model.named_modules())
     for name in names:  # validate every layer's bits before changing anything
         bits = config.bits_for(name)
         if not name.endswith((".matmul_qk", ".matmul_av")):
             _weight_bits(name, bits)
+        if bits.token_split and not isinstance(modules.get(name), nn.Linear):
+            raise InputError(
+                f"layer {name!r}: a token split (abits_low, token_fraction) applies to the token inputs of Linear "
+                "GEMMs only (qkv, proj, fc1, fc2), not to the patch embedding or the attention matmuls"
+            )
     for name, module in list(model.named_modules()):
         handler = _HANDLERS.get(type(module))
         if handler is not None:

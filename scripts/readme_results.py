@@ -487,6 +487,46 @@ def allocator_accuracy(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def patchwise(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for b in data.get("budgets", []):
+        base = b.get("layerwise", {})
+        rows.append([str(b.get("budget", MISSING)), "-", "layer-wise", _pct(base.get("accuracy_mean")), "1",
+                     _num(base.get("simulated_latency_ms"), 5), "1", "0", MISSING])  # fmt: skip
+        for key, plans in b.items():
+            if not key.startswith("fraction_"):
+                continue
+            for name, r in plans.items():
+                rows.append(
+                    [
+                        "", key.removeprefix("fraction_"), name.replace("_", ", "), _pct(r.get("accuracy_mean")),
+                        _num(r.get("accuracy_ratio"), 4), _num(r.get("simulated_latency_ms"), 5),
+                        _num(r.get("latency_ratio"), 4), _num(r.get("split_layers")),
+                        _num(_dig(r, "verify", "mismatches")),
+                    ]
+                )  # fmt: skip
+    header = ["latency budget", "token fraction", "plan", "accuracy", "× layer-wise", "latency ms", "× layer-wise",
+              "split GEMMs", "bit-exact mismatches"]  # fmt: skip
+    others = "; ".join(
+        f"{name} ({o.get('array_rows')} array rows, token sort {_dig(o, 'patchwise', 'token_sort')}): "
+        + ", ".join(f"f = {f}: {n}" for f, n in (o.get("split_layers_chosen_at_W4A4_latency") or {}).items())
+        for name, o in (data.get("other_targets") or {}).items()
+    )
+    return [
+        f"{data.get('model', MISSING)} ({data.get('tokens', MISSING)} tokens) on {data.get('target', MISSING)}, "
+        f"fp32 {_pct(data.get('fp32_accuracy'))}; Ω: {data.get('sensitivity', MISSING)}; token score "
+        f"{data.get('token_score', MISSING)}; accuracy: mean over calibration seeds {data.get('calibration_seeds')} "
+        "on the test images; latency: `sim.simulate` of each plan. `mixed` = ILP with patch-wise options added "
+        "(Ω from the norm or the class-token attention shares), `patchwise` = every Linear GEMM forced to a token "
+        "split (tokens by L1 norm), `cls, attn` = the same bits with tokens by class-token attention, `random` = the "
+        "same bits with random token groups.",
+        "",
+        *_table(header, rows),
+        "",
+        f"Split GEMMs the ILP picks at the W4A4 latency on other targets: {others or MISSING}.",
+    ]
+
+
 def _millions(count: Any) -> str:
     return MISSING if count is None else _num(count / 1e6, 1)
 
@@ -786,6 +826,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("integer_speed", "Integer-only model: bit-exactness and accuracy per plan", integer_speed),
     ("allocator", "Bit allocation ILP", allocator),
     ("allocator", "Mixed precision against uniform at equal latency", allocator_accuracy),
+    ("patchwise", "Patch-wise (token-split) against layer-wise bits at equal latency", patchwise),
     ("pipeline_scale", "Real models end to end: seconds and memory per stage", pipeline_scale),
     ("methods", "Seed methods: PMQ, LampQ's type-aware Fisher and iterative update", methods),
     ("swin_integer", "Integer-only Swin: bit-exactness on swin_tiny", swin_integer),

@@ -162,8 +162,12 @@ def _gemm_cycles(
     ofmap_bytes: int,
     bytes_per_cycle: float,
     pipelined: bool = False,
+    b_resident: bool = False,
 ) -> tuple:
-    """(compute cycles, total cycles, bytes read, bytes written) of ``count`` back-to-back M×K·K×N GEMMs."""
+    """(compute cycles, total cycles, bytes read, bytes written) of ``count`` back-to-back M×K·K×N GEMMs.
+
+    ``b_resident``: B is already on chip when its whole matrix fits its buffer (the second row group of a
+    token-split GEMM, sim/patchwise.py, after the first loaded it), so it is never loaded."""
     lanes = _usable_lanes(dataflow, rows, cols, lanes, m, n, k, ofmap_bytes)
     outer, outer_tile, inner, inner_tile = _fold_grid(dataflow, rows, cols, lanes, m, n, k)
     n_outer = _ceil_div(outer, outer_tile)
@@ -211,7 +215,7 @@ def _gemm_cycles(
                 i_size = min(inner_tile, inner - i * inner_tile)
                 a_el, b_el, out_el = _tile_elements(dataflow, m, n, k, o_size, i_size)
                 a_load = _needs_load(a_dep, a_whole, o, i, n_inner)
-                b_load = _needs_load(b_dep, b_whole, o, i, n_inner)
+                b_load = _needs_load(b_dep, b_whole, o, i, n_inner) and not (b_resident and b_whole)
                 a_bytes = _packed_bytes(a_el, act_bits) if a_load else 0
                 b_bytes = _packed_bytes(b_el, weight_bits) if b_load else 0
                 final = (not accumulate) or i == n_inner - 1
@@ -223,11 +227,13 @@ def _gemm_cycles(
                     if f >= 1 and write1 > 0:
                         chan = max(chan, end1) + _transfer_cycles(write1, bytes_per_cycle)
                     loads = a_bytes + b_bytes + psum_read
+                    loaded = 0  # a fold with nothing to load (B resident) waits for no transfer
                     if loads > 0:
                         chan = max(chan, end1) + _transfer_cycles(a_bytes, bytes_per_cycle)
                         chan += _transfer_cycles(b_bytes, bytes_per_cycle)
                         chan += _transfer_cycles(psum_read, bytes_per_cycle)
-                    start = max(end1, chan)
+                        loaded = chan
+                    start = max(end1, loaded)
                 else:
                     if f >= 2 and write2 > 0:
                         chan = max(chan, end2) + _transfer_cycles(write2, bytes_per_cycle)
@@ -305,7 +311,7 @@ def _gemm_cycles_many(
     ideal: bool,
     pipelined: bool = False,
 ) -> np.ndarray:
-    """``_gemm_cycles`` over rows of ``shapes`` (lanes, m, n, k, count, act_bits, weight_bits, out_bits).
+    """``_gemm_cycles`` over rows of ``shapes`` (lanes, m, n, k, count, act_bits, weight_bits, out_bits[, b_resident]).
 
     Returns int64 rows (compute cycles, total cycles, bytes read, bytes written); with ``ideal`` memory the
     total equals compute and no bytes are counted.
@@ -320,6 +326,7 @@ def _gemm_cycles_many(
         act_bits = shapes[row, 5]
         weight_bits = shapes[row, 6]
         out_bits = shapes[row, 7]
+        b_resident = shapes.shape[1] > 8 and shapes[row, 8] != 0
         if ideal:
             compute = _compute_cycles(dataflow, rows, cols, lanes, m, n, k, count, pipelined)
             out[row, 0] = compute
@@ -342,6 +349,7 @@ def _gemm_cycles_many(
                 ofmap_bytes,
                 bytes_per_cycle,
                 pipelined,
+                b_resident,
             )
             out[row, 0] = res[0]
             out[row, 1] = res[1]

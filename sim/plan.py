@@ -7,6 +7,9 @@ Format::
      "layers": {NAME: {"wbits": 4, "abits": 8, "weight_kind": "uniform", "act_kind": "log2",
                        "dataflow": "ws"}, ...}}                # dataflow: optional, per-layer-dataflow arrays
 
+A patch-wise layer adds ``"abits_low": 4, "token_fraction": 0.25`` (and optionally ``"token_score": "norm"``,
+quant's token scoring): the top quarter of its tokens at ``abits``, the rest at ``abits_low`` (sim/patchwise.py).
+
 A plan is plain data, so its schema lives here in sim (which needs only ``wbits``/``abits``) and quant takes
 the validated mapping (``quant.BitPlan.from_dict``), which checks the quantizer kinds it owns: sim and quant
 stay independent and there is one reader. ``allocator.bridge.read_bit_plan`` joins the two for ``verify``,
@@ -19,13 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sim.errors import InputError
-from sim.schema import FileModel, read_json, validate
+from sim.patchwise import TokenSplit
+from sim.schema import FileModel, keyed_error, read_json, validate
 from sim.target import Dataflow
 
-__all__ = ["LayerEntry", "PlanFile", "load_bits", "plan_bits", "plan_dataflows", "read_plan"]
+__all__ = ["LayerEntry", "PlanFile", "load_bits", "plan_bits", "plan_dataflows", "plan_token_splits", "read_plan"]
 
 #: Bit widths a plan may name (quantizers are defined for 2..8 bits; a target may support fewer).
 MIN_PLAN_BITS, MAX_PLAN_BITS = 2, 8
@@ -42,7 +46,18 @@ class LayerEntry(FileModel):
     abits: Bits
     weight_kind: Kind = "uniform"
     act_kind: Kind = "uniform"
+    abits_low: Bits | None = None
+    token_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    token_score: Kind | None = None
     dataflow: Dataflow | None = None  # the layer's dataflow on an array that switches per layer (hardware only)
+
+    @model_validator(mode="after")
+    def _split_is_whole(self) -> LayerEntry:
+        if (self.abits_low is None) != (self.token_fraction is None):
+            raise keyed_error("abits_low", "a token split needs both abits_low and token_fraction")
+        if self.abits_low is not None and self.abits_low >= self.abits:
+            raise keyed_error("abits_low", f"{self.abits_low} must be below abits ({self.abits})")
+        return self
 
 
 class PlanFile(FileModel):
@@ -101,3 +116,15 @@ def plan_dataflows(path: str | Path) -> dict[str, str]:
     """The per-layer dataflows the plan at ``path`` names (empty for a plan of a fixed-dataflow array)."""
     plan = read_plan(path)
     return {name: entry.dataflow for name, entry in plan.layers.items() if entry.dataflow is not None}
+
+
+def plan_token_splits(path: str | Path, layer_names: Iterable[str]) -> dict[str, TokenSplit]:
+    """The patch-wise layers of the plan at ``path`` (``abits_low`` and ``token_fraction``), by name; layers the
+    plan leaves to its ``default`` take the default's split. ``plan_bits`` checks the names."""
+    plan = read_plan(path)
+    out = {}
+    for name in layer_names:
+        entry = plan.layers.get(name, plan.default)
+        if entry is not None and entry.abits_low is not None:
+            out[name] = TokenSplit(entry.abits_low, float(entry.token_fraction))  # type: ignore[arg-type]
+    return out

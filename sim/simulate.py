@@ -45,6 +45,7 @@ from sim import kernels
 from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
+from sim.patchwise import TokenSplit, costed_rows, high_rows
 from sim.pe import macs_per_pe
 from sim.target import PER_LAYER, RESOURCE_NAMES, Target
 from sim.workload import Gemm, VectorOp, Workload
@@ -60,7 +61,9 @@ __all__ = [
     "SimResult",
     "cost_table",
     "resolve_bits",
+    "resolve_token_splits",
     "simulate",
+    "token_split_cost_table",
     "vector_cycles",
     "vector_energy_mj",
     "with_array",
@@ -105,6 +108,8 @@ class LayerResult:
     unit: str = ""  # vector operators: "lanes" or "own"
     fused_into: str = ""  # vector operators fused to a GEMM: its name
     busy_cycles: int = 0  # vector operators: cycles their unit works (hidden behind the GEMM when fused)
+    abits_low: int = 0  # token-split GEMMs (sim/patchwise.py): bits of the low token group, else 0
+    token_fraction: float = 0.0  # token-split GEMMs: fraction of rows at ``abits``
     dataflow: str = ""  # GEMMs: the dataflow the layer ran in (its own on a per-layer-dataflow array)
 
     @property
@@ -112,7 +117,11 @@ class LayerResult:
         return self.m * self.n * self.k * self.count
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _LAYER_COLUMNS}
+        """The layer's row; token-split GEMMs add ``abits_low`` and ``token_fraction``."""
+        row = {name: getattr(self, name) for name in _LAYER_COLUMNS}
+        if self.abits_low:
+            row.update(abits_low=self.abits_low, token_fraction=self.token_fraction)
+        return row
 
 
 @dataclass(frozen=True)
@@ -298,10 +307,15 @@ def _check_gemm_size(gemm: Gemm, lanes: int, wbits: int, abits: int, target: Tar
 
 
 def _gemm_costs(
-    gemms: Iterable[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool, fusion: _Fusion
+    gemms: Iterable[Gemm],
+    plan: Mapping[str, Bits],
+    target: Target,
+    ideal_memory: bool,
+    fusion: _Fusion,
+    b_resident: frozenset[str] = frozenset(),
 ) -> dict[tuple[str, Bits], list[int]]:
     """(compute, total, bytes read, bytes written, fused tail, energy mJ) per (GEMM name, bits); each distinct
-    shape simulated once."""
+    shape simulated once. GEMMs named in ``b_resident`` find B on chip when it fits its buffer whole."""
     acc = target.accelerator
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
@@ -315,7 +329,8 @@ def _gemm_costs(
         lanes = lanes_of.get(pair)
         if lanes is None:
             lanes = lanes_of[pair] = macs_per_pe(acc.pe, wbits, abits)
-        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, fusion.chain_id[gemm.name])
+        resident = int(gemm.name in b_resident)
+        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, resident, fusion.chain_id[gemm.name])
         if key not in keys:
             event_folds += _check_gemm_size(gemm, lanes, wbits, abits, target, ideal_memory)
             if event_folds > MAX_EVENT_FOLDS:
@@ -329,14 +344,14 @@ def _gemm_costs(
         wanted.append((gemm.name, (wbits, abits), key))
     if not keys:
         return {}
-    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 9)
+    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 10)
     buffers = acc.buffers
     dataflow = DATAFLOW_CODES[acc.dataflow]
     rows = kernels._gemm_cycles_many(
         dataflow,
         acc.rows,
         acc.cols,
-        table[:, :8],
+        table[:, :9],
         buffers.ifmap_bytes,
         buffers.filter_bytes,
         buffers.ofmap_bytes,
@@ -344,7 +359,7 @@ def _gemm_costs(
         bool(ideal_memory),
         bool(acc.fold_pipelining),
     )
-    chain_ids = table[:, 8]
+    chain_ids = table[:, 9]
     ptr = fusion.chain_ptr
     counts = ptr[chain_ids + 1] - ptr[chain_ids]
     stage_index = np.concatenate([np.arange(ptr[c], ptr[c + 1]) for c in chain_ids]) if counts.sum() else []
@@ -626,6 +641,7 @@ def simulate(
     ideal_memory: bool = False,
     layer_dataflows: Mapping[str, str] | None = None,
     prefer: Prefer = "cycles",
+    token_splits: Mapping[str, TokenSplit] | None = None,
 ) -> SimResult:
     """Simulate ``workload`` on ``target`` at ``bits`` (one (wbits, abits) pair or a per-GEMM mapping).
 
@@ -633,11 +649,22 @@ def simulate(
     dataflow per layer). With ``ideal_memory`` (infinite bandwidth, operands on chip) every layer's stall cycles
     are 0. On a per-layer-dataflow array, ``layer_dataflows`` (GEMM name -> dataflow) fixes layers' dataflows;
     the other layers take the one with the fewest cycles (``prefer="energy_mj"``: the least energy).
+    ``token_splits``: patch-wise GEMMs (sim/patchwise.py), by name: the low token group of each (its ``abits``
+    stay the high group's); the target must support them. A split GEMM runs in the array's own ``dataflow``.
     """
     target = with_array(target, rows, cols, dataflow)
     plan = resolve_bits(workload, target, bits)
+    splits = resolve_token_splits(workload, target, plan, token_splits or {})
     fusion = _fusion(workload, target)
-    costs, chosen = _dataflow_costs(workload.gemms, plan, target, ideal_memory, fusion, layer_dataflows, prefer)
+    plain = [g for g in workload.gemms if g.name not in splits]
+    home = target.accelerator.dataflow
+    for name in splits:
+        if (layer_dataflows or {}).get(name, home) != home:
+            raise InputError(f"layer {name!r}: a token-split GEMM runs in the array's own dataflow {home!r}")
+    fixed = {k: v for k, v in (layer_dataflows or {}).items() if k not in splits}
+    costs, chosen = _dataflow_costs(plain, plan, target, ideal_memory, fusion, fixed or None, prefer)
+    costs.update(_split_costs(workload.gemms, plan, splits, target, ideal_memory, fusion))
+    chosen.update(dict.fromkeys(splits, home))
     lane_op_pj = energy_model(target).lane_op_pj
     layers = []
     bytes_read = bytes_written = 0
@@ -647,10 +674,14 @@ def simulate(
             compute, total, read, written, tail, energy = costs[(op.name, pair)]
             bytes_read += read
             bytes_written += written
+            split = splits.get(op.name)
             layers.append(
                 LayerResult(
                     op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
-                    op.count, tail, read, written, energy, dataflow=chosen[op.name],
+                    op.count, tail, read, written, energy,
+                    abits_low=0 if split is None else split.abits_low,
+                    token_fraction=0.0 if split is None else split.fraction,
+                    dataflow=chosen[op.name],
                 )
             )  # fmt: skip
         elif isinstance(op, VectorOp):
@@ -731,3 +762,126 @@ def cost_table(
                 )
             )  # fmt: skip
     return pd.DataFrame(plan_rows, columns=COST_COLUMNS)
+
+
+def resolve_token_splits(
+    workload: Workload, target: Target, plan: Mapping[str, Bits], splits: Mapping[str, TokenSplit]
+) -> dict[str, TokenSplit]:
+    """The token splits checked: the target supports patch-wise bits and the low bits, each named GEMM exists
+    and its low bits are below its high ``abits``."""
+    if not splits:
+        return {}
+    first = next(iter(splits))
+    if target.accelerator.patchwise is None:
+        raise InputError(
+            f"target {target.name!r} has no patch-wise support (no [accelerator.patchwise] table), but patch-wise "
+            f"bits were asked for (layer {first!r})"
+        )
+    known = {g.name for g in workload.gemms}
+    out = {}
+    for name, split in splits.items():
+        if name not in known:
+            raise InputError(f"token split names {name!r}, which is not a GEMM of workload {workload.name!r}")
+        if not isinstance(split, TokenSplit):
+            raise InputError(f"token split of layer {name!r}: expected a sim.patchwise.TokenSplit, got {split!r}")
+        abits = plan[name][1]
+        if split.abits_low not in target.accelerator.act_bits:
+            raise InputError(
+                f"layer {name!r}: abits_low={split.abits_low} not supported by target {target.name!r} "
+                f"(activation bits {list(target.accelerator.act_bits)})"
+            )
+        if split.abits_low >= abits:
+            raise InputError(f"layer {name!r}: abits_low={split.abits_low} must be below abits={abits}")
+        out[name] = split
+    return out
+
+
+def _split_costs(
+    gemms: Iterable[Gemm],
+    plan: Mapping[str, Bits],
+    splits: Mapping[str, TokenSplit],
+    target: Target,
+    ideal_memory: bool,
+    fusion: _Fusion,
+) -> dict[tuple[str, Bits], list[int]]:
+    """``_gemm_costs``' rows for token-split GEMMs: each runs as its high-bit and low-bit row groups back to back
+    (``sim.patchwise.costed_rows``), plus the reorder (on the compute cycles) when the design sorts tokens.
+    Cycles, bytes and energy add; the fused tail is the last group's (assumption: its operators finish last)."""
+    if not splits:
+        return {}
+    acc = target.accelerator
+    patchwise = acc.patchwise
+    assert patchwise is not None
+    parts: list[Gemm] = []
+    part_plan: dict[str, Bits] = {}
+    chain_id = dict(fusion.chain_id)
+    resident: set[str] = set()
+    owners: dict[str, tuple[list[tuple[str, Bits]], int]] = {}
+    for gemm in gemms:
+        split = splits.get(gemm.name)
+        if split is None:
+            continue
+        wbits, abits = plan[gemm.name]
+        high = high_rows(gemm.m, split.fraction)
+        lanes = macs_per_pe(acc.pe, wbits, abits)
+        at_high, at_low = costed_rows(acc.dataflow, acc.rows, acc.cols, lanes, gemm.m, high, patchwise.token_sort)
+        names = []
+        for rows, bits, group in ((at_high, (wbits, abits), "high"), (at_low, (wbits, split.abits_low), "low")):
+            if rows == 0:
+                continue
+            part = dataclasses.replace(gemm, name=f"{gemm.name}#{group}", m=rows)
+            parts.append(part)
+            part_plan[part.name] = bits
+            chain_id[part.name] = fusion.chain_id[gemm.name]
+            if names:  # the second group: the weights the first loaded are still on chip if they fit whole
+                resident.add(part.name)
+            names.append((part.name, bits))
+        reorder = patchwise.reorder_cycles_per_token * gemm.m * gemm.count if patchwise.token_sort else 0
+        owners[gemm.name] = (names, reorder)
+    costs = _gemm_costs(
+        parts, part_plan, target, ideal_memory, dataclasses.replace(fusion, chain_id=chain_id), frozenset(resident)
+    )
+    out: dict[tuple[str, Bits], list[int]] = {}
+    for name, (names, reorder) in owners.items():
+        rows = [costs[key] for key in names]
+        compute = sum(r[0] for r in rows) + reorder
+        total = sum(r[1] for r in rows) + reorder
+        read, written = sum(r[2] for r in rows), sum(r[3] for r in rows)
+        out[(name, plan[name])] = [compute, total, read, written, rows[-1][4], sum(r[5] for r in rows)]
+    return out
+
+
+def token_split_cost_table(
+    workload: Workload,
+    target: Target,
+    choices: Iterable[tuple[int, int, int]],
+    fraction: float,
+    *,
+    layers: Iterable[str] | None = None,
+    ideal_memory: bool = False,
+) -> pd.DataFrame:
+    """``cost_table``'s rows for token-split choices (wbits, abits, abits_low) at ``fraction`` of rows high, for
+    ``layers`` (default every GEMM), with two more columns ``abits_low`` and ``token_fraction``. Choices the
+    target cannot run (bits, or abits_low not below abits) are left out; a target without patch-wise support
+    raises ``InputError``."""
+    names = [g.name for g in workload.gemms] if layers is None else list(layers)
+    gemms = {g.name: g for g in workload.gemms}
+    accel = target.accelerator
+    fusion = _fusion(workload, target)
+    rows = []
+    for wbits, abits, low in dict.fromkeys((int(w), int(a), int(lo)) for w, a, lo in choices):
+        if not (target.supports(wbits, abits) and low in accel.act_bits and low < abits):
+            continue
+        plan = dict.fromkeys(names, (wbits, abits))
+        splits = resolve_token_splits(workload, target, plan, dict.fromkeys(names, TokenSplit(low, fraction)))
+        costs = _split_costs([gemms[n] for n in names], plan, splits, target, ideal_memory, fusion)
+        for name in names:
+            gemm = gemms[name]
+            compute, total, read, written, tail, energy = costs[(name, (wbits, abits))]
+            rows.append(
+                (
+                    name, gemm.kind, wbits, abits, gemm.m, gemm.n, gemm.k, gemm.count, gemm.macs, gemm.weight_params,
+                    compute, total - compute, tail, total + tail, read, written, energy, low, float(fraction),
+                )
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=[*COST_COLUMNS, "abits_low", "token_fraction"])

@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear
+from sim.patchwise import Patchwise
 
 __all__ = [
     "BRAM36_BITS",
@@ -143,6 +144,7 @@ class Accelerator:
     vector_lanes: int
     fold_pipelining: bool = False  # consecutive folds overlap fill and drain (sim/kernels.py); False = SCALE-Sim
     nonlinear: Nonlinear = dataclasses.field(default_factory=Nonlinear)  # units of sim/nonlinear.py
+    patchwise: Patchwise | None = None  # patch-wise (token-split) bits, sim/patchwise.py; None: not supported
     # dataflows the array can switch between from one layer to the next (a reconfigurable array); () = only
     # ``dataflow``. ``dataflow`` is then the mode the array starts in and the default of CLI overrides
     switchable_dataflows: tuple[Dataflow, ...] = ()

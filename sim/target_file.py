@@ -17,6 +17,8 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     rows, cols, dataflow (os|ws|is), pe (dsp_packed|lut|bitfusion|int8), weight_bits, act_bits, vector_lanes,
     fold_pipelining (optional bool: consecutive folds overlap fill and drain; default false = SCALE-Sim timing)
     [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
+    [accelerator.patchwise]        # optional: patch-wise (token-split) activation bits (sim/patchwise.py)
+    token_sort (bool), reorder_cycles_per_token (cycles per token and GEMM call; needs a source)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
     [published]                    # optional (targets/published/): what the paper reports for the design
     paper, dsp, lut, ff, bram36    # resources the paper gives (each with a source), absent when it gives none
@@ -44,6 +46,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear, parse_nonlinear
+from sim.patchwise import Patchwise
 from sim.resources import estimate_resources
 from sim.schema import SOURCED, FileModel, SourcedTable, keyed_error, read_toml, validate
 from sim.target import (
@@ -157,6 +160,12 @@ class BuffersTable(SourcedTable):
 BitList = Annotated[list[int], SOURCED, Field(min_length=1)]
 
 
+class PatchwiseTable(SourcedTable):
+    token_sort: bool
+    # assumption: a reorder of more than 10^4 cycles per token is a unit slip (a gather takes a few cycles a token)
+    reorder_cycles_per_token: Annotated[int, SOURCED, Field(ge=0, le=10_000)] = 0
+
+
 class AcceleratorTable(SourcedTable):
     rows: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
     cols: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
@@ -171,6 +180,7 @@ class AcceleratorTable(SourcedTable):
     switchable_dataflows: Annotated[list[Dataflow], Field(min_length=2)] | None = None
     # one sub-table per operator kind, each with its own source; checked by sim.nonlinear.parse_nonlinear
     nonlinear: dict[str, Any] | None = None
+    patchwise: PatchwiseTable | None = None
 
     @model_validator(mode="after")
     def _supported_bits(self) -> AcceleratorTable:
@@ -293,6 +303,7 @@ def _build(path: Path, file: TargetFile) -> Target:
         ("memory.", file.memory),
         ("accelerator.", file.accelerator),
         ("accelerator.buffers.", file.accelerator.buffers),
+        ("accelerator.patchwise.", file.accelerator.patchwise),
     ):
         if table is not None:
             sources.update({f"{prefix}{key}": text for key, text in table.sources.items()})
@@ -342,6 +353,9 @@ def _build(path: Path, file: TargetFile) -> Target:
             fold_pipelining=acc.fold_pipelining,
             nonlinear=Nonlinear() if nonlinear is None else nonlinear,
             switchable_dataflows=tuple(acc.switchable_dataflows or ()),
+            patchwise=None
+            if acc.patchwise is None
+            else Patchwise(acc.patchwise.token_sort, acc.patchwise.reorder_cycles_per_token),
         ),
         sources=tuple(sorted(sources.items())),
         published=None if file.published is None else _published(file.published),

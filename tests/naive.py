@@ -187,8 +187,10 @@ def naive_gemm_cycles(
     filter_bytes: int,
     ofmap_bytes: int,
     bytes_per_cycle: float,
+    b_resident: bool = False,
 ) -> tuple[int, int, int, int]:
-    """(compute cycles, total cycles, bytes read, bytes written), stepping one cycle at a time."""
+    """(compute cycles, total cycles, bytes read, bytes written), stepping one cycle at a time. ``b_resident``:
+    a B that fits its buffer whole is on chip before the first fold (never loaded)."""
     stream = {"os": k, "ws": m, "is": n}[dataflow]
     if dataflow != "os" and k > rows:
         # lanes that keep the 32-bit partial-sum tile in half the ofmap buffer, at least one
@@ -232,7 +234,7 @@ def naive_gemm_cycles(
     # what each fold loads and writes
     plan = []
     resident_a: set = set()
-    resident_b: set = set()
+    resident_b: set = {(rep, kr, nr) for rep, _, nr, kr in folds} if (b_resident and b_whole) else set()
     last_a = last_b = None
     out_tiles: list = []
     for rep, mr, nr, kr in folds:

@@ -107,10 +107,19 @@ class Choice:
     layer: str
     wbits: int
     abits: int
+    abits_low: int = 0  # a patch-wise choice: bits of the low token group (0: layer-wise)
+    token_fraction: float = 0.0  # a patch-wise choice: fraction of tokens at ``abits``
     dataflow: str = ""  # on an array that switches dataflow per layer: the layer's; else ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"wbits": self.wbits, "abits": self.abits, **({"dataflow": self.dataflow} if self.dataflow else {})}
+    def bits(self) -> dict[str, Any]:
+        """The plan entry: wbits, abits, for a patch-wise choice abits_low and token_fraction, and on an array that
+        switches dataflow per layer the layer's dataflow."""
+        entry: dict[str, Any] = {"wbits": self.wbits, "abits": self.abits}
+        if self.abits_low:
+            entry.update(abits_low=self.abits_low, token_fraction=self.token_fraction)
+        if self.dataflow:
+            entry["dataflow"] = self.dataflow
+        return entry
 
 
 @dataclass(frozen=True)
@@ -161,14 +170,14 @@ class Allocation:
         self.check()
         return {
             "model": self.problem.model,
-            "layers": {c.layer: c.to_json() for c in self.chosen},
+            "layers": {c.layer: c.bits() for c in self.chosen},
         }
 
     def to_frame(self) -> pd.DataFrame:
         """The chosen option of every layer with its sensitivity and costs."""
         frame = self.problem.to_frame()
-        chosen = {(c.layer, c.wbits, c.abits) for c in self.chosen}
-        keep = [key in chosen for key in zip(frame["layer"], frame["wbits"], frame["abits"], strict=True)]
+        chosen = {(c.layer, c.wbits, c.abits, c.abits_low) for c in self.chosen}
+        keep = [self.problem.option_key(row) in chosen for row in range(len(self.problem))]
         return frame[keep].reset_index(drop=True)
 
     def to_json(self) -> dict[str, Any]:
@@ -183,7 +192,7 @@ class Allocation:
                 "ties": [str(tie) for tie in (*self.problem.ties, *self.limits.ties)],
                 "onchip_capacity_bits": self.problem.onchip_capacity_bits,
             },
-            "layers": [{"name": c.layer, **c.to_json()} for c in self.chosen],
+            "layers": [{"name": c.layer, **c.bits()} for c in self.chosen],
             "options": [
                 {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
                 for row in options.to_dict("records")
@@ -356,7 +365,11 @@ def _allocation(
         message = explain_infeasible(problem, limits) if status == "infeasible" else f"solver status {status}"
         return Allocation(status, None, (), None, limits, problem, message, refinements, seconds)
     chosen = tuple(
-        Choice(str(problem.option_layer[r]), int(problem.wbits[r]), int(problem.abits[r]), str(problem.dataflow[r]))
+        Choice(
+            *problem.option_key(r),  # type: ignore[misc]
+            token_fraction=float(problem.token_fraction[r]),
+            dataflow=str(problem.dataflow[r]),
+        )
         for r in rows
     )
     objective = float(problem.sensitivity[rows].sum())

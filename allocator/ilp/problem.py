@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BRAM36_BITS",
     "OPTION_COLUMNS",
+    "SPLIT_COLUMNS",
     "URAM_BITS",
     "BitField",
     "Problem",
@@ -52,6 +53,9 @@ OPTION_COLUMNS: tuple[str, ...] = (
 )
 _FIELD = {"layer": "option_layer"}  # table column -> Problem field, where they differ
 _COST_COLUMNS: tuple[str, ...] = ("latency_cycles", "size_bits", "bops", "onchip_bits", "energy_mj")
+#: Columns of patch-wise (token-split) options, present in a table only when it has some: the low token group's
+#: bits and the fraction of tokens at ``abits`` (both 0 on a layer-wise row; sim/patchwise.py, quant/tokens.py).
+SPLIT_COLUMNS: tuple[str, ...] = ("abits_low", "token_fraction")
 
 # BRAM36_BITS and URAM_BITS (Xilinx UG573 block sizes) come from sim.target, their one definition.
 
@@ -142,6 +146,8 @@ class Problem:
     energy_mj: np.ndarray | None = None
     fixed_energy_mj: float = 0.0
     dataflow: np.ndarray | None = None  # per option: the dataflow it runs in on a per-layer-dataflow array, else ""
+    abits_low: np.ndarray | None = None
+    token_fraction: np.ndarray | None = None
     choice_rows: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,6 +167,14 @@ class Problem:
                 [""] * len(self.option_layer) if self.dataflow is None else [str(d) for d in self.dataflow],
                 object,
                 "dataflow",
+            ),
+            "abits_low": _column(
+                np.zeros(len(self.option_layer)) if self.abits_low is None else self.abits_low, np.int64, "abits_low"
+            ),
+            "token_fraction": _column(
+                np.zeros(len(self.option_layer)) if self.token_fraction is None else self.token_fraction,
+                np.float64,
+                "token_fraction",
             ),
         }
         rows = len(columns["option_layer"])
@@ -198,18 +212,35 @@ class Problem:
                 row = int(np.flatnonzero(columns[name] <= 0)[0])
                 raise InputError(f"problem: layer {columns['option_layer'][row]!r} has {name}={columns[name][row]}")
 
+        split = columns["abits_low"] > 0
+        fraction = columns["token_fraction"]
+        bad = (split & ~((fraction > 0) & (fraction < 1) & (columns["abits_low"] < columns["abits"]))) | (
+            ~split & (fraction != 0)
+        )
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"problem: layer {columns['option_layer'][row]!r}: a token-split option needs 0 < token_fraction < 1 "
+                f"and abits_low below abits (got abits_low={columns['abits_low'][row]}, "
+                f"token_fraction={fraction[row]})"
+            )
         layer_index = np.array([position[name] for name in columns["option_layer"]], dtype=np.int64)
-        order = np.lexsort((columns["abits"], columns["wbits"], layer_index))
+        order = np.lexsort((columns["abits_low"], columns["abits"], columns["wbits"], layer_index))
         for name, values in columns.items():
             values = values[order]
             values.setflags(write=False)
             object.__setattr__(self, name, values)
         layer_index = layer_index[order]
-        keys = np.stack([layer_index, self.wbits, self.abits], axis=1) if rows else np.zeros((0, 3), np.int64)
+        keys = (
+            np.stack([layer_index, self.wbits, self.abits, self.abits_low], axis=1)
+            if rows
+            else np.zeros((0, 4), np.int64)
+        )
         if rows and (np.diff(keys, axis=0) == 0).all(axis=1).any():
             row = int(np.flatnonzero((np.diff(keys, axis=0) == 0).all(axis=1))[0])
             layer, wbits, abits = self.option_layer[row], self.wbits[row], self.abits[row]
-            raise InputError(f"problem: layer {layer!r} has W{wbits}A{abits} twice")
+            low = f"/{self.abits_low[row]}" if self.abits_low[row] else ""
+            raise InputError(f"problem: layer {layer!r} has W{wbits}A{abits}{low} twice")
         bounds = np.searchsorted(layer_index, np.arange(len(layers) + 1))
         choice_rows = tuple(np.arange(bounds[i], bounds[i + 1]) for i in range(len(layers)))
         for i, rows_i in enumerate(choice_rows):
@@ -247,6 +278,7 @@ class Problem:
         if "energy_mj" not in frame.columns:
             frame["energy_mj"] = 0.0
         dataflow = frame["dataflow"].fillna("").astype(str).to_numpy() if "dataflow" in frame.columns else None
+        split_columns = {c: frame[c].fillna(0).to_numpy() for c in SPLIT_COLUMNS if c in frame.columns}
         missing = [c for c in OPTION_COLUMNS if c not in frame.columns]
         if missing:
             raise InputError(f"problem table is missing column(s) {', '.join(missing)}")
@@ -262,6 +294,7 @@ class Problem:
             model=model,
             fixed_energy_mj=fixed_energy_mj,
             dataflow=dataflow,
+            **split_columns,
         )
 
     @property
@@ -269,10 +302,20 @@ class Problem:
         """Whether options carry their own dataflow (an array that switches dataflow per layer)."""
         return bool(self.dataflow is not None and any(self.dataflow))
 
+    @property
+    def has_token_splits(self) -> bool:
+        """Whether any option is a patch-wise (token-split) choice."""
+        return bool((self.abits_low > 0).any())  # type: ignore[operator]
+
+    def option_key(self, row: int) -> tuple[str, int, int, int]:
+        """(layer, wbits, abits, abits_low) of option ``row``; abits_low is 0 for a layer-wise choice."""
+        return (str(self.option_layer[row]), int(self.wbits[row]), int(self.abits[row]), int(self.abits_low[row]))  # type: ignore[index]
+
     def to_frame(self) -> pd.DataFrame:
-        """The option table: one row per layer and bit choice, columns ``OPTION_COLUMNS`` (and ``dataflow`` on a
-        per-layer-dataflow array)."""
-        frame = pd.DataFrame({c: np.asarray(getattr(self, _FIELD.get(c, c))) for c in OPTION_COLUMNS})
+        """The option table: one row per layer and bit choice, columns ``OPTION_COLUMNS`` (plus ``SPLIT_COLUMNS``
+        when some option is a token split, and ``dataflow`` on a per-layer-dataflow array)."""
+        columns = (*OPTION_COLUMNS, *SPLIT_COLUMNS) if self.has_token_splits else OPTION_COLUMNS
+        frame = pd.DataFrame({c: np.asarray(getattr(self, _FIELD.get(c, c))) for c in columns})
         if self.per_layer_dataflow:
             frame["dataflow"] = np.asarray(self.dataflow)
         frame["layer"] = frame["layer"].astype(str)
@@ -289,15 +332,17 @@ class Problem:
         """
         scores = _sensitivity_lookup(sensitivity)
         new = np.array(self.sensitivity, dtype=np.float64)
-        for row, key in enumerate(zip(self.option_layer, self.wbits, self.abits, strict=True)):
-            key = (str(key[0]), int(key[1]), int(key[2]))
+        for row in range(len(new)):
+            key = self.option_key(row)
             if key in scores:
                 new[row] = scores.pop(key)
             elif not partial:
-                raise InputError(f"sensitivity: no score for layer {key[0]!r} at W{key[1]}A{key[2]}")
+                raise InputError(f"sensitivity: no score for layer {key[0]!r} at {_bits_label(*key[1:])}")
         if scores:
-            layer, wbits, abits = next(iter(scores))
-            raise InputError(f"sensitivity: layer {layer!r} at W{wbits}A{abits} is not a choice of the problem")
+            layer, wbits, abits, low = next(iter(scores))
+            raise InputError(
+                f"sensitivity: layer {layer!r} at {_bits_label(wbits, abits, low)} is not a choice of the problem"
+            )
         frame = self.to_frame()
         frame["sensitivity"] = new
         return Problem.from_frame(
@@ -356,15 +401,22 @@ class Problem:
         )
 
 
-def _sensitivity_lookup(sensitivity: pd.DataFrame) -> dict[tuple[str, int, int], float]:
+def _bits_label(wbits: int, abits: int, abits_low: int = 0) -> str:
+    return f"W{wbits}A{abits}" + (f"/{abits_low}" if abits_low else "")
+
+
+def _sensitivity_lookup(sensitivity: pd.DataFrame) -> dict[tuple[str, int, int, int], float]:
+    """Scores by (layer, wbits, abits, abits_low); a table without ``abits_low`` scores layer-wise choices (0)."""
     missing = [c for c in ("layer", "wbits", "abits", "sensitivity") if c not in sensitivity.columns]
     if missing:
         raise InputError(f"sensitivity table is missing column(s) {', '.join(missing)}")
-    scores: dict[tuple[str, int, int], float] = {}
-    for layer, wbits, abits, score in sensitivity[["layer", "wbits", "abits", "sensitivity"]].itertuples(index=False):
-        key = (str(layer), int(wbits), int(abits))
+    lows = sensitivity["abits_low"].fillna(0) if "abits_low" in sensitivity.columns else [0] * len(sensitivity)
+    scores: dict[tuple[str, int, int, int], float] = {}
+    rows = sensitivity[["layer", "wbits", "abits", "sensitivity"]].itertuples(index=False)
+    for (layer, wbits, abits, score), low in zip(rows, lows, strict=True):
+        key = (str(layer), int(wbits), int(abits), int(low))
         if key in scores:
-            raise InputError(f"sensitivity: layer {key[0]!r} at W{key[1]}A{key[2]} appears twice")
+            raise InputError(f"sensitivity: layer {key[0]!r} at {_bits_label(*key[1:])} appears twice")
         scores[key] = float(score)
     return scores
 
@@ -430,7 +482,7 @@ def build_problem(
     gemms = [g.name for g in workload.gemms]
     known = set(gemms)
     scores = _sensitivity_lookup(sensitivity)
-    for layer, wbits, abits in scores:
+    for layer, wbits, abits, _ in scores:
         if layer not in known:
             raise InputError(f"sensitivity: layer {layer!r} (W{wbits}A{abits}) is not a GEMM of {workload.name!r}")
     wanted = set(bit_pairs)
@@ -447,7 +499,7 @@ def build_problem(
         dataflows,
         strict=True,
     ):
-        key = (str(name), int(wbits), int(abits))
+        key = (str(name), int(wbits), int(abits), 0)
         if key[0] not in known:
             raise InputError(f"cost table: layer {key[0]!r} is not a GEMM of {workload.name!r}")
         if key not in scores:

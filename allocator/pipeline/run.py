@@ -214,7 +214,8 @@ class PipelineResult:
 def predicted_uniform(problem: Problem, wbits: int, abits: int) -> dict[str, float] | None:
     """Latency (ms), size (MB), BOPs (G) and Ω of the uniform plan, or None if some layer lacks that pair."""
     frame = problem.to_frame()
-    rows = frame[(frame["wbits"] == wbits) & (frame["abits"] == abits)]
+    layerwise = frame["abits_low"] == 0 if "abits_low" in frame.columns else True  # not the token-split options
+    rows = frame[(frame["wbits"] == wbits) & (frame["abits"] == abits) & layerwise]
     if rows["layer"].nunique() != len(problem.layers):
         return None
     cycles = float(rows["latency_cycles"].sum()) + problem.fixed_cycles
@@ -274,12 +275,15 @@ def _quantized_evaluation(
     return _quantized(net, plan, data, config.calib_images, config.act_kind, "mse", config.seed, config.progress)
 
 
-def _plan_with_kind(plan: dict[str, Any], act_kind: str) -> BitPlan:
+def _plan_with_kind(plan: dict[str, Any], act_kind: str, token_score: str = "norm") -> BitPlan:
     # a layer's dataflow (per-layer-dataflow arrays) is hardware: quant's plan has bits and quantizer kinds only
     layers = {
         name: {**{k: v for k, v in bits.items() if k != "dataflow"}, "act_kind": act_kind}
         for name, bits in plan["layers"].items()
     }
+    for bits in layers.values():
+        if "abits_low" in bits:
+            bits["token_score"] = token_score
     return BitPlan.from_dict({**plan, "layers": layers}, where="allocated plan")
 
 
@@ -372,6 +376,9 @@ class PipelineConfig:
     ``detection``: (height, width) pixels: the plan is costed as the backbone of a detector at that size with an FPN
     neck at fixed bits (``allocator.bridge.detection``); scores, quantization and accuracy stay the model's on its
     data (detection accuracy needs COCO, which is not shipped).
+    ``patchwise``: a token fraction in (0, 1) adds patch-wise options to the
+    ILP (``allocator.ilp.patchwise``; the target needs ``[accelerator.patchwise]``), their tokens ranked by
+    ``token_score`` (``quant.tokens``: norm, cls_attn or random).
     """
 
     target: sim.Target
@@ -399,8 +406,24 @@ class PipelineConfig:
     solver: str = "ilp"
     refine: int | None = None
     detection: tuple[int, int] | None = None
+    patchwise: float | None = None
+    token_score: str = "norm"
 
     def __post_init__(self) -> None:
+        from quant.tokens import TOKEN_SCORES
+
+        if self.token_score not in TOKEN_SCORES:
+            choices = ", ".join(TOKEN_SCORES)
+            raise InputError(f"--token-score: unknown score {self.token_score!r}; choose from {choices}")
+        if self.patchwise is not None:
+            from sim.patchwise import check_fraction
+
+            object.__setattr__(self, "patchwise", check_fraction(self.patchwise, "--patchwise"))
+            if self.target.accelerator.patchwise is None:
+                raise InputError(
+                    f"--patchwise: target {self.target.name!r} has no patch-wise support (no [accelerator.patchwise] "
+                    "table in its file)"
+                )
         if self.sensitivity not in SENSITIVITY_METHODS:
             raise InputError(
                 f"unknown sensitivity method {self.sensitivity!r}; choose {', '.join(SENSITIVITY_METHODS)}"
@@ -581,7 +604,24 @@ def scores_stage(
         progress=config.progress,
         device=config.device,
     )
-    return problem.with_sensitivity(scores), scores
+    problem = problem.with_sensitivity(scores)
+    if config.patchwise is not None:
+        problem = patchwise_stage(net, batch[0], problem, config)
+    return problem, scores
+
+
+def patchwise_stage(net: nn.Module, images: torch.Tensor, problem: Problem, config: PipelineConfig) -> Problem:
+    """``problem`` with token-split options at ``config.patchwise`` (``allocator.ilp.patchwise``): each Linear
+    GEMM's token importance share measured on ``images``, its split costs from the simulator."""
+    from allocator.ilp.patchwise import split_layers, with_token_splits
+    from allocator.sensitivity.tokens import token_shares
+
+    assert config.patchwise is not None
+    workload = workload_from_model(net)
+    layers = split_layers(workload)
+    device = next(net.parameters()).device
+    shares = token_shares(net, images.to(device), config.patchwise, layers, score=config.token_score)
+    return with_token_splits(problem, workload, config.target, config.patchwise, shares, layers=layers)
 
 
 def solve_stage(problem: Problem, limits: Limits, scores: pd.DataFrame, config: PipelineConfig) -> Solution:
@@ -600,7 +640,7 @@ def evaluate_stage(net: nn.Module, model_data: ModelData, solution: Solution, co
     name = config.model_name
     device = torch.device(config.device)
     net = net.eval().to(device)
-    plan = _plan_with_kind({**solution.allocation.plan(), "model": name}, config.act_kind)  # name, not class
+    plan = _plan_with_kind({**solution.allocation.plan(), "model": name}, config.act_kind, config.token_score)
     uniform = [(w, a, cost) for w, a in config.baselines if (cost := predicted_uniform(problem, w, a)) is not None]
     bar = tqdm(
         total=2 + len(uniform), desc="evaluating plans", unit="plan", disable=not config.progress, file=sys.stderr
@@ -814,6 +854,8 @@ def run_pipeline(
     solver: str = "ilp",
     refine: int | None = None,
     detection: tuple[int, int] | None = None,
+    patchwise: float | None = None,
+    token_score: str = "norm",
 ) -> PipelineResult:
     """Choose per-layer bits for ``model`` on ``target`` under ``limits`` and check the result end to end.
 
@@ -852,6 +894,8 @@ def run_pipeline(
         solver=solver,
         refine=refine,
         detection=detection,
+        patchwise=patchwise,
+        token_score=token_score,
     )
     meter = StageMeter(device)
     with meter.stage("load"):

@@ -121,6 +121,9 @@ def export(
     unsupported = export_unsupported(model)
     if unsupported:
         raise InputError(f"export: {unsupported}")
+    split = next((n for n, m in model.named_modules() if getattr(m, "token_split", None) is not None), None)
+    if split is not None:  # the formats have no per-token bit groups yet; an export would drop them silently
+        raise InputError(f"export: {split} is token-split (patch-wise bits); no export format carries token groups yet")
     path = Path(path)
     parent = _writable_parent(path)
     if path.exists() and (fmt == "npz") != path.is_dir():

@@ -62,6 +62,7 @@ gemm_case = st.fixed_dictionaries(
         "filter_bytes": st.integers(1, 64),
         "ofmap_bytes": st.integers(1, 96),
         "bytes_per_cycle": st.sampled_from([0.25, 0.5, 1.0, 2.5, 3.0, 16.0]),
+        "b_resident": st.booleans(),
     }
 )
 
@@ -72,11 +73,14 @@ ARGS += ("ifmap_bytes", "filter_bytes", "ofmap_bytes", "bytes_per_cycle")
 
 def _kernel(case: dict) -> tuple[int, ...]:
     args = [case[key] for key in ARGS]
-    return tuple(int(v) for v in kernels._gemm_cycles(CODES[case["dataflow"]], *args))
+    resident = bool(case.get("b_resident", False))
+    return tuple(int(v) for v in kernels._gemm_cycles(CODES[case["dataflow"]], *args, False, resident))
 
 
 def _naive(case: dict) -> tuple[int, ...]:
-    return naive_gemm_cycles(case["dataflow"], *[case[key] for key in ARGS])
+    return naive_gemm_cycles(
+        case["dataflow"], *[case[key] for key in ARGS], b_resident=bool(case.get("b_resident", False))
+    )
 
 
 @FAST
@@ -98,6 +102,11 @@ def test_twin_cases_cover_stalls_reuse_and_spill() -> None:
     r_compute, _, r_read, _ = _kernel(roomy)
     assert r_read == 36 + 36  # both operands fit: each byte loaded once
     assert r_compute == compute
+    resident = dict(roomy, b_resident=True)
+    assert _kernel(resident) == _naive(resident)
+    assert _kernel(resident)[2] == 36  # B already on chip: only A is read
+    tight_resident = dict(tight, b_resident=True)  # B does not fit whole: the flag changes nothing
+    assert _kernel(tight_resident) == _kernel(tight)
 
 
 @pytest.mark.parametrize("dataflow", DATAFLOWS)

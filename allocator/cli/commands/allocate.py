@@ -183,6 +183,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         " round's Ω, predicted latency and accuracy",
     )
     parser.add_argument(
+        "--patchwise",
+        type=_token_fraction,
+        metavar="F",
+        help="also offer patch-wise options: the top fraction F (0 < F < 1) of each Linear GEMM's input tokens at "
+        "its abits, the rest at fewer bits (the target needs an [accelerator.patchwise] table)",
+    )
+    parser.add_argument(
+        "--token-score",
+        choices=("norm", "cls_attn", "random"),
+        default="norm",
+        help="how --patchwise ranks tokens: L1 norm of the input (default), class-token attention, or random "
+        "groups (the control)",
+    )
+    parser.add_argument(
         "--hessian-form",
         choices=("quadratic", "trace"),
         default="quadratic",
@@ -266,6 +280,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _token_fraction(text: str) -> float:
+    """``--patchwise``: a number strictly between 0 and 1."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a token fraction between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"token fraction {text} is outside (0, 1)")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     import sim
     from allocator.cli.commands.export import parse_formats
@@ -314,6 +339,8 @@ def run(args: argparse.Namespace) -> int:
         solver=args.solver,
         refine=args.refine,
         detection=_detection_size(args),
+        patchwise=args.patchwise,
+        token_score=args.token_score,
     )
     meter = StageMeter(config.device)
     # weights and data are read and checked against each other next: a wrong checkpoint, folder or image
@@ -377,7 +404,10 @@ def _print_summary(result: PipelineResult) -> None:
     print()
     print(f"{'layer':<32} {'wbits':>5} {'abits':>5}")
     for choice in a.chosen:
-        print(f"{choice.layer:<32} {choice.wbits:>5} {choice.abits:>5}")
+        split = (
+            f"  (top {choice.token_fraction:g} of tokens; the rest at {choice.abits_low})" if choice.abits_low else ""
+        )
+        print(f"{choice.layer:<32} {choice.wbits:>5} {choice.abits:>5}{split}")
     if result.refine_rounds:
         print(f"\nrefine rounds ({result.solver}): Ω under each round's scores, predicted latency, accuracy")
         for r in result.refine_rounds:

@@ -118,20 +118,24 @@ def run(args: argparse.Namespace) -> int:
     from allocator.cli.main import emit_json
     from sim import load_target, simulate
     from sim.errors import InputError
+    from sim.plan import plan_token_splits
 
     if (args.detection or args.img_size is not None) and args.model is None:
         raise InputError("--detection and --img-size take a --model (a timm Swin or ViT name)")
     target = load_target(args.target)
     workload = _workload(args)
+    bits = _bits(args, workload, target)
+    splits = plan_token_splits(args.bits, [g.name for g in workload.gemms]) if args.bits is not None else None
     result = simulate(
         workload,
         target,
-        _bits(args, workload, target),
+        bits,
         rows=args.rows,
         cols=args.cols,
         dataflow=args.dataflow,
         ideal_memory=args.ideal_memory,
         layer_dataflows=_dataflows(args, target),
+        token_splits=splits,
     )
     stages = _detection_stages(args, workload, result)
     if args.json:
