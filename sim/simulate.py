@@ -881,7 +881,8 @@ def token_split_cost_table(
             rows.append(
                 (
                     name, gemm.kind, wbits, abits, gemm.m, gemm.n, gemm.k, gemm.count, gemm.macs, gemm.weight_params,
-                    compute, total - compute, tail, total + tail, read, written, energy, low, float(fraction),
+                    compute, total - compute, tail, total + tail, read, written, energy, accel.dataflow, low,
+                    float(fraction),
                 )
             )  # fmt: skip
     return pd.DataFrame(rows, columns=[*COST_COLUMNS, "abits_low", "token_fraction"])

@@ -13,9 +13,10 @@ from allocator.cli.main import main
 
 LAYER_FIELDS = ["name", "kind", "m", "n", "k", "wbits", "abits", "compute_cycles", "stall_cycles", "cycles"]
 # JSON additions of issue #16 (DRAM traffic, energy, fusion, fold pipelining), after the contract's fields
+# and the per-layer dataflow (issue #18)
 LAYER_ADDED = [
     "fused_cycles", "bytes_read", "bytes_written", "energy_mj", "unit", "fused_into", "busy_cycles", "dataflow",
-]  # fmt: skip  (dataflow: issue #18, per-layer dataflow)
+]  # fmt: skip
 TOP_FIELDS = ["target", "model", "clock_mhz", "cycles", "latency_ms", "fits", "resources"]
 TOP_ADDED = ["bytes_read", "bytes_written", "energy_mj", "fold_pipelining"]
 
