@@ -231,11 +231,11 @@ def accuracy_part() -> dict[str, Any]:
 
     from allocator.bridge.workload import workload_from_model
     from allocator.pipeline.run import (
-        _model_and_name,
         predicted_uniform,
         quantized_accuracy,
         score_options,
     )
+    from quant.models import create_model
     from quant.plan import BitPlan
     from quant.testbed import evaluate, load_data
     from quant.verify import verify_bit_exact
@@ -243,7 +243,7 @@ def accuracy_part() -> dict[str, Any]:
     torch.set_num_threads(2)
     began = time.perf_counter()
     target = sim.load_target(ACC_TARGET)
-    net, name = _model_and_name(ACC_MODEL)
+    net, name = create_model(ACC_MODEL, pretrained=True).eval(), ACC_MODEL  # the shipped digits checkpoint
     split = load_data("digits", img_size=16, channels=1, seed=SEED)
     workload = workload_from_model(net)
     accel = target.accelerator
