@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field, model_validator
 from allocator.sweep.grid import BUDGET_AXES
 from sim.plan import Bits
 from sim.schema import FileModel, keyed_error
-from sim.target import MAX_ARRAY_SIDE, Dataflow
+from sim.target import MAX_ARRAY_SIDE
 from sim.target_file import (
     MAX_BANDWIDTH_GBPS,
     MAX_CLOCK_MHZ,
@@ -27,7 +27,7 @@ from sim.target_file import (
 )
 
 #: A sweep's dataflow values: a fixed dataflow, or "per-layer" (the array switches per layer, sim.target.PER_LAYER).
-SweepDataflow = Dataflow | Literal["per-layer"]
+SweepDataflow = Literal["os", "ws", "is", "per-layer"]
 
 __all__ = ["AXES", "BUDGET_AXES", "OPERAND_BUFFER_AXES", "GridTable", "PointTable", "SweepFile"]
 
