@@ -122,14 +122,16 @@ class HessianQuadraticConfig(ScorerConfig):
 class HessianTraceConfig(ScorerConfig):
     """HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces: at most ``max_draws`` draws, ``batch_draws`` per batched
     second backward; stops when every estimate's relative standard error is at most ``rel_se`` (0: always
-    ``max_draws``) after at least ``min_draws`` draws. ``probe``: ``per_layer`` (a probe per tensor, no cross
-    terms, each estimate stops on its own) or ``shared`` (one probe for all, as PyHessian's whole-model
-    trace); see ``hessian_traces``."""
+    ``max_draws``) after at least ``min_draws`` draws. ``probe``: ``deflated`` (per-layer probes after Hutch++'s
+    rank-``rank`` deflation of each weight's Hessian block: the most accurate per second on the depth-12 testbed,
+    bench/sensitivity.py part pyhessian), ``per_layer`` (a probe per tensor, no cross terms, each estimate stops
+    on its own) or ``shared`` (one probe for all, as PyHessian's whole-model trace); see ``hessian_traces``."""
 
     max_draws: int = 200
     min_draws: int = 8
     rel_se: float = 0.05
-    probe: Literal["shared", "per_layer"] = "per_layer"
+    probe: Literal["shared", "per_layer", "deflated"] = "deflated"
+    rank: int = 16
     batch_draws: int = 8
 
     def __post_init__(self) -> None:
@@ -142,8 +144,10 @@ class HessianTraceConfig(ScorerConfig):
             raise InputError(f"rel_se must be a finite number >= 0, got {self.rel_se}")
         if self.batch_draws < 1:
             raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
-        if self.probe not in ("shared", "per_layer"):
-            raise InputError(f"unknown probe {self.probe!r}; choose shared or per_layer")
+        if self.probe not in ("shared", "per_layer", "deflated"):
+            raise InputError(f"unknown probe {self.probe!r}; choose shared, per_layer or deflated")
+        if self.rank < 1:
+            raise InputError(f"rank must be at least 1, got {self.rank}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -78,6 +78,11 @@ MATMUL_SUFFIXES = ("matmul_qk", "matmul_av")
 # measured: no GPU was lent).
 DEFAULT_BATCH_DRAWS = 8
 
+# Sketch size of the deflated (Hutch++) trace estimator: products per weight spent on its dominant range (twice
+# this: the sketch, then the exact part). Measured on the trained depth-12 testbed (bench/sensitivity.py, part
+# pyhessian): at 8, 16 and 32 the per-draw spread of the remaining estimate fell to ...
+DEFAULT_DEFLATION_RANK = 16
+
 # Elements of each GEMM input kept to fit its activation quantizers: the same cap as quant's calibration
 # observers (quant.modules._MAX_OBSERVED), so the scores price the quantizers the plan will be calibrated with.
 # Holding every input instead cost 50 MB per DeiT-S image (12 blocks x ~1M floats).
@@ -531,6 +536,24 @@ class _HvpGraph:
         h = h if batched else h.unsqueeze(0)
         return (vectors * h).flatten(1).sum(1).double().cpu()
 
+    def block_hv(self, i: int, vectors: Tensor) -> Tensor:
+        """(draws, *shape) of Hᵢᵢvᵢ for tensor ``i`` alone (zeros when its Hessian block is 0); ``vectors`` has a
+        leading draws dimension. The graph is kept for further products."""
+        if i not in self.live:
+            return torch.zeros_like(vectors)
+        batched = vectors.shape[0] > 1
+        (h,) = torch.autograd.grad(
+            self.grads[self.live.index(i)],
+            self.tensors[i],
+            grad_outputs=vectors if batched else vectors[0],
+            retain_graph=True,
+            is_grads_batched=batched,
+            allow_unused=True,
+        )
+        if h is None:
+            return torch.zeros_like(vectors)
+        return h if batched else h.unsqueeze(0)
+
     def vhv(self, vectors: Sequence[Tensor], batched: bool, keep: bool) -> Tensor:
         """(draws, tensors) of vᵢᵀ(Hv)ᵢ for each draw; ``vectors[i]`` has a leading draws dimension."""
         draws = vectors[0].shape[0]
@@ -603,7 +626,8 @@ def hessian_traces(
     tol: float = 1e-3,
     rel_se: float | None = None,
     min_draws: int = 8,
-    probe: Literal["shared", "per_layer"] = "shared",
+    probe: Literal["shared", "per_layer", "deflated"] = "shared",
+    rank: int = DEFAULT_DEFLATION_RANK,
     batch_draws: int = DEFAULT_BATCH_DRAWS,
     seed: int = 0,
     progress: bool = True,
@@ -616,7 +640,13 @@ def hessian_traces(
     an iterable of them (the whole of it is used for every draw). ``probe="shared"``: per draw, one
     Hessian-vector product over all traced tensors, split per tensor (cross terms vᵢᵀHᵢⱼvⱼ, zero in mean, add
     variance); ``probe="per_layer"``: per draw, one product per tensor with a probe on that tensor alone (no
-    cross terms; the first-order graph is shared and only that tensor's gradient is differentiated again).
+    cross terms; the first-order graph is shared and only that tensor's gradient is differentiated again);
+    ``probe="deflated"``: per_layer probes with Hutch++'s low-rank deflation (Meyer, Musco, Musco, Woodruff,
+    arXiv 2010.09649) for every weight: ``rank`` sketch products Y = Hᵢᵢ S give an orthonormal basis Q of Hᵢᵢ's
+    dominant range, ``rank`` more give Tr(QᵀHᵢᵢQ) exactly, and the draws estimate only the rest, with probes
+    (I − QQᵀ)v. Its draws vary by the Hessian left outside the top directions, which on trained ViTs holds most
+    of a layer's Frobenius mass (bench/sensitivity.py, part pyhessian). Activation tensors (one per data batch,
+    so a basis would be per batch and ``rank`` times their size) keep plain per-layer probes.
     ``batch_draws`` draws share a batched second backward. Stopping rule: with ``rel_se``, an estimate is done
     when its standard error is at most ``rel_se`` times its magnitude after ``min_draws`` draws (per_layer:
     each stops on its own; shared: all run until every one is done); without it, PyHessian's rule (an estimate
@@ -637,11 +667,14 @@ def hessian_traces(
         raise InputError(f"rel_se must be a finite number >= 0, got {rel_se}")
     if min_draws < 2:
         raise InputError(f"min_draws must be at least 2 (a standard error needs two draws), got {min_draws}")
-    if probe not in ("shared", "per_layer"):
-        raise InputError(f"unknown probe {probe!r}; choose shared or per_layer")
+    if probe not in ("shared", "per_layer", "deflated"):
+        raise InputError(f"unknown probe {probe!r}; choose shared, per_layer or deflated")
+    if probe == "deflated" and rank < 1:
+        raise InputError(f"rank must be at least 1 for deflated probes, got {rank}")
     start = time.perf_counter()
     model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device, batch_size)
     weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
+    deflated_keys = [i for i, key in enumerate(keys) if probe == "deflated" and not _is_activation(key, chosen)]
 
     sums = np.zeros(len(keys))
     squares = np.zeros(len(keys))  # Σ draw², for each estimate's standard error
@@ -653,6 +686,11 @@ def hessian_traces(
     cached: _HvpGraph | None = None
     bar = tqdm(total=max_draws, desc="hessian traces", unit="draw", disable=not progress, file=sys.stderr)
     with _prepared(model, dev, weights), bar:
+        bases: dict[int, Tensor] = {}  # deflated weight index -> (rank, *shape) orthonormal basis
+        exact_part = np.zeros(len(keys))  # Tr(QᵀHQ) of each deflated weight, 0 elsewhere
+        if deflated_keys:
+            cached = _deflate(model, loss_fn, batches, chosen, keys, activations, deflated_keys, rank, seed,
+                              samples, batch_draws, bases, exact_part)  # fmt: skip
         while draws_run < max_draws and active.any():
             chunk = min(batch_draws, max_draws - draws_run)
             generators = [
@@ -675,6 +713,9 @@ def hessian_traces(
                         for i, t in enumerate(graph.tensors)
                         if not _is_activation(keys[i], chosen)
                     }
+                    for i, basis in bases.items():  # the probe's part outside the basis: (I − QQᵀ)v
+                        flat, q = weight_vectors[i].flatten(1), basis.flatten(1)
+                        weight_vectors[i] = (flat - (flat @ q.T) @ q).view_as(weight_vectors[i])
                 vectors = [
                     weight_vectors[i]
                     if i in weight_vectors
@@ -687,6 +728,7 @@ def hessian_traces(
                     for i in np.flatnonzero(active):
                         estimates[:, i] += graph.block_vhv(int(i), vectors[i]) * (graph.weight / samples)
                 del graph, vectors  # one autograd graph alive at a time (a single batch's stays cached)
+            estimates += torch.from_numpy(exact_part)
             for row in estimates.numpy():
                 draws_run += 1
                 sums[active] += row[active]
@@ -699,7 +741,7 @@ def hessian_traces(
                     if rel_se > 0 and draws_run >= min_draws:
                         errors = _standard_errors(sums, squares, counts)
                         met = (counts >= min_draws) & (errors <= rel_se * np.abs(means))
-                        if probe == "per_layer":
+                        if probe != "shared":
                             active &= ~met
                         elif met.all():
                             active[:] = False
@@ -716,6 +758,67 @@ def hessian_traces(
     return _traces(
         "hessian", chosen, keys, means, counts, numel, draws_run, samples, time.perf_counter() - start, errors
     )
+
+
+def _deflate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Sequence[Batch],
+    chosen: Sequence[_Layer],
+    keys: Sequence[tuple[str, str]],
+    activations: bool,
+    members: Sequence[int],
+    rank: int,
+    seed: int,
+    samples: int,
+    batch_draws: int,
+    bases: dict[int, Tensor],
+    exact_part: np.ndarray,
+) -> _HvpGraph | None:
+    """Hutch++'s first two stages for the weights ``members``: Y = H S over all batches (``rank`` Rademacher
+    sketch probes each), Q = orth(Y) into ``bases`` (fewer columns when the block's rank is lower), and
+    Tr(QᵀHQ) into ``exact_part``. Returns the graph when there is a single batch (for the draws to reuse)."""
+    cached: _HvpGraph | None = None
+
+    def graph_of(index: int) -> _HvpGraph:
+        nonlocal cached
+        graph = cached or _HvpGraph(model, loss_fn, batches[index], chosen, keys, activations, f"data batch {index}")
+        if len(batches) == 1:
+            cached = graph
+        return graph
+
+    def products(graph: _HvpGraph, i: int, vectors: Tensor) -> Tensor:
+        return torch.cat([graph.block_hv(i, vectors[a : a + batch_draws]) for a in range(0, len(vectors), batch_draws)])
+
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + 999_983)  # apart from the draws' seeds
+    sketches: dict[int, Tensor] = {}
+    sums: dict[int, Tensor] = {}
+    for index in range(len(batches)):
+        graph = graph_of(index)
+        share = graph.weight / samples
+        for i in members:
+            tensor = graph.tensors[i]
+            if i not in sketches:
+                shape = (min(rank, tensor.numel()), *tensor.shape)
+                sketches[i] = _rademacher(torch.Size(shape), generator, torch.device("cpu"), tensor.dtype).to(
+                    tensor.device
+                )
+            part = products(graph, i, sketches[i]) * share
+            sums[i] = part if i not in sums else sums[i] + part
+        del graph  # one autograd graph alive at a time (a single batch's stays cached)
+    for i in members:
+        flat = sums[i].flatten(1).double()
+        q, r = torch.linalg.qr(flat.T)
+        keep = r.diagonal().abs() > 1e-10 * max(float(r.diagonal().abs().max()), 1e-300)  # drop a null range
+        bases[i] = q[:, keep].T.to(sums[i].dtype).reshape(-1, *sums[i].shape[1:])
+    for index in range(len(batches)):
+        graph = graph_of(index)
+        for i in members:
+            if len(bases[i]):
+                hq = products(graph, i, bases[i])
+                exact_part[i] += float((hq.double() * bases[i].double()).sum()) * graph.weight / samples
+        del graph
+    return cached
 
 
 def _standard_errors(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -1362,6 +1465,7 @@ def _trace_scores(
         min_draws=config.min_draws,
         rel_se=config.rel_se,
         probe=config.probe,
+        rank=config.rank,
         batch_draws=config.batch_draws,
         seed=config.seed,
         **config.common(),

@@ -668,7 +668,7 @@ def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Modu
     pd_testing.assert_frame_equal(quadratic[columns], direct[columns])
     trace_config = HessianTraceConfig(max_draws=6, rel_se=0, seed=2, progress=False)
     traced = score(tiny_vit, LOSS, data, pairs, trace_config)
-    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="per_layer", seed=2, progress=False)
+    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="deflated", seed=2, progress=False)
     errors = quantization_errors(tiny_vit, data, [2, 8], [4, 8])
     pd_testing.assert_frame_equal(traced[columns], scores_from_traces(traces, errors, pairs)[columns])
     fisher = score(tiny_vit, LOSS, data, pairs, FisherConfig(progress=False))
@@ -779,6 +779,60 @@ def test_per_layer_stopping_rule_stops_each_estimate_on_its_own(mlp: nn.Module, 
     ):
         assert 0 < se <= target * abs(estimate), name
         assert abs(estimate - truth) <= 4 * se, name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_deflated_probes_are_unbiased_with_honest_standard_errors(tiny_vit: nn.Module, exact: dict, seed: int) -> None:
+    """probe="deflated" (Hutch++): every layer within 4 of its reported standard errors of the exact trace, for
+    each of a fixed set of seeds; a block no larger than the rank is deflated whole, so its trace is exact (no
+    spread left); and the deflated draws spread less than plain per-layer probes on the layers deflation is for."""
+    rank, draws = 8, 400
+    data = (exact["x"], exact["y"])
+    traces = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=draws, tol=0, probe="deflated",
+                            rank=rank, batch_draws=200, seed=seed, progress=False)  # fmt: skip
+    plain = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=draws, tol=0, probe="per_layer",
+                           batch_draws=200, seed=seed, progress=False)  # fmt: skip
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, exact["traces"], strict=True
+    ):
+        assert abs(estimate - truth) <= 4 * se + 1e-5 * (1 + abs(truth)), name
+    # the spread of a draw (SE × √draws) summed over layers: deflation removes the dominant directions
+    assert sum(traces.weight_se) < sum(plain.weight_se)
+    # a rank as large as a block deflates it whole: exact, nothing left to draw (attn.proj has 8 x 8 weights)
+    whole = hessian_traces(tiny_vit, LOSS, data, layers=["blocks.0.attn.proj"], activations=False, max_draws=2,
+                           tol=0, probe="deflated", rank=64, seed=seed, progress=False)  # fmt: skip
+    truth = exact["traces"][list(traces.layers).index("blocks.0.attn.proj")]
+    assert whole.weight_trace[0] == pytest.approx(truth, rel=1e-4, abs=1e-6)
+    assert whole.weight_se[0] < 1e-4 * abs(truth) + 1e-7
+
+
+def test_deflated_stopping_rule_reaches_its_stated_standard_error(mlp: nn.Module, mlp_exact: dict) -> None:
+    """rel_se with deflated probes: each estimate stops when its standard error is within rel_se of it (before
+    the cap), and lands within 4 of them of the exact trace."""
+    target = 0.02
+    traces = hessian_traces(mlp, LOSS, (mlp_exact["x"], mlp_exact["y"]), activations=False, max_draws=20_000,
+                            rel_se=target, probe="deflated", rank=16, batch_draws=50, progress=False)  # fmt: skip
+    assert traces.draws < 20_000
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, mlp_exact["traces"], strict=True
+    ):
+        assert 0 < se <= target * abs(estimate), name
+        assert abs(estimate - truth) <= 4 * se, name
+
+
+def test_deflated_traces_over_batches_weight_like_one_batch(tiny_vit: nn.Module, exact: dict) -> None:
+    """The deflation's sketch and exact part sum over data batches, weighted by batch size, as the draws do: two
+    halves give the one-batch traces to within their standard errors."""
+    data = (exact["x"], exact["y"])
+    halves = [(exact["x"][:16], exact["y"][:16]), (exact["x"][16:], exact["y"][16:])]
+    kwargs = {"activations": False, "max_draws": 300, "tol": 0, "probe": "deflated", "rank": 8, "progress": False}
+    one = hessian_traces(tiny_vit, LOSS, data, batch_draws=100, **kwargs)
+    two = hessian_traces(tiny_vit, LOSS, halves, batch_draws=100, **kwargs)
+    for name, a, b, se_a, se_b, truth in zip(
+        one.layers, one.weight_trace, two.weight_trace, one.weight_se, two.weight_se, exact["traces"], strict=True
+    ):
+        assert abs(b - truth) <= 4 * se_b + 1e-5 * (1 + abs(truth)), name
+        assert abs(a - b) <= 4 * math.hypot(se_a, se_b) + 1e-5 * (1 + abs(truth)), name
 
 
 def test_fisher_scores_is_the_contract_name_of_fisher_traces() -> None:
