@@ -122,7 +122,9 @@ class HessianQuadraticConfig(ScorerConfig):
 class HessianTraceConfig(ScorerConfig):
     """HAWQ-V2's Tr(H)/n·‖Δ‖² with Hutchinson traces: at most ``max_draws`` draws, ``batch_draws`` per batched
     second backward; stops when every estimate's relative standard error is at most ``rel_se`` (0: always
-    ``max_draws``) after at least ``min_draws`` draws. ``probe``: ``deflated`` (per-layer probes after Hutch++'s
+    ``max_draws``) after at least ``min_draws`` draws, a trace near zero (a layer whose score is small) counting
+    as resolved once its per-element error is within ``rel_se × se_floor`` of the median layer's per-element
+    trace (``hessian_traces``). ``probe``: ``deflated`` (per-layer probes after Hutch++'s
     rank-``rank`` deflation of each weight's Hessian block: the most accurate per second on the depth-12 testbed,
     bench/sensitivity.py part pyhessian), ``per_layer`` (a probe per tensor, no cross terms, each estimate stops
     on its own) or ``shared`` (one probe for all, as PyHessian's whole-model trace); see ``hessian_traces``."""
@@ -132,6 +134,7 @@ class HessianTraceConfig(ScorerConfig):
     rel_se: float = 0.05
     probe: Literal["shared", "per_layer", "deflated"] = "deflated"
     rank: int = 16
+    se_floor: float = 0.1
     batch_draws: int = 8
 
     def __post_init__(self) -> None:
@@ -146,6 +149,8 @@ class HessianTraceConfig(ScorerConfig):
             raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
         if self.probe not in ("shared", "per_layer", "deflated"):
             raise InputError(f"unknown probe {self.probe!r}; choose shared, per_layer or deflated")
+        if not (self.se_floor >= 0 and math.isfinite(self.se_floor)):
+            raise InputError(f"se_floor must be a finite number >= 0, got {self.se_floor}")
         if self.rank < 1:
             raise InputError(f"rank must be at least 1, got {self.rank}")
 

@@ -633,6 +633,8 @@ def hessian_traces(
     progress: bool = True,
     device: str | torch.device | None = None,
     batch_size: int | Literal["auto"] | None = None,
+    max_seconds: float | None = None,
+    se_floor: float = 0.0,
 ) -> Traces:
     """Hutchinson estimates of the loss-Hessian trace of every quantizable layer's operands.
 
@@ -653,7 +655,12 @@ def hessian_traces(
     is frozen at the first draw where its running mean moves by less than ``tol`` relative to the previous
     one). The run stops when all are done or after ``max_draws`` (``tol=0``/``rel_se=0``: always
     ``max_draws``). ``Traces.weight_se``/``act_se``: each estimate's standard error. Draw ``j`` uses a
-    generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``device``: where to
+    generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``max_seconds``: also stop
+    after this much wall time (checked between batches of draws; for runs at a fixed cost). ``se_floor``: layers
+    that do not matter need not be resolved relative to themselves: the standard-error target is ``rel_se``
+    times max(|estimate|, ``se_floor`` × the median per-element |trace| of its kind (weights or activations) ×
+    its elements), so a trace near zero (a layer of indefinite curvature, whose score is small) stops once its
+    per-element error is within ``rel_se × se_floor`` of the typical layer's per-element curvature. ``device``: where to
     compute (default: the model's; the model is copied if it lives elsewhere). ``progress``: a tqdm bar on
     stderr.
     """
@@ -692,6 +699,8 @@ def hessian_traces(
             cached = _deflate(model, loss_fn, batches, chosen, keys, activations, deflated_keys, rank, seed,
                               samples, batch_draws, bases, exact_part)  # fmt: skip
         while draws_run < max_draws and active.any():
+            if max_seconds is not None and draws_run >= 2 and time.perf_counter() - start >= max_seconds:
+                break
             chunk = min(batch_draws, max_draws - draws_run)
             generators = [
                 torch.Generator(device=dev).manual_seed(seed * 1_000_003 + draws_run + j) for j in range(chunk)
@@ -740,7 +749,8 @@ def hessian_traces(
                     # probe every estimate keeps averaging (one product serves all of them) until all are met
                     if rel_se > 0 and draws_run >= min_draws:
                         errors = _standard_errors(sums, squares, counts)
-                        met = (counts >= min_draws) & (errors <= rel_se * np.abs(means))
+                        scale = _se_scale(means, keys, numel, chosen, se_floor)
+                        met = (counts >= min_draws) & (errors <= rel_se * scale)
                         if probe != "shared":
                             active &= ~met
                         elif met.all():
@@ -758,6 +768,28 @@ def hessian_traces(
     return _traces(
         "hessian", chosen, keys, means, counts, numel, draws_run, samples, time.perf_counter() - start, errors
     )
+
+
+def _se_scale(
+    means: np.ndarray,
+    keys: Sequence[tuple[str, str]],
+    numel: Mapping[tuple[str, str], int],
+    chosen: Sequence[_Layer],
+    se_floor: float,
+) -> np.ndarray:
+    """What each estimate's standard error is measured against: max(|mean|, se_floor × the median per-element
+    |mean| of its kind (weight or activation) × its elements)."""
+    magnitude = np.abs(means)
+    if se_floor <= 0 or not numel:
+        return magnitude
+    sizes = np.array([max(numel[key], 1) for key in keys], dtype=float)
+    kinds = np.array([_is_activation(key, chosen) for key in keys])
+    floor = np.zeros(len(keys))
+    for kind in (False, True):
+        members = kinds == kind
+        if members.any():
+            floor[members] = se_floor * float(np.median(magnitude[members] / sizes[members])) * sizes[members]
+    return np.maximum(magnitude, floor)
 
 
 def _deflate(
@@ -1466,6 +1498,7 @@ def _trace_scores(
         rel_se=config.rel_se,
         probe=config.probe,
         rank=config.rank,
+        se_floor=config.se_floor,
         batch_draws=config.batch_draws,
         seed=config.seed,
         **config.common(),
