@@ -835,6 +835,34 @@ def test_deflated_traces_over_batches_weight_like_one_batch(tiny_vit: nn.Module,
         assert abs(a - b) <= 4 * math.hypot(se_a, se_b) + 1e-5 * (1 + abs(truth)), name
 
 
+def test_se_floor_measures_small_traces_against_the_typical_layer() -> None:
+    """The stopping rule's scale: |trace|, or for a trace near zero se_floor × the median per-element |trace| of
+    its kind × its elements (weights and activations apart)."""
+    from allocator.sensitivity import scores as S
+
+    chosen = [S._Layer("a", nn.Linear(2, 2), False), S._Layer("b", nn.Linear(2, 2), False)]
+    keys = [("a", "weight"), ("b", "weight"), ("a", "act"), ("b", "act")]
+    numel = {("a", "weight"): 100, ("b", "weight"): 400, ("a", "act"): 10, ("b", "act"): 10}
+    means = np.array([50.0, -0.01, 3.0, 1.0])
+    # weights: per-element |trace| 0.5 and 2.5e-5, median 0.2500125 -> floor 0.1 x that x 400 = 10.0005 for b
+    # acts: per-element 0.3 and 0.1, median 0.2 -> floor 0.1 x 0.2 x 10 = 0.2 for both
+    scale = S._se_scale(means, keys, numel, chosen, 0.1)
+    np.testing.assert_allclose(scale, [50.0, 10.0005, 3.0, 1.0])
+    np.testing.assert_allclose(S._se_scale(means, keys, numel, chosen, 0.0), np.abs(means))
+
+
+def test_se_floor_stops_a_run_once_every_error_is_small_on_its_scale(mlp: nn.Module, mlp_exact: dict) -> None:
+    data = (mlp_exact["x"], mlp_exact["y"])
+    kwargs = {"activations": False, "max_draws": 20_000, "rel_se": 0.02, "probe": "per_layer", "batch_draws": 50}
+    plain = hessian_traces(mlp, LOSS, data, progress=False, **kwargs)
+    floored = hessian_traces(mlp, LOSS, data, progress=False, se_floor=5.0, **kwargs)
+    sizes = [w.numel() for w in _weights(mlp).values()]
+    typical = float(np.median(np.abs(floored.weight_trace) / np.array(sizes)))
+    assert floored.draws < plain.draws
+    for name, estimate, se, size in zip(floored.layers, floored.weight_trace, floored.weight_se, sizes, strict=True):
+        assert se <= 0.02 * max(abs(estimate), 5.0 * typical * size), name
+
+
 def test_fisher_scores_is_the_contract_name_of_fisher_traces() -> None:
     import allocator
 
