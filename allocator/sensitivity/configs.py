@@ -92,6 +92,8 @@ class HessianQuadraticConfig(ScorerConfig):
     at most ``exact_max_products`` products, else random signs). ``batch_draws``: products per batched second
     backward. ``grouping``: which operands share a random-sign product — all (``none``) or those of one role
     across blocks (``role``: ``draws`` products per role and bit width, cross terms only between blocks).
+    ``curvature``: the loss Hessian (``hessian``; a negative ΔᵀHΔ counts by its magnitude) or the generalized
+    Gauss–Newton matrix Jᵀ(∂²L/∂z²)J (``gauss_newton``: PSD for cross-entropy, so no sign to fix; exact only).
     """
 
     estimator: Literal["auto", "exact", "random_sign"] = "auto"
@@ -99,6 +101,7 @@ class HessianQuadraticConfig(ScorerConfig):
     grouping: Literal["role", "none"] = "none"
     exact_max_products: int = AUTO_EXACT_MAX_PRODUCTS
     batch_draws: int = 8
+    curvature: Literal["hessian", "gauss_newton"] = "hessian"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,11 +113,15 @@ class HessianQuadraticConfig(ScorerConfig):
             raise InputError(f"unknown probe grouping {self.grouping!r}; choose role or none")
         if self.batch_draws < 1:
             raise InputError(f"batch_draws must be at least 1, got {self.batch_draws}")
+        if self.curvature not in ("hessian", "gauss_newton"):
+            raise InputError(f"unknown curvature {self.curvature!r}; choose hessian or gauss_newton")
 
     def chosen(self, exact_products: int) -> Literal["exact", "random_sign"]:
         """The estimator run for a model whose exact form needs ``exact_products`` products."""
         if self.estimator != "auto":
             return self.estimator
+        if self.curvature == "gauss_newton":
+            return "exact"
         return "exact" if exact_products <= self.exact_max_products else "random_sign"
 
 

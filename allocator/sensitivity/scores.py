@@ -491,6 +491,35 @@ class _HvpGraph:
         self.live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         self.grads = [grads[i] for i in self.live]
         self.weight = x.shape[0]
+        self.out, self.loss = out, loss
+        self._output_grad: Tensor | None = None
+
+    def block_ggn(self, i: int, vectors: Tensor) -> Tensor:
+        """(draws,) of vᵢᵀGᵢᵢvᵢ with G = Jᵀ(∂²L/∂z²)J the generalized Gauss–Newton matrix of the loss L over the
+        model's outputs z (PSD when L is convex in z, as cross-entropy is): u = Jᵢvᵢ by the double-vjp trick,
+        then uᵀ(∂²L/∂z²)u. ``vectors`` has a leading draws dimension; the graph is kept."""
+        result = torch.zeros(vectors.shape[0], dtype=torch.float64)
+        if not isinstance(self.out, Tensor) or not self.out.requires_grad:
+            return result
+        dummy = torch.zeros_like(self.out, requires_grad=True)
+        (jt,) = torch.autograd.grad(
+            self.out, self.tensors[i], grad_outputs=dummy, create_graph=True, retain_graph=True, allow_unused=True
+        )
+        if jt is None:
+            return result
+        if self._output_grad is None:
+            (self._output_grad,) = torch.autograd.grad(self.loss, self.out, create_graph=True, retain_graph=True)
+        batched = vectors.shape[0] > 1
+        (u,) = torch.autograd.grad(
+            jt, dummy, grad_outputs=vectors if batched else vectors[0], is_grads_batched=batched, retain_graph=True
+        )
+        if not self._output_grad.requires_grad:  # loss linear in the outputs: no curvature
+            return result
+        (hu,) = torch.autograd.grad(
+            self._output_grad, self.out, grad_outputs=u, is_grads_batched=batched, retain_graph=True
+        )
+        u, hu = (u, hu) if batched else (u.unsqueeze(0), hu.unsqueeze(0))
+        return (u * hu).flatten(1).sum(1).double().cpu()
 
     def group_vhv(self, members: Sequence[int], vectors: Sequence[Tensor]) -> Tensor:
         """(draws, members) of vᵢᵀ(H v)ᵢ with v supported on ``members`` (tensor indices); ``vectors[k]`` is
@@ -1229,6 +1258,8 @@ def _quadratic_scores(
     bits_of = {"weight": wbits, "act": abits}
     exact_products = sum(len(bits_of[key[1]]) for key in keys)
     estimator = config.chosen(exact_products)
+    if config.curvature == "gauss_newton" and estimator != "exact":
+        raise InputError("the Gauss-Newton quadratic form is computed exactly: use estimator 'exact' (or 'auto')")
     draws = None if estimator == "exact" else config.draws
     # jobs: one (operand key, bits) per exact product, or one slot per bit width with every operand in it
     if draws is None:
@@ -1269,7 +1300,8 @@ def _quadratic_scores(
                     for first in range(0, len(members), batch_draws):
                         chunk = members[first : first + batch_draws]
                         vectors = torch.stack([error(graph, i, jobs[j][0][1]) for j in chunk])
-                        totals[chunk, i] += graph.block_vhv(i, vectors).numpy() * share
+                        product = graph.block_ggn if config.curvature == "gauss_newton" else graph.block_vhv
+                        totals[chunk, i] += product(i, vectors).numpy() * share
                         bar.update(len(chunk))
             else:
                 # random signs: ``draws`` consecutive jobs share one group of operands; a product covers only its
@@ -1293,6 +1325,7 @@ def _quadratic_scores(
     value: dict[tuple[str, str, int], float] = {}
     stderr: dict[tuple[str, str, int], float] = {}
     rows_of: dict[tuple[int, int], list[int]] = {}
+    negative = 0  # estimates below zero (indefinite Hessian or noise), counted by their magnitude
     for j, job in enumerate(jobs):
         for item in job:
             rows_of.setdefault(item, []).append(j)
@@ -1300,6 +1333,7 @@ def _quadratic_scores(
         for bits in bits_of[key[1]]:
             rows = rows_of[(i, bits)]
             samples_ij = totals[rows, i]
+            negative += float(samples_ij.mean()) < 0
             value[(key[0], key[1], bits)] = abs(float(samples_ij.mean()))
             spread = float(samples_ij.std(ddof=1)) / math.sqrt(len(rows)) if len(rows) > 1 else 0.0
             stderr[(key[0], key[1], bits)] = spread
@@ -1320,6 +1354,8 @@ def _quadratic_scores(
         "products": len(jobs),
         "exact_products": exact_products,
         "draws": 0 if draws is None else draws,
+        "curvature": config.curvature,
+        "negative_estimates": int(negative),
     }
     return frame
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -408,6 +409,38 @@ def test_quadratic_scores_equal_the_exact_quadratic_form_of_the_weights(tiny_vit
             got = table.loc[(name.removesuffix(".weight"), wbits, abits)]
             assert got.weight_sensitivity == pytest.approx(truth, rel=1e-3, abs=1e-9), (name, wbits)
             assert got.act_sensitivity == 0 and got.sensitivity == got.weight_sensitivity
+
+
+def test_gauss_newton_form_equals_the_explicit_jacobian_form(tiny_vit: nn.Module, exact: dict) -> None:
+    """curvature="gauss_newton": ΔWᵀJᵀ(∂²L/∂z²)JΔW with J the outputs' Jacobian (torch.func.jvp) and the loss
+    Hessian over the outputs formed whole, double precision; it is never negative, and the Hessian form's
+    count of negative estimates is reported."""
+    from allocator.sensitivity import HessianQuadraticConfig, score
+
+    x, y = exact["x"][:16], exact["y"][:16]
+    pairs = [(2, 8), (3, 8)]
+    config = HessianQuadraticConfig(estimator="exact", curvature="gauss_newton", activations=False, progress=False)
+    table = score(tiny_vit, LOSS, (x, y), pairs, config).set_index(["layer", "wbits", "abits"])
+    assert table.attrs["estimator"]["curvature"] == "gauss_newton"
+    weights = _weights(tiny_vit)
+    model = copy.deepcopy(tiny_vit).double()
+    params = {k: v.double() for k, v in weights.items()}
+    z = functional_call(model, params, (x.double(),)).detach()
+    loss_hessian = torch.autograd.functional.hessian(lambda out: LOSS(out, y), z).reshape(z.numel(), z.numel())
+    for name, weight in weights.items():
+        for wbits, abits in pairs:
+            delta = _weight_error(weight.float(), wbits).double().view_as(weight)
+            tangents = {k: torch.zeros_like(v) for k, v in params.items()}
+            tangents[name] = delta
+            _, u = torch.func.jvp(lambda p: functional_call(model, p, (x.double(),)), (params,), (tangents,))
+            truth = float(u.flatten() @ loss_hessian @ u.flatten())
+            got = table.loc[(name.removesuffix(".weight"), wbits, abits)]
+            assert truth >= 0
+            assert got.weight_sensitivity == pytest.approx(truth, rel=1e-3, abs=1e-9), (name, wbits)
+    hessian_table = score(tiny_vit, LOSS, (x, y), pairs, HessianQuadraticConfig(estimator="exact", progress=False))
+    assert hessian_table.attrs["estimator"]["negative_estimates"] >= 0
+    with pytest.raises(InputError, match="Gauss-Newton quadratic form is computed exactly"):
+        score(tiny_vit, LOSS, (x, y), pairs, HessianQuadraticConfig(estimator="random_sign", curvature="gauss_newton"))
 
 
 def test_quadratic_scores_equal_the_exact_form_of_every_activation_operand() -> None:
