@@ -14,7 +14,20 @@ ViT; the HVP engines (autograd double backward, batched or not, and torch.func's
 Memory: peak resident memory of the pipeline's sensitivity stage on DeiT-T and DeiT-S at 224 (child processes)
 as bit pairs and random-sign draws grow.
 
-    .venv/bin/python bench/sensitivity.py [--quick] [--only quality|speed|deit|memory] [--threads N]
+PyHessian (issue #14): per-layer weight traces of the depth-12 testbed (trained on digits here) against pyhessian
+0.1's per-layer loop: ``pyhessian_reference`` writes the reference (pyhessian, draws in rounds, to its own JSON);
+``pyhessian`` times the loop, mixbit's per-layer and deflated probes at the loop's wall time and the deflated
+stopping rule, and reads the reference at its end. pyhessian lives in a side environment, not in pyproject:
+
+    python3.11 -m venv .venv-pyh
+    echo "$PWD/.venv/lib/python3.11/site-packages" > .venv-pyh/lib/python3.11/site-packages/mixbit-venv.pth
+    .venv-pyh/bin/python -m pip install --no-deps pyhessian==0.1
+    PYHESSIAN_PATH=.venv-pyh/lib/python3.11/site-packages .venv/bin/python bench/sensitivity.py --only pyhessian
+
+Curvature: the exact quadratic form with the loss Hessian (negatives by magnitude) against the Gauss-Newton form,
+Spearman against measured damage on the digits testbed.
+
+    .venv/bin/python bench/sensitivity.py [--quick] [--only PART ...] [--threads N]
 
 Prints the figures and writes bench/results/sensitivity.json.
 """
@@ -179,6 +192,33 @@ def defaults(quick: bool) -> dict[str, Any]:
         row["mean_minus_exact"] = row["spearman_pooled_mean"] - exact
         row["worst_seed_minus_exact"] = row["spearman_pooled_min"] - exact
     return {"model": source, "baseline_w8a8_test_loss": base, "layers": len(layers), "images": 256, **rows}
+
+
+def curvature(quick: bool) -> dict[str, Any]:
+    """Negative curvature: the exact quadratic form with the loss Hessian (a negative ΔᵀHΔ counted by its
+    magnitude) against the Gauss-Newton form ΔᵀJᵀ(∂²L/∂z²)JΔ (PSD), each ranked against the measured single-layer
+    damage on the digits testbed (Spearman, pooled as in ``defaults``), with the Hessian form's negatives counted."""
+    from allocator.sensitivity import HessianQuadraticConfig, score
+    from quant import QuantConfig, quantize_
+
+    model, split, source = _load_trained(quick)
+    calib = split.x_train[:128]
+    sens_data = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(0, 256, 128)]
+    x_test, y_test = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
+    traced = quantize_(copy.deepcopy(model), QuantConfig(wbits=8, abits=8)).eval()
+    layers = quantizable_layers(traced)
+    pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
+    base, measured = _measured_damage(model, layers, calib, x_test, y_test)
+    rows: dict[str, Any] = {}
+    for name in ("hessian", "gauss_newton"):
+        config = HessianQuadraticConfig(batch_size=None, estimator="exact", curvature=name, progress=False)
+        start = time.perf_counter()
+        table = score(traced, LOSS, sens_data, pairs, config, calibration=[(calib, None)])
+        rows[name] = {"spearman_pooled": _pooled_spearman(table, measured, layers),
+                      "seconds": time.perf_counter() - start, **table.attrs["estimator"]}  # fmt: skip
+        _log(f"curvature {name}: Spearman {rows[name]['spearman_pooled']:.3f}, {rows[name]['seconds']:.0f} s")
+    return {"model": source, "baseline_w8a8_test_loss": base, "layers": len(layers), "images": 256,
+            "bit_pairs": pairs, **rows}  # fmt: skip
 
 
 def quality(quick: bool) -> dict[str, Any]:
@@ -740,7 +780,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer draws and epochs (a smoke run)")
     parser.add_argument(
         "--only",
-        choices=["quality", "speed", "deit", "memory", "defaults", "pyhessian", "pyhessian_reference"],
+        choices=["quality", "speed", "deit", "memory", "defaults", "pyhessian", "pyhessian_reference", "curvature"],
         action="append",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster when others load the cores)")
@@ -759,13 +799,17 @@ def main() -> None:
     for part in parts:
         start = time.perf_counter()
         parts_by_name = {"quality": quality, "speed": speed, "deit": deit, "memory": memory, "defaults": defaults,
-                         "pyhessian": pyhessian_compare, "pyhessian_reference": pyhessian_reference}  # fmt: skip
+                         "pyhessian": pyhessian_compare, "pyhessian_reference": pyhessian_reference,
+                         "curvature": curvature}  # fmt: skip
         results[part] = parts_by_name[part](args.quick)
         results[part]["load_average_at_end"] = os.getloadavg()
         shown = {k: v for k, v in results[part].items() if k != "per_layer"}
         print(f"[{part}] {time.perf_counter() - start:.0f} s", json.dumps(shown, indent=1, default=float))
     results["quick"] = args.quick
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if args.only and out_path.exists():  # parts another run wrote meanwhile stay; this run's parts replace theirs
+        results = json.loads(out_path.read_text()) | {k: v for k, v in results.items() if k in parts} | {
+            "machine": results["machine"], "quick": args.quick}  # fmt: skip
     out_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(f"wrote {out_path.relative_to(ROOT)}")
 
