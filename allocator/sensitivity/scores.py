@@ -851,27 +851,25 @@ def _deflate(
     def products(graph: _HvpGraph, i: int, vectors: Tensor) -> Tensor:
         return torch.cat([graph.block_hv(i, vectors[a : a + batch_draws]) for a in range(0, len(vectors), batch_draws)])
 
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + 999_983)  # apart from the draws' seeds
-    sketches: dict[int, Tensor] = {}
-    sums: dict[int, Tensor] = {}
+    def sketch(i: int, tensor: Tensor) -> Tensor:  # the same for every batch, made again rather than kept
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + 999_983 + i)  # apart from the draws' seeds
+        shape = torch.Size((min(rank, tensor.numel()), *tensor.shape))
+        return _rademacher(shape, generator, torch.device("cpu"), tensor.dtype).to(tensor.device)
+
+    sums: dict[int, Tensor] = {}  # memory: rank x each weight's elements, then the bases in their place
     for index in range(len(batches)):
         graph = graph_of(index)
         share = graph.weight / samples
         for i in members:
-            tensor = graph.tensors[i]
-            if i not in sketches:
-                shape = (min(rank, tensor.numel()), *tensor.shape)
-                sketches[i] = _rademacher(torch.Size(shape), generator, torch.device("cpu"), tensor.dtype).to(
-                    tensor.device
-                )
-            part = products(graph, i, sketches[i]) * share
+            part = products(graph, i, sketch(i, graph.tensors[i])) * share
             sums[i] = part if i not in sums else sums[i] + part
         del graph  # one autograd graph alive at a time (a single batch's stays cached)
     for i in members:
-        flat = sums[i].flatten(1).double()
-        q, r = torch.linalg.qr(flat.T)
+        total = sums.pop(i)
+        q, r = torch.linalg.qr(total.flatten(1).double().T)
         keep = r.diagonal().abs() > 1e-10 * max(float(r.diagonal().abs().max()), 1e-300)  # drop a null range
-        bases[i] = q[:, keep].T.to(sums[i].dtype).reshape(-1, *sums[i].shape[1:])
+        bases[i] = q[:, keep].T.to(total.dtype).reshape(-1, *total.shape[1:])
+        del total, q, r
     for index in range(len(batches)):
         graph = graph_of(index)
         for i in members:
