@@ -488,6 +488,7 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
     loop = _pyhessian_traces(model, data, loop_draws, seed=1)
     loop_s = time.perf_counter() - start
     names = list(loop["values"])
+    loop_load = os.getloadavg()
     _log(f"pyhessian loop: {loop_draws} draws per layer, {loop_s:.0f} s")
     runs: dict[str, dict[str, Any]] = {}
     settings = [
@@ -503,6 +504,7 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
         traces = hessian_traces(model, LOSS, data, activations=False, seed=3, progress=False, **options)
         seconds = time.perf_counter() - start
         runs[name] = {"options": {k: v for k, v in options.items() if k != "max_seconds"}, "seconds": seconds,
+                      "load_average_at_end": os.getloadavg(),
                       "draws_run": traces.draws, "traces": dict(zip(traces.layers, traces.weight_trace, strict=True)),
                       "se": dict(zip(traces.layers, traces.weight_se, strict=True)),
                       "draws": dict(zip(traces.layers, traces.weight_draws, strict=True))}  # fmt: skip
@@ -545,10 +547,13 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
         | {"relative_se_median": float(np.median(list(ref_rel_se.values()))),
            "relative_se_max": float(max(ref_rel_se.values())),
            "layers_with_relative_se_over_2.5_percent": sorted(n for n in names if ref_rel_se[n] > 0.025)},
-        "pyhessian_loop": {"draws_per_layer": loop_draws, **summary(loop_mean, loop_se, loop_s)},
+        "pyhessian_loop": {"draws_per_layer": loop_draws, "load_average_at_end": loop_load,
+                           "seconds_per_draw": {n: loop["seconds"][n] / loop_draws for n in names},
+                           **summary(loop_mean, loop_se, loop_s)},
     }  # fmt: skip
     for name, run in runs.items():
         result[f"mixbit_{name}"] = {"draws_run": run["draws_run"], "options": run["options"],
+                                    "load_average_at_end": run["load_average_at_end"],
                                     "draws_per_layer": run["draws"],
                                     **summary(run["traces"], run["se"], run["seconds"])}  # fmt: skip
     # equal time: per layer, is mixbit's relative standard error at most the loop's?
@@ -578,6 +583,21 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
             n for n in names if runs["deflated_rel_se_2.5_percent"]["se"][n] > 0.025 * 1.001 * scale[n]
         ),
         "speedup": projected / stopped["seconds"],
+    }  # fmt: skip
+    # the same projection for mixbit, since the shared machine's load drifts between runs: its 2 x rank deflation
+    # products plus the draws its measured per-draw spread (SE x sqrt(draws)) needs, at the loop's seconds per draw
+    # of each layer. A product costs about the same in both (timed side by side on this machine at load ~10, 8
+    # draws: blocks.0.attn.qkv 152-164 ms on pyhessian's own per-layer graph one by one, 177-181 ms batched on the
+    # shared graph; blocks.6.mlp.fc1 64-68 ms and 63-83 ms; blocks.11.attn.proj 6-7 ms and 3-6 ms)
+    from allocator.sensitivity.scores import DEFAULT_DEFLATION_RANK as rank
+
+    stopped_run = runs["deflated_rel_se_2.5_percent"]
+    spread = {n: stopped_run["se"][n] * math.sqrt(stopped_run["draws"][n]) for n in names}
+    mine = {n: max(8, math.ceil((spread[n] / (0.025 * scale[n])) ** 2)) for n in names}
+    mixbit_projected = sum((2 * rank + mine[n]) * per_draw[n] for n in names)
+    result["equal_error"]["projected_at_equal_cost_per_product"] = {
+        "mixbit_seconds": mixbit_projected, "mixbit_draws": mine, "pyhessian_loop_seconds": projected,
+        "speedup": projected / mixbit_projected,
     }  # fmt: skip
     _log(f"equal error: loop projected {projected:.0f} s, mixbit {stopped['seconds']:.0f} s")
     return result
