@@ -366,6 +366,8 @@ def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
     reference = compare.get("reference", {})
     equal = compare.get("equal_error", {})
     projected = _num(equal.get("pyhessian_loop_projected_seconds"), 0)
+    at_cost = equal.get("projected_at_equal_cost_per_product", {})
+    stopped_s = _num(equal.get("mixbit_deflated_seconds"), 0)
     return [
         "",
         f"Per-layer weight traces against pyhessian {compare.get('pyhessian_version', MISSING)}'s per-layer loop on"
@@ -373,8 +375,11 @@ def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
         f" {_num(reference.get('draws_per_layer'))} draws per layer (its own relative standard error: median"
         f" {_num(reference.get('relative_se_median'), 3)}, max {_num(reference.get('relative_se_max'), 3)}). Standard"
         " errors are each estimate's own; errors are against the reference (so they include its noise). Equal"
-        f" error ({equal.get('target', MISSING)}): the loop projected {projected}"
-        f" s, mixbit measured {_num(equal.get('mixbit_deflated_seconds'), 0)} s ({_num(equal.get('speedup'), 1)}x).",
+        f" error ({equal.get('target', MISSING)}): mixbit's stopping rule ran {stopped_s}"
+        f" s and left {_num(len(equal.get('mixbit_layers_over_target', [])))} layers above the target at its"
+        f" {_num(equal.get('mixbit_draws_run'))}-draw cap; projected from each layer's measured spread at the loop's"
+        f" cost per product, the loop needs {projected} s and mixbit"
+        f" {_num(at_cost.get('mixbit_seconds'), 0)} s ({_num(at_cost.get('speedup'), 2)}x; the issue's goal is 10x).",
         "",
         *_table(
             [
