@@ -282,7 +282,7 @@ def sensitivity(data: dict[str, Any]) -> list[str]:
             *_table(["method", "pooled", *settings], rows),
         ]
     lines += _sensitivity_memory(data.get("memory", {})) + _sensitivity_defaults(data.get("defaults", {}))
-    lines += _sensitivity_pyhessian(data.get("pyhessian", {}))
+    lines += _sensitivity_pyhessian({**data.get("pyhessian", {}), "_curvature": data.get("curvature", {})})
     return lines
 
 
@@ -345,29 +345,79 @@ def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
     if not compare:
         return []
     rows = []
-    for name in ("pyhessian_loop", "mixbit_per_layer_equal_time", "mixbit_shared_equal_time",
-                 "mixbit_per_layer_rel_se_2.5_percent", "mixbit_shared_rel_se_2.5_percent"):  # fmt: skip
+    for name in ("pyhessian_loop", "mixbit_per_layer_equal_time", "mixbit_deflated_equal_time",
+                 "mixbit_deflated_rel_se_2.5_percent"):  # fmt: skip
         row = compare.get(name)
         if isinstance(row, dict):
-            error = row.get("error", {})
+            error = row.get("relative_error_vs_reference", {})
+            se = row.get("relative_standard_error", {})
             rows.append(
                 [
                     f"`{name}`",
-                    _num(row.get("draws", row.get("draws_per_layer"))),
-                    _num(row.get("seconds"), 1),
-                    _num(error.get("max"), 3),
+                    _num(row.get("draws_run", row.get("draws_per_layer"))),
+                    _num(row.get("seconds"), 0),
+                    _num(se.get("median"), 3),
+                    _num(se.get("max"), 3),
                     _num(error.get("median"), 3),
                     _num(error.get("within_5_percent")),
+                    _num(error.get("within_5_percent_of_floored_scale")),
                 ]
             )
+    reference = compare.get("reference", {})
+    equal = compare.get("equal_error", {})
+    projected = _num(equal.get("pyhessian_loop_projected_seconds"), 0)
+    at_cost = equal.get("projected_at_equal_cost_per_product", {})
+    stopped_s = _num(equal.get("mixbit_deflated_seconds"), 0)
     return [
         "",
-        f"Per-layer traces against pyhessian {compare.get('pyhessian_version', MISSING)} on {compare.get('model')}"
-        f" ({_num(compare.get('layers'))} layers); reference: pyhessian with"
-        f" {_num(compare.get('reference_draws_per_layer'))} draws per layer (the issue asks for"
-        f" {_num(compare.get('reference_draws_asked_by_issue'))}). Relative error against the reference.",
+        f"Per-layer weight traces against pyhessian {compare.get('pyhessian_version', MISSING)}'s per-layer loop on"
+        f" {compare.get('model')} ({_num(compare.get('layers'))} layers); reference: pyhessian with"
+        f" {_num(reference.get('draws_per_layer'))} draws per layer (its own relative standard error: median"
+        f" {_num(reference.get('relative_se_median'), 3)}, max {_num(reference.get('relative_se_max'), 3)}). Standard"
+        " errors are each estimate's own; errors are against the reference (so they include its noise). Equal"
+        f" error ({equal.get('target', MISSING)}): mixbit's stopping rule ran {stopped_s}"
+        f" s and left {_num(len(equal.get('mixbit_layers_over_target', [])))} layers above the target at its"
+        f" {_num(equal.get('mixbit_draws_run'))}-draw cap; projected from each layer's measured spread at the loop's"
+        f" cost per product, the loop needs {projected} s and mixbit"
+        f" {_num(at_cost.get('mixbit_seconds'), 0)} s ({_num(at_cost.get('speedup'), 2)}x; the issue's goal is 10x).",
         "",
-        *_table(["estimator", "draws", "seconds", "max error", "median error", "layers within 5 %"], rows),
+        *_table(
+            [
+                "estimator",
+                "draws",
+                "seconds",
+                "rel. SE (median)",
+                "rel. SE (max)",
+                "error (median)",
+                "within 5 %",
+                "within 5 % (floored)",
+            ],
+            rows,
+        ),
+        *_sensitivity_curvature(compare.get("_curvature", {})),
+    ]
+
+
+def _sensitivity_curvature(curvature: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            f"`{name}`",
+            _num(row.get("spearman_pooled"), 3),
+            _num(row.get("negative_estimates")),
+            _num(row.get("seconds"), 0),
+        ]
+        for name, row in curvature.items()
+        if isinstance(row, dict) and "spearman_pooled" in row
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        f"Negative curvature on {curvature.get('model', MISSING)}: the exact quadratic form with the loss Hessian"
+        " (negative estimates counted by magnitude) against the Gauss-Newton form (PSD), Spearman against measured"
+        " single-layer damage.",
+        "",
+        *_table(["curvature", "Spearman (pooled)", "negative estimates", "seconds"], rows),
     ]
 
 

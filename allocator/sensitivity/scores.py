@@ -78,6 +78,15 @@ MATMUL_SUFFIXES = ("matmul_qk", "matmul_av")
 # measured: no GPU was lent).
 DEFAULT_BATCH_DRAWS = 8
 
+# Sketch size of the deflated (Hutch++) trace estimator: products per weight spent on its dominant range (twice
+# this: the sketch, then the exact part). Measured once with a scratch script on the depth-12 testbed trained on
+# digits (bench/sensitivity.py's _deep_testbed, 32 images, 100 draws; shared machine at load ~8): a draw's spread
+# relative to the trace, plain / rank 8 / 16 / 32, was 0.74 / 0.094 / 0.046 / 0.028 for patch_embed.proj,
+# 0.56 / 0.11 / 0.077 / 0.053 for blocks.1.attn.proj, 0.91 / 0.45 / 0.39 / 0.33 for blocks.0.mlp.fc1 and
+# 1.80 / 1.65 / 1.27 / 1.03 for blocks.2.attn.qkv. Draws needed go with the square, so 16 pays for its 32 products on
+# the hard layers (qkv, fc1) that set the run's length; 32 would pay on some of them too.
+DEFAULT_DEFLATION_RANK = 16
+
 # Elements of each GEMM input kept to fit its activation quantizers: the same cap as quant's calibration
 # observers (quant.modules._MAX_OBSERVED), so the scores price the quantizers the plan will be calibrated with.
 # Holding every input instead cost 50 MB per DeiT-S image (12 blocks x ~1M floats).
@@ -486,6 +495,35 @@ class _HvpGraph:
         self.live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         self.grads = [grads[i] for i in self.live]
         self.weight = x.shape[0]
+        self.out, self.loss = out, loss
+        self._output_grad: Tensor | None = None
+
+    def block_ggn(self, i: int, vectors: Tensor) -> Tensor:
+        """(draws,) of vᵢᵀGᵢᵢvᵢ with G = Jᵀ(∂²L/∂z²)J the generalized Gauss–Newton matrix of the loss L over the
+        model's outputs z (PSD when L is convex in z, as cross-entropy is): u = Jᵢvᵢ by the double-vjp trick,
+        then uᵀ(∂²L/∂z²)u. ``vectors`` has a leading draws dimension; the graph is kept."""
+        result = torch.zeros(vectors.shape[0], dtype=torch.float64)
+        if not isinstance(self.out, Tensor) or not self.out.requires_grad:
+            return result
+        dummy = torch.zeros_like(self.out, requires_grad=True)
+        (jt,) = torch.autograd.grad(
+            self.out, self.tensors[i], grad_outputs=dummy, create_graph=True, retain_graph=True, allow_unused=True
+        )
+        if jt is None:
+            return result
+        if self._output_grad is None:
+            (self._output_grad,) = torch.autograd.grad(self.loss, self.out, create_graph=True, retain_graph=True)
+        batched = vectors.shape[0] > 1
+        (u,) = torch.autograd.grad(
+            jt, dummy, grad_outputs=vectors if batched else vectors[0], is_grads_batched=batched, retain_graph=True
+        )
+        if not self._output_grad.requires_grad:  # loss linear in the outputs: no curvature
+            return result
+        (hu,) = torch.autograd.grad(
+            self._output_grad, self.out, grad_outputs=u, is_grads_batched=batched, retain_graph=True
+        )
+        u, hu = (u, hu) if batched else (u.unsqueeze(0), hu.unsqueeze(0))
+        return (u * hu).flatten(1).sum(1).double().cpu()
 
     def group_vhv(self, members: Sequence[int], vectors: Sequence[Tensor]) -> Tensor:
         """(draws, members) of vᵢᵀ(H v)ᵢ with v supported on ``members`` (tensor indices); ``vectors[k]`` is
@@ -530,6 +568,24 @@ class _HvpGraph:
             return result
         h = h if batched else h.unsqueeze(0)
         return (vectors * h).flatten(1).sum(1).double().cpu()
+
+    def block_hv(self, i: int, vectors: Tensor) -> Tensor:
+        """(draws, *shape) of Hᵢᵢvᵢ for tensor ``i`` alone (zeros when its Hessian block is 0); ``vectors`` has a
+        leading draws dimension. The graph is kept for further products."""
+        if i not in self.live:
+            return torch.zeros_like(vectors)
+        batched = vectors.shape[0] > 1
+        (h,) = torch.autograd.grad(
+            self.grads[self.live.index(i)],
+            self.tensors[i],
+            grad_outputs=vectors if batched else vectors[0],
+            retain_graph=True,
+            is_grads_batched=batched,
+            allow_unused=True,
+        )
+        if h is None:
+            return torch.zeros_like(vectors)
+        return h if batched else h.unsqueeze(0)
 
     def vhv(self, vectors: Sequence[Tensor], batched: bool, keep: bool) -> Tensor:
         """(draws, tensors) of vᵢᵀ(Hv)ᵢ for each draw; ``vectors[i]`` has a leading draws dimension."""
@@ -603,12 +659,15 @@ def hessian_traces(
     tol: float = 1e-3,
     rel_se: float | None = None,
     min_draws: int = 8,
-    probe: Literal["shared", "per_layer"] = "shared",
+    probe: Literal["shared", "per_layer", "deflated"] = "shared",
+    rank: int = DEFAULT_DEFLATION_RANK,
     batch_draws: int = DEFAULT_BATCH_DRAWS,
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device | None = None,
     batch_size: int | Literal["auto"] | None = None,
+    max_seconds: float | None = None,
+    se_floor: float = 0.0,
 ) -> Traces:
     """Hutchinson estimates of the loss-Hessian trace of every quantizable layer's operands.
 
@@ -616,14 +675,25 @@ def hessian_traces(
     an iterable of them (the whole of it is used for every draw). ``probe="shared"``: per draw, one
     Hessian-vector product over all traced tensors, split per tensor (cross terms vᵢᵀHᵢⱼvⱼ, zero in mean, add
     variance); ``probe="per_layer"``: per draw, one product per tensor with a probe on that tensor alone (no
-    cross terms; the first-order graph is shared and only that tensor's gradient is differentiated again).
+    cross terms; the first-order graph is shared and only that tensor's gradient is differentiated again);
+    ``probe="deflated"``: per_layer probes with Hutch++'s low-rank deflation (Meyer, Musco, Musco, Woodruff,
+    arXiv 2010.09649) for every weight: ``rank`` sketch products Y = Hᵢᵢ S give an orthonormal basis Q of Hᵢᵢ's
+    dominant range, ``rank`` more give Tr(QᵀHᵢᵢQ) exactly, and the draws estimate only the rest, with probes
+    (I − QQᵀ)v. Its draws vary by the Hessian left outside the top directions, which on trained ViTs holds most
+    of a layer's Frobenius mass (bench/sensitivity.py, part pyhessian). Activation tensors (one per data batch,
+    so a basis would be per batch and ``rank`` times their size) keep plain per-layer probes.
     ``batch_draws`` draws share a batched second backward. Stopping rule: with ``rel_se``, an estimate is done
     when its standard error is at most ``rel_se`` times its magnitude after ``min_draws`` draws (per_layer:
     each stops on its own; shared: all run until every one is done); without it, PyHessian's rule (an estimate
     is frozen at the first draw where its running mean moves by less than ``tol`` relative to the previous
     one). The run stops when all are done or after ``max_draws`` (``tol=0``/``rel_se=0``: always
     ``max_draws``). ``Traces.weight_se``/``act_se``: each estimate's standard error. Draw ``j`` uses a
-    generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``device``: where to
+    generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``max_seconds``: also stop
+    after this much wall time (checked between batches of draws; for runs at a fixed cost). ``se_floor``: layers
+    that do not matter need not be resolved relative to themselves: the standard-error target is ``rel_se``
+    times max(|estimate|, ``se_floor`` × the median per-element |trace| of its kind (weights or activations) ×
+    its elements), so a trace near zero (a layer of indefinite curvature, whose score is small) stops once its
+    per-element error is within ``rel_se × se_floor`` of the typical layer's per-element curvature. ``device``: where to
     compute (default: the model's; the model is copied if it lives elsewhere). ``progress``: a tqdm bar on
     stderr.
     """
@@ -637,11 +707,14 @@ def hessian_traces(
         raise InputError(f"rel_se must be a finite number >= 0, got {rel_se}")
     if min_draws < 2:
         raise InputError(f"min_draws must be at least 2 (a standard error needs two draws), got {min_draws}")
-    if probe not in ("shared", "per_layer"):
-        raise InputError(f"unknown probe {probe!r}; choose shared or per_layer")
+    if probe not in ("shared", "per_layer", "deflated"):
+        raise InputError(f"unknown probe {probe!r}; choose shared, per_layer or deflated")
+    if probe == "deflated" and rank < 1:
+        raise InputError(f"rank must be at least 1 for deflated probes, got {rank}")
     start = time.perf_counter()
     model, dev, chosen, keys, batches, samples = _setup(model, layers, activations, data, device, batch_size)
     weights = [layer.module.weight for layer in chosen if not layer.is_matmul]
+    deflated_keys = [i for i, key in enumerate(keys) if probe == "deflated" and not _is_activation(key, chosen)]
 
     sums = np.zeros(len(keys))
     squares = np.zeros(len(keys))  # Σ draw², for each estimate's standard error
@@ -653,7 +726,14 @@ def hessian_traces(
     cached: _HvpGraph | None = None
     bar = tqdm(total=max_draws, desc="hessian traces", unit="draw", disable=not progress, file=sys.stderr)
     with _prepared(model, dev, weights), bar:
+        bases: dict[int, Tensor] = {}  # deflated weight index -> (rank, *shape) orthonormal basis
+        exact_part = np.zeros(len(keys))  # Tr(QᵀHQ) of each deflated weight, 0 elsewhere
+        if deflated_keys:
+            cached = _deflate(model, loss_fn, batches, chosen, keys, activations, deflated_keys, rank, seed,
+                              samples, batch_draws, bases, exact_part)  # fmt: skip
         while draws_run < max_draws and active.any():
+            if max_seconds is not None and draws_run >= 2 and time.perf_counter() - start >= max_seconds:
+                break
             chunk = min(batch_draws, max_draws - draws_run)
             generators = [
                 torch.Generator(device=dev).manual_seed(seed * 1_000_003 + draws_run + j) for j in range(chunk)
@@ -675,6 +755,9 @@ def hessian_traces(
                         for i, t in enumerate(graph.tensors)
                         if not _is_activation(keys[i], chosen)
                     }
+                    for i, basis in bases.items():  # the probe's part outside the basis: (I − QQᵀ)v
+                        flat, q = weight_vectors[i].flatten(1), basis.flatten(1)
+                        weight_vectors[i] = (flat - (flat @ q.T) @ q).view_as(weight_vectors[i])
                 vectors = [
                     weight_vectors[i]
                     if i in weight_vectors
@@ -687,6 +770,7 @@ def hessian_traces(
                     for i in np.flatnonzero(active):
                         estimates[:, i] += graph.block_vhv(int(i), vectors[i]) * (graph.weight / samples)
                 del graph, vectors  # one autograd graph alive at a time (a single batch's stays cached)
+            estimates += torch.from_numpy(exact_part)
             for row in estimates.numpy():
                 draws_run += 1
                 sums[active] += row[active]
@@ -698,8 +782,9 @@ def hessian_traces(
                     # probe every estimate keeps averaging (one product serves all of them) until all are met
                     if rel_se > 0 and draws_run >= min_draws:
                         errors = _standard_errors(sums, squares, counts)
-                        met = (counts >= min_draws) & (errors <= rel_se * np.abs(means))
-                        if probe == "per_layer":
+                        scale = _se_scale(means, keys, numel, chosen, se_floor)
+                        met = (counts >= min_draws) & (errors <= rel_se * scale)
+                        if probe != "shared":
                             active &= ~met
                         elif met.all():
                             active[:] = False
@@ -716,6 +801,87 @@ def hessian_traces(
     return _traces(
         "hessian", chosen, keys, means, counts, numel, draws_run, samples, time.perf_counter() - start, errors
     )
+
+
+def _se_scale(
+    means: np.ndarray,
+    keys: Sequence[tuple[str, str]],
+    numel: Mapping[tuple[str, str], int],
+    chosen: Sequence[_Layer],
+    se_floor: float,
+) -> np.ndarray:
+    """What each estimate's standard error is measured against: max(|mean|, se_floor × the median per-element
+    |mean| of its kind (weight or activation) × its elements)."""
+    magnitude = np.abs(means)
+    if se_floor <= 0 or not numel:
+        return magnitude
+    sizes = np.array([max(numel[key], 1) for key in keys], dtype=float)
+    kinds = np.array([_is_activation(key, chosen) for key in keys])
+    floor = np.zeros(len(keys))
+    for kind in (False, True):
+        members = kinds == kind
+        if members.any():
+            floor[members] = se_floor * float(np.median(magnitude[members] / sizes[members])) * sizes[members]
+    return np.maximum(magnitude, floor)
+
+
+def _deflate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Sequence[Batch],
+    chosen: Sequence[_Layer],
+    keys: Sequence[tuple[str, str]],
+    activations: bool,
+    members: Sequence[int],
+    rank: int,
+    seed: int,
+    samples: int,
+    batch_draws: int,
+    bases: dict[int, Tensor],
+    exact_part: np.ndarray,
+) -> _HvpGraph | None:
+    """Hutch++'s first two stages for the weights ``members``: Y = H S over all batches (``rank`` Rademacher
+    sketch probes each), Q = orth(Y) into ``bases`` (fewer columns when the block's rank is lower), and
+    Tr(QᵀHQ) into ``exact_part``. Returns the graph when there is a single batch (for the draws to reuse)."""
+    cached: _HvpGraph | None = None
+
+    def graph_of(index: int) -> _HvpGraph:
+        nonlocal cached
+        graph = cached or _HvpGraph(model, loss_fn, batches[index], chosen, keys, activations, f"data batch {index}")
+        if len(batches) == 1:
+            cached = graph
+        return graph
+
+    def products(graph: _HvpGraph, i: int, vectors: Tensor) -> Tensor:
+        return torch.cat([graph.block_hv(i, vectors[a : a + batch_draws]) for a in range(0, len(vectors), batch_draws)])
+
+    def sketch(i: int, tensor: Tensor) -> Tensor:  # the same for every batch, made again rather than kept
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + 999_983 + i)  # apart from the draws' seeds
+        shape = torch.Size((min(rank, tensor.numel()), *tensor.shape))
+        return _rademacher(shape, generator, torch.device("cpu"), tensor.dtype).to(tensor.device)
+
+    sums: dict[int, Tensor] = {}  # memory: rank x each weight's elements, then the bases in their place
+    for index in range(len(batches)):
+        graph = graph_of(index)
+        share = graph.weight / samples
+        for i in members:
+            part = products(graph, i, sketch(i, graph.tensors[i])) * share
+            sums[i] = part if i not in sums else sums[i] + part
+        del graph  # one autograd graph alive at a time (a single batch's stays cached)
+    for i in members:
+        total = sums.pop(i)
+        q, r = torch.linalg.qr(total.flatten(1).double().T)
+        keep = r.diagonal().abs() > 1e-10 * max(float(r.diagonal().abs().max()), 1e-300)  # drop a null range
+        bases[i] = q[:, keep].T.to(total.dtype).reshape(-1, *total.shape[1:])
+        del total, q, r
+    for index in range(len(batches)):
+        graph = graph_of(index)
+        for i in members:
+            if len(bases[i]):
+                hq = products(graph, i, bases[i])
+                exact_part[i] += float((hq.double() * bases[i].double()).sum()) * graph.weight / samples
+        del graph
+    return cached
 
 
 def _standard_errors(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -1094,6 +1260,8 @@ def _quadratic_scores(
     bits_of = {"weight": wbits, "act": abits}
     exact_products = sum(len(bits_of[key[1]]) for key in keys)
     estimator = config.chosen(exact_products)
+    if config.curvature == "gauss_newton" and estimator != "exact":
+        raise InputError("the Gauss-Newton quadratic form is computed exactly: use estimator 'exact' (or 'auto')")
     draws = None if estimator == "exact" else config.draws
     # jobs: one (operand key, bits) per exact product, or one slot per bit width with every operand in it
     if draws is None:
@@ -1134,7 +1302,8 @@ def _quadratic_scores(
                     for first in range(0, len(members), batch_draws):
                         chunk = members[first : first + batch_draws]
                         vectors = torch.stack([error(graph, i, jobs[j][0][1]) for j in chunk])
-                        totals[chunk, i] += graph.block_vhv(i, vectors).numpy() * share
+                        product = graph.block_ggn if config.curvature == "gauss_newton" else graph.block_vhv
+                        totals[chunk, i] += product(i, vectors).numpy() * share
                         bar.update(len(chunk))
             else:
                 # random signs: ``draws`` consecutive jobs share one group of operands; a product covers only its
@@ -1158,6 +1327,7 @@ def _quadratic_scores(
     value: dict[tuple[str, str, int], float] = {}
     stderr: dict[tuple[str, str, int], float] = {}
     rows_of: dict[tuple[int, int], list[int]] = {}
+    negative = 0  # estimates below zero (indefinite Hessian or noise), counted by their magnitude
     for j, job in enumerate(jobs):
         for item in job:
             rows_of.setdefault(item, []).append(j)
@@ -1165,6 +1335,7 @@ def _quadratic_scores(
         for bits in bits_of[key[1]]:
             rows = rows_of[(i, bits)]
             samples_ij = totals[rows, i]
+            negative += float(samples_ij.mean()) < 0
             value[(key[0], key[1], bits)] = abs(float(samples_ij.mean()))
             spread = float(samples_ij.std(ddof=1)) / math.sqrt(len(rows)) if len(rows) > 1 else 0.0
             stderr[(key[0], key[1], bits)] = spread
@@ -1185,6 +1356,8 @@ def _quadratic_scores(
         "products": len(jobs),
         "exact_products": exact_products,
         "draws": 0 if draws is None else draws,
+        "curvature": config.curvature,
+        "negative_estimates": int(negative),
     }
     return frame
 
@@ -1362,6 +1535,8 @@ def _trace_scores(
         min_draws=config.min_draws,
         rel_se=config.rel_se,
         probe=config.probe,
+        rank=config.rank,
+        se_floor=config.se_floor,
         batch_draws=config.batch_draws,
         seed=config.seed,
         **config.common(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -410,6 +411,38 @@ def test_quadratic_scores_equal_the_exact_quadratic_form_of_the_weights(tiny_vit
             assert got.act_sensitivity == 0 and got.sensitivity == got.weight_sensitivity
 
 
+def test_gauss_newton_form_equals_the_explicit_jacobian_form(tiny_vit: nn.Module, exact: dict) -> None:
+    """curvature="gauss_newton": ΔWᵀJᵀ(∂²L/∂z²)JΔW with J the outputs' Jacobian (torch.func.jvp) and the loss
+    Hessian over the outputs formed whole, double precision; it is never negative, and the Hessian form's
+    count of negative estimates is reported."""
+    from allocator.sensitivity import HessianQuadraticConfig, score
+
+    x, y = exact["x"][:16], exact["y"][:16]
+    pairs = [(2, 8), (3, 8)]
+    config = HessianQuadraticConfig(estimator="exact", curvature="gauss_newton", activations=False, progress=False)
+    table = score(tiny_vit, LOSS, (x, y), pairs, config).set_index(["layer", "wbits", "abits"])
+    assert table.attrs["estimator"]["curvature"] == "gauss_newton"
+    weights = _weights(tiny_vit)
+    model = copy.deepcopy(tiny_vit).double()
+    params = {k: v.double() for k, v in weights.items()}
+    z = functional_call(model, params, (x.double(),)).detach()
+    loss_hessian = torch.autograd.functional.hessian(lambda out: LOSS(out, y), z).reshape(z.numel(), z.numel())
+    for name, weight in weights.items():
+        for wbits, abits in pairs:
+            delta = _weight_error(weight.float(), wbits).double().view_as(weight)
+            tangents = {k: torch.zeros_like(v) for k, v in params.items()}
+            tangents[name] = delta
+            _, u = torch.func.jvp(lambda p: functional_call(model, p, (x.double(),)), (params,), (tangents,))
+            truth = float(u.flatten() @ loss_hessian @ u.flatten())
+            got = table.loc[(name.removesuffix(".weight"), wbits, abits)]
+            assert truth >= 0
+            assert got.weight_sensitivity == pytest.approx(truth, rel=1e-3, abs=1e-9), (name, wbits)
+    hessian_table = score(tiny_vit, LOSS, (x, y), pairs, HessianQuadraticConfig(estimator="exact", progress=False))
+    assert hessian_table.attrs["estimator"]["negative_estimates"] >= 0
+    with pytest.raises(InputError, match="Gauss-Newton quadratic form is computed exactly"):
+        score(tiny_vit, LOSS, (x, y), pairs, HessianQuadraticConfig(estimator="random_sign", curvature="gauss_newton"))
+
+
 def test_quadratic_scores_equal_the_exact_form_of_every_activation_operand() -> None:
     """ΔAᵀ H_A ΔA for GEMM inputs and both attention-matmul operands; activation quantizers fitted on the
     calibration data by the chosen method, kᵀ and v (the matmuls' "weights") quantized as activations."""
@@ -668,7 +701,7 @@ def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Modu
     pd_testing.assert_frame_equal(quadratic[columns], direct[columns])
     trace_config = HessianTraceConfig(max_draws=6, rel_se=0, seed=2, progress=False)
     traced = score(tiny_vit, LOSS, data, pairs, trace_config)
-    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="per_layer", seed=2, progress=False)
+    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="deflated", seed=2, progress=False)
     errors = quantization_errors(tiny_vit, data, [2, 8], [4, 8])
     pd_testing.assert_frame_equal(traced[columns], scores_from_traces(traces, errors, pairs)[columns])
     fisher = score(tiny_vit, LOSS, data, pairs, FisherConfig(progress=False))
@@ -779,6 +812,88 @@ def test_per_layer_stopping_rule_stops_each_estimate_on_its_own(mlp: nn.Module, 
     ):
         assert 0 < se <= target * abs(estimate), name
         assert abs(estimate - truth) <= 4 * se, name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_deflated_probes_are_unbiased_with_honest_standard_errors(tiny_vit: nn.Module, exact: dict, seed: int) -> None:
+    """probe="deflated" (Hutch++): every layer within 4 of its reported standard errors of the exact trace, for
+    each of a fixed set of seeds; a block no larger than the rank is deflated whole, so its trace is exact (no
+    spread left); and the deflated draws spread less than plain per-layer probes on the layers deflation is for."""
+    rank, draws = 8, 400
+    data = (exact["x"], exact["y"])
+    traces = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=draws, tol=0, probe="deflated",
+                            rank=rank, batch_draws=200, seed=seed, progress=False)  # fmt: skip
+    plain = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=draws, tol=0, probe="per_layer",
+                           batch_draws=200, seed=seed, progress=False)  # fmt: skip
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, exact["traces"], strict=True
+    ):
+        assert abs(estimate - truth) <= 4 * se + 1e-5 * (1 + abs(truth)), name
+    # the spread of a draw (SE × √draws) summed over layers: deflation removes the dominant directions
+    assert sum(traces.weight_se) < sum(plain.weight_se)
+    # a rank as large as a block deflates it whole: exact, nothing left to draw (attn.proj has 8 x 8 weights)
+    whole = hessian_traces(tiny_vit, LOSS, data, layers=["blocks.0.attn.proj"], activations=False, max_draws=2,
+                           tol=0, probe="deflated", rank=64, seed=seed, progress=False)  # fmt: skip
+    truth = exact["traces"][list(traces.layers).index("blocks.0.attn.proj")]
+    assert whole.weight_trace[0] == pytest.approx(truth, rel=1e-4, abs=1e-6)
+    assert whole.weight_se[0] < 1e-4 * abs(truth) + 1e-7
+
+
+def test_deflated_stopping_rule_reaches_its_stated_standard_error(mlp: nn.Module, mlp_exact: dict) -> None:
+    """rel_se with deflated probes: each estimate stops when its standard error is within rel_se of it (before
+    the cap), and lands within 4 of them of the exact trace."""
+    target = 0.02
+    traces = hessian_traces(mlp, LOSS, (mlp_exact["x"], mlp_exact["y"]), activations=False, max_draws=20_000,
+                            rel_se=target, probe="deflated", rank=16, batch_draws=50, progress=False)  # fmt: skip
+    assert traces.draws < 20_000
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, mlp_exact["traces"], strict=True
+    ):
+        assert 0 < se <= target * abs(estimate), name
+        assert abs(estimate - truth) <= 4 * se, name
+
+
+def test_deflated_traces_over_batches_weight_like_one_batch(tiny_vit: nn.Module, exact: dict) -> None:
+    """The deflation's sketch and exact part sum over data batches, weighted by batch size, as the draws do: two
+    halves give the one-batch traces to within their standard errors."""
+    data = (exact["x"], exact["y"])
+    halves = [(exact["x"][:16], exact["y"][:16]), (exact["x"][16:], exact["y"][16:])]
+    kwargs = {"activations": False, "max_draws": 300, "tol": 0, "probe": "deflated", "rank": 8, "progress": False}
+    one = hessian_traces(tiny_vit, LOSS, data, batch_draws=100, **kwargs)
+    two = hessian_traces(tiny_vit, LOSS, halves, batch_draws=100, **kwargs)
+    for name, a, b, se_a, se_b, truth in zip(
+        one.layers, one.weight_trace, two.weight_trace, one.weight_se, two.weight_se, exact["traces"], strict=True
+    ):
+        assert abs(b - truth) <= 4 * se_b + 1e-5 * (1 + abs(truth)), name
+        assert abs(a - b) <= 4 * math.hypot(se_a, se_b) + 1e-5 * (1 + abs(truth)), name
+
+
+def test_se_floor_measures_small_traces_against_the_typical_layer() -> None:
+    """The stopping rule's scale: |trace|, or for a trace near zero se_floor × the median per-element |trace| of
+    its kind × its elements (weights and activations apart)."""
+    from allocator.sensitivity import scores as S
+
+    chosen = [S._Layer("a", nn.Linear(2, 2), False), S._Layer("b", nn.Linear(2, 2), False)]
+    keys = [("a", "weight"), ("b", "weight"), ("a", "act"), ("b", "act")]
+    numel = {("a", "weight"): 100, ("b", "weight"): 400, ("a", "act"): 10, ("b", "act"): 10}
+    means = np.array([50.0, -0.01, 3.0, 1.0])
+    # weights: per-element |trace| 0.5 and 2.5e-5, median 0.2500125 -> floor 0.1 x that x 400 = 10.0005 for b
+    # acts: per-element 0.3 and 0.1, median 0.2 -> floor 0.1 x 0.2 x 10 = 0.2 for both
+    scale = S._se_scale(means, keys, numel, chosen, 0.1)
+    np.testing.assert_allclose(scale, [50.0, 10.0005, 3.0, 1.0])
+    np.testing.assert_allclose(S._se_scale(means, keys, numel, chosen, 0.0), np.abs(means))
+
+
+def test_se_floor_stops_a_run_once_every_error_is_small_on_its_scale(mlp: nn.Module, mlp_exact: dict) -> None:
+    data = (mlp_exact["x"], mlp_exact["y"])
+    kwargs = {"activations": False, "max_draws": 20_000, "rel_se": 0.02, "probe": "per_layer", "batch_draws": 50}
+    plain = hessian_traces(mlp, LOSS, data, progress=False, **kwargs)
+    floored = hessian_traces(mlp, LOSS, data, progress=False, se_floor=5.0, **kwargs)
+    sizes = [w.numel() for w in _weights(mlp).values()]
+    typical = float(np.median(np.abs(floored.weight_trace) / np.array(sizes)))
+    assert floored.draws < plain.draws
+    for name, estimate, se, size in zip(floored.layers, floored.weight_trace, floored.weight_se, sizes, strict=True):
+        assert se <= 0.02 * max(abs(estimate), 5.0 * typical * size), name
 
 
 def test_fisher_scores_is_the_contract_name_of_fisher_traces() -> None:
