@@ -465,15 +465,28 @@ def _fused_tails(
             dataflow, rows, cols, gemms[g, 0], gemms[g, 1], gemms[g, 2], gemms[g, 3], gemms[g, 4], ofmap_bytes,
             gemms[g, 5] != 0,
         )  # fmt: skip
-        service = np.zeros(last - first, dtype=np.int64)
-        depth = np.zeros(last - first, dtype=np.int64)
-        for s in range(first, last):
-            per_chunk = _ceil_div(stage_elements[s], chunks)
-            service[s - first] = int(np.ceil(per_chunk * stage_factor[s] - 1e-9))
-            depth[s - first] = stage_depth[s]
-        end = _fused_pipeline_end(totals[g], chunks, service, depth)
-        out[g] = max(0, end - totals[g])
+        out[g] = _chain_tail(totals[g], chunks, first, last, stage_elements, stage_factor, stage_depth)
     return out
+
+
+@njit(cache=True)
+def _chain_tail(
+    total: int,
+    chunks: int,
+    first: int,
+    last: int,
+    stage_elements: np.ndarray,
+    stage_factor: np.ndarray,
+    stage_depth: np.ndarray,
+) -> int:
+    """Cycles fused stages ``first:last`` add after a GEMM of ``total`` cycles that hands out ``chunks`` chunks."""
+    service = np.zeros(last - first, dtype=np.int64)
+    depth = np.zeros(last - first, dtype=np.int64)
+    for s in range(first, last):
+        per_chunk = _ceil_div(stage_elements[s], chunks)
+        service[s - first] = int(np.ceil(per_chunk * stage_factor[s] - 1e-9))
+        depth[s - first] = stage_depth[s]
+    return max(0, _fused_pipeline_end(total, chunks, service, depth) - total)
 
 
 @njit(cache=True)
@@ -512,13 +525,7 @@ def _gemm_fused_rows(
         tail = 0
         if last > first:
             chunks = _output_chunks(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[13], chain_row_wise[chain] != 0)
-            service = np.zeros(last - first, dtype=np.int64)
-            depth = np.zeros(last - first, dtype=np.int64)
-            for s in range(first, last):
-                per_chunk = _ceil_div(stage_elements[s], chunks)
-                service[s - first] = int(np.ceil(per_chunk * stage_factor[s] - 1e-9))
-                depth[s - first] = stage_depth[s]
-            tail = max(0, _fused_pipeline_end(res[1], chunks, service, depth) - res[1])
+            tail = _chain_tail(res[1], chunks, first, last, stage_elements, stage_factor, stage_depth)
         out[row, 4] = tail + chain_serial[chain]
     return out
 
