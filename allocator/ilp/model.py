@@ -89,6 +89,11 @@ class Limits:
                 raise InputError(f"limit {name}={value}; must be a positive number")
         object.__setattr__(self, "ties", tuple(Tie.parse(tie) for tie in self.ties))
 
+    def dataflow_preference(self) -> str:
+        """What an array that switches dataflow per layer minimises per option (``build_problem(prefer=)``):
+        ``"energy_mj"`` when energy is the only budget on time or energy, else ``"cycles"``."""
+        return "energy_mj" if self.energy_mj is not None and self.latency_ms is None else "cycles"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "latency_ms": self.latency_ms,

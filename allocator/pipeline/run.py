@@ -554,11 +554,9 @@ def detection_costs_stage(net: nn.Module, config: PipelineConfig) -> tuple[Probl
         [(g.name, w, a, 0.0) for g in workload.gemms for w, a in bit_pairs],
         columns=["layer", "wbits", "abits", "sensitivity"],
     )
-    limits = config.limits
     # an array that switches dataflow per layer runs each option in its fastest dataflow, or its least-energy
-    # one when energy is the only budget
-    energy_only = limits.energy_mj is not None and limits.latency_ms is None and config.latency_of is None
-    prefer = "energy_mj" if energy_only else "cycles"
+    # one when energy is the only budget (--latency-of is a latency budget too)
+    prefer = "cycles" if config.latency_of is not None else config.limits.dataflow_preference()
     problem = build_problem(workload, config.target, unscored, bit_pairs, prefer=prefer)
     if detection is None:
         return problem, {}

@@ -69,20 +69,20 @@ def allocate_points(
     ``solve_s``), points of one design sharing its problem and fronts."""
     from allocator.ilp.problem import build_problem
     from allocator.sweep.batch import _estimate
-    from allocator.sweep.run import _prefer, configure_target, point_limits
+    from allocator.sweep.run import configure_target, point_limits
     from sim.errors import InputError
     from sim.target import PER_LAYER
 
     rows: list[dict[str, Any]] = []
     current: tuple | None = None
-    problems: dict[str, Any] = {}  # per what a per-layer-dataflow array minimises (see run._prefer)
+    problems: dict[str, Any] = {}  # per what a per-layer-dataflow array minimises (Limits.dataflow_preference)
     target: Target | None = None
     fronts: dict[tuple[str, str], Any] = {}
     failure = ""
     for point in points:
         key = design_key(point)
         limits = point_limits(point)
-        prefer = _prefer(limits) if point.dataflow == PER_LAYER else "cycles"
+        prefer = limits.dataflow_preference() if point.dataflow == PER_LAYER else "cycles"
         if key != current:
             current, fronts, problems, failure = key, {}, {}, ""
         if not failure and prefer not in problems:

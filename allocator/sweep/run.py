@@ -552,11 +552,6 @@ def point_limits(point: DesignPoint) -> Any:
     )
 
 
-def _prefer(limits: Any) -> str:
-    """What a per-layer-dataflow array minimises per option: energy when it is the only budget, else cycles."""
-    return "energy_mj" if limits.energy_mj is not None and limits.latency_ms is None else "cycles"
-
-
 def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> dict[str, Any]:
     """Run the bit-allocation ILP on the point's design and budgets, then simulate the chosen plan.
 
@@ -574,7 +569,7 @@ def allocate_point(workload: Workload, target: Target, point: DesignPoint) -> di
     else:
         scores = _sensitivity_table(point.sensitivity)
     limits = point_limits(point)
-    problem = build_problem(workload, target, scores, pairs, prefer=_prefer(limits))
+    problem = build_problem(workload, target, scores, pairs, prefer=limits.dataflow_preference())
     allocation = allocate(problem, limits)
     row: dict[str, Any] = {
         "status": allocation.status,
