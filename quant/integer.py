@@ -583,6 +583,34 @@ class IntegerRun:
     intermediates: tuple[tuple[str, torch.dtype], ...] = ()
 
 
+class Keeper:
+    """What an integer forward keeps of its tensors: each quantization point's codes (``point``), with ``trace``
+    every tensor's name and dtype, and (``widths.check``) each fixed-point tensor checked against its width."""
+
+    def __init__(self, widths: Widths, trace: bool) -> None:
+        self.widths = widths
+        self.trace = trace
+        self.codes: dict[str, Tensor] = {}
+        self.seen: list[tuple[str, torch.dtype]] = []
+
+    def __call__(self, name: str, value: Tensor, point: bool = False) -> Tensor:
+        widths = self.widths
+        if self.trace:
+            self.seen.append((name, value.dtype))
+        if point:
+            self.codes[name] = value
+        if widths.check and not name.endswith(_CODE_SUFFIXES):
+            if name.endswith(".acc"):
+                check_width(name, value, widths.accumulator(name.removesuffix(".acc")), "accumulator")
+            else:
+                check_width(name, value, widths.activation_bits, "fixed-point tensor")
+        return value
+
+    def result(self, logits: Tensor) -> IntegerRun:
+        """The run: ``logits`` and what was kept."""
+        return IntegerRun(logits, self.codes, tuple(self.seen))
+
+
 def integer_unsupported(model: nn.Module) -> str | None:
     """Why the integer-only model cannot be built for float ``model`` (before quantizing), or None when its
     structure is one ``IntegerModel`` takes: a timm ``VisionTransformer`` (ViT/DeiT) with a class token, the
@@ -705,23 +733,8 @@ class IntegerModel:
 
     def run(self, images: Tensor, *, trace: bool = False) -> IntegerRun:
         """Integer forward of float images (N, C, H, W), keeping every quantization point's codes."""
-        codes: dict[str, Tensor] = {}
-        seen: list[tuple[str, torch.dtype]] = []
-
         widths = self.widths
-
-        def keep(name: str, value: Tensor, point: bool = False) -> Tensor:
-            if trace:
-                seen.append((name, value.dtype))
-            if point:
-                codes[name] = value
-            if widths.check and not name.endswith(_CODE_SUFFIXES):
-                if name.endswith(".acc"):
-                    check_width(name, value, widths.accumulator(name.removesuffix(".acc")), "accumulator")
-                else:
-                    check_width(name, value, widths.activation_bits, "fixed-point tensor")
-            return value
-
+        keep = Keeper(widths, trace)
         image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
         patches = keep("patch_embed.patches", self.patch_embed.patches(image_codes))
         acc = keep("patch_embed.proj.acc", self.patch_embed.accumulate(patches))
@@ -737,7 +750,7 @@ class IntegerModel:
         pooled = keep("pool", normed[:, 0])
         logits = self._gemm(self.head, pooled, keep)
         keep("logits", logits, point=True)
-        return IntegerRun(logits, codes, tuple(seen))
+        return keep.result(logits)
 
     def _run_block(
         self, block: IntBlock, stream: Tensor, keep: Callable[..., Tensor], attention: Tensor | None

@@ -37,9 +37,9 @@ from quant.integer import (
     IntGemm,
     IntLayerNorm,
     IntMatMul,
+    Keeper,
     StreamToFixed,
     Widths,
-    check_width,
     decoded_bound,
     fixed_mean,
     gelu_fixed,
@@ -51,7 +51,6 @@ from quant.primitives import QParams
 
 __all__ = ["IntPatchMerging", "IntSwinBlock", "IntegerSwin", "is_swin", "swin_unsupported"]
 
-_CODE_SUFFIXES = (".input_quant", ".a_quant", ".b_quant", ".output_quant", ".patches")
 _FIXED_STEP = 2.0**-ACT_FRAC_BITS  # a fixed-point LayerNorm input: integers of step 2^-16, range unknown
 
 
@@ -235,21 +234,8 @@ class IntegerSwin:
 
     def run(self, images: Tensor, *, trace: bool = False) -> IntegerRun:
         """Integer forward of float images (N, C, H, W), keeping every quantization point's codes."""
-        codes: dict[str, Tensor] = {}
-        seen: list[tuple[str, torch.dtype]] = []
         widths = self.widths
-
-        def keep(name: str, value: Tensor, point: bool = False) -> Tensor:
-            if trace:
-                seen.append((name, value.dtype))
-            if point:
-                codes[name] = value
-            if widths.check and not name.endswith(_CODE_SUFFIXES):
-                if name.endswith(".acc"):
-                    check_width(name, value, widths.accumulator(name.removesuffix(".acc")), "accumulator")
-                else:
-                    check_width(name, value, widths.activation_bits, "fixed-point tensor")
-            return value
+        keep = Keeper(widths, trace)
 
         image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
         patches = keep("patch_embed.patches", self.patch_embed.patches(image_codes))
@@ -272,7 +258,7 @@ class IntegerSwin:
         pooled = keep("pool", fixed_mean(normed, (1, 2)))
         logits = self._gemm(self.head, pooled, keep)
         keep("logits", logits, point=True)
-        return IntegerRun(logits, codes, tuple(seen))
+        return keep.result(logits)
 
     def _merge(self, merging: IntPatchMerging, codes: Tensor, keep: Callable[..., Tensor]) -> Tensor:
         n = merging.name
