@@ -65,7 +65,7 @@ def refine_rounds(
     """Up to ``config.refine`` rounds after ``first`` (``config``: a ``PipelineConfig``). Returns the last
     allocation (its ``refinements`` = rounds run), that round's score table (None when no round ran) and a
     ``RefineRound`` per plan, round 0 included."""
-    from allocator.pipeline.run import SOLVERS, _plan_with_kind, _quantized_evaluation, score_options
+    from allocator.pipeline.run import SOLVERS, _plan_with_kind, _quantized_evaluation, config_scores
 
     say = log or (lambda _message: None)
     method = SOLVERS[config.solver]
@@ -92,21 +92,7 @@ def refine_rounds(
     for round_ in range(1, config.refine + 1):
         began = time.perf_counter()
         plan = _plan_with_kind({**allocation.plan(), "model": config.model_name}, config.act_kind)
-        scores = score_options(
-            net,
-            batch,
-            config.bit_pairs,
-            method=config.sensitivity,
-            form=config.score_form,
-            act_kind=config.act_kind,
-            max_draws=config.max_draws,
-            quadratic_draws=config.quadratic_draws,
-            estimator=config.quadratic_estimator,
-            seed=config.seed,
-            progress=config.progress,
-            device=config.device,
-            plan=plan,
-        )
+        scores = config_scores(net, batch, config, plan)
         problem = problem.with_sensitivity(scores)
         previous, allocation = allocation, allocate(problem, limits, method=method).check()  # type: ignore[arg-type]
         allocation = replace(allocation, refinements=round_)

@@ -582,13 +582,11 @@ def budget_stage(problem: Problem, config: PipelineConfig) -> Limits:
     return limits
 
 
-def scores_stage(
-    net: nn.Module, model_data: ModelData, problem: Problem, config: PipelineConfig
-) -> tuple[Problem, pd.DataFrame]:
-    """Ω of every option on ``sensitivity_images`` calibration images (the first images decoded: a broken one in
-    a big folder fails here; synthetic images are made here), and the problem with those scores."""
-    batch = model_data.calib_batch(config.sensitivity_images, config.seed)
-    scores = score_options(
+def config_scores(
+    net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], config: PipelineConfig, plan: BitPlan | None = None
+) -> pd.DataFrame:
+    """``score_options`` with the config's scorer settings (at ``plan``'s quantized model when given)."""
+    return score_options(
         net,
         batch,
         config.bit_pairs,
@@ -601,7 +599,17 @@ def scores_stage(
         seed=config.seed,
         progress=config.progress,
         device=config.device,
+        plan=plan,
     )
+
+
+def scores_stage(
+    net: nn.Module, model_data: ModelData, problem: Problem, config: PipelineConfig
+) -> tuple[Problem, pd.DataFrame]:
+    """Ω of every option on ``sensitivity_images`` calibration images (the first images decoded: a broken one in
+    a big folder fails here; synthetic images are made here), and the problem with those scores."""
+    batch = model_data.calib_batch(config.sensitivity_images, config.seed)
+    scores = config_scores(net, batch, config)
     problem = problem.with_sensitivity(scores)
     if config.patchwise is not None:
         problem = patchwise_stage(net, batch[0], problem, config)
