@@ -701,7 +701,7 @@ def test_registry_dispatches_each_config_like_the_direct_calls(tiny_vit: nn.Modu
     pd_testing.assert_frame_equal(quadratic[columns], direct[columns])
     trace_config = HessianTraceConfig(max_draws=6, rel_se=0, seed=2, progress=False)
     traced = score(tiny_vit, LOSS, data, pairs, trace_config)
-    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="deflated", seed=2, progress=False)
+    traces = hessian_traces(tiny_vit, LOSS, data, max_draws=6, tol=0, probe="krylov", seed=2, progress=False)
     errors = quantization_errors(tiny_vit, data, [2, 8], [4, 8])
     pd_testing.assert_frame_equal(traced[columns], scores_from_traces(traces, errors, pairs)[columns])
     fisher = score(tiny_vit, LOSS, data, pairs, FisherConfig(progress=False))
@@ -725,9 +725,18 @@ def test_auto_estimator_is_exact_for_small_models_and_random_signs_for_big_ones(
     assert small.attrs["estimator"]["estimator"] == "exact" and small.attrs["estimator"]["requested"] == "auto"
     products = small.attrs["estimator"]["exact_products"]
     assert products == small.attrs["estimator"]["products"] > 0
-    big = score(model, LOSS, data, pairs, HessianQuadraticConfig(exact_max_products=products - 1, progress=False))
-    assert big.attrs["estimator"]["estimator"] == "random_sign" and big.attrs["estimator"]["draws"] == 16
+    too_many = {"exact_max_products": products - 1, "progress": False}
+    big = score(model, LOSS, data, pairs, HessianQuadraticConfig(grouping="none", **too_many))
+    draws = HessianQuadraticConfig().draws
+    assert big.attrs["estimator"]["estimator"] == "random_sign" and big.attrs["estimator"]["draws"] == draws
     assert (big.sensitivity_se > 0).any() and (small.sensitivity_se == 0).all()
+    # the default grouping: roles when they fit in the products per bit width, each role a share of them
+    default = score(model, LOSS, data, pairs, HessianQuadraticConfig(**too_many))
+    roles = len({(component_type(layer), operand) for layer in default.layer for operand in ("weight", "act")})
+    assert default.attrs["estimator"]["grouping"] == "role" and default.attrs["estimator"]["draws"] == draws // roles
+    assert default.attrs["estimator"]["products"] == 2 * roles * (draws // roles)  # 2 bit widths per operand
+    few = score(model, LOSS, data, pairs, HessianQuadraticConfig(draws=roles - 1, **too_many))
+    assert few.attrs["estimator"]["grouping"] == "none" and few.attrs["estimator"]["products"] == 2 * (roles - 1)
     with pytest.raises(InputError, match="estimator"):
         HessianQuadraticConfig(estimator="nope")  # type: ignore[arg-type]
 
@@ -756,7 +765,11 @@ def test_role_grouped_random_signs_converge_to_the_exact_form() -> None:
     grouped = score(model, LOSS, data, pairs, config)
     np.testing.assert_allclose(grouped[columns].to_numpy(), exact, rtol=1e-4, atol=1e-10)
     ungrouped = score(
-        model, LOSS, data, pairs, HessianQuadraticConfig(estimator="random_sign", draws=3, progress=False)
+        model,
+        LOSS,
+        data,
+        pairs,
+        HessianQuadraticConfig(estimator="random_sign", draws=3, grouping="none", progress=False),
     )
     assert not np.allclose(ungrouped[columns].to_numpy(), exact, rtol=1e-3)
 
@@ -853,12 +866,13 @@ def test_deflated_stopping_rule_reaches_its_stated_standard_error(mlp: nn.Module
         assert abs(estimate - truth) <= 4 * se, name
 
 
-def test_deflated_traces_over_batches_weight_like_one_batch(tiny_vit: nn.Module, exact: dict) -> None:
-    """The deflation's sketch and exact part sum over data batches, weighted by batch size, as the draws do: two
-    halves give the one-batch traces to within their standard errors."""
+@pytest.mark.parametrize("deflation", [{"probe": "deflated", "rank": 8}, {"probe": "krylov", "max_rank": 16}])
+def test_deflated_traces_over_batches_weight_like_one_batch(tiny_vit: nn.Module, exact: dict, deflation: dict) -> None:
+    """The deflation's basis, its exact part (and krylov's pilot draws) sum over data batches, weighted by batch
+    size, as the draws do: two halves give the one-batch traces to within their standard errors."""
     data = (exact["x"], exact["y"])
     halves = [(exact["x"][:16], exact["y"][:16]), (exact["x"][16:], exact["y"][16:])]
-    kwargs = {"activations": False, "max_draws": 300, "tol": 0, "probe": "deflated", "rank": 8, "progress": False}
+    kwargs = {"activations": False, "max_draws": 300, "tol": 0, "progress": False, **deflation}
     one = hessian_traces(tiny_vit, LOSS, data, batch_draws=100, **kwargs)
     two = hessian_traces(tiny_vit, LOSS, halves, batch_draws=100, **kwargs)
     for name, a, b, se_a, se_b, truth in zip(
@@ -866,6 +880,77 @@ def test_deflated_traces_over_batches_weight_like_one_batch(tiny_vit: nn.Module,
     ):
         assert abs(b - truth) <= 4 * se_b + 1e-5 * (1 + abs(truth)), name
         assert abs(a - b) <= 4 * math.hypot(se_a, se_b) + 1e-5 * (1 + abs(truth)), name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_krylov_probes_are_unbiased_with_honest_standard_errors(tiny_vit: nn.Module, exact: dict, seed: int) -> None:
+    """probe="krylov": with the basis held below the blocks' sizes (max_rank 16 and 32), every layer within 4 of
+    its reported standard errors of the exact trace for each of a fixed set of seeds, the draws spreading less
+    than plain per-layer probes'; with the default max_rank every block of this model (at most 256 weights) is
+    spanned whole (or its range is: a Krylov space stops growing once it is invariant), so every trace is exact
+    with nothing left to draw."""
+    data = (exact["x"], exact["y"])
+    plain = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=400, tol=0, probe="per_layer",
+                           batch_draws=200, seed=seed, progress=False)  # fmt: skip
+    for max_rank in (16, 32):
+        traces = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=400, tol=0, probe="krylov",
+                                max_rank=max_rank, batch_draws=200, seed=seed, progress=False)  # fmt: skip
+        assert max(traces.weight_rank) == max_rank
+        for name, estimate, se, truth in zip(
+            traces.layers, traces.weight_trace, traces.weight_se, exact["traces"], strict=True
+        ):
+            assert abs(estimate - truth) <= 4 * se + 1e-5 * (1 + abs(truth)), (max_rank, name)
+        assert sum(traces.weight_se) < sum(plain.weight_se)
+    whole = hessian_traces(tiny_vit, LOSS, data, activations=False, max_draws=2, tol=0, probe="krylov",
+                           rel_se=1e-6, seed=seed, progress=False)  # fmt: skip
+    numel = [w.numel() for w in _weights(tiny_vit).values()]
+    assert all(rank <= size for rank, size in zip(whole.weight_rank, numel, strict=True))
+    assert any(rank == size for rank, size in zip(whole.weight_rank, numel, strict=True))
+    for name, estimate, se, truth in zip(
+        whole.layers, whole.weight_trace, whole.weight_se, exact["traces"], strict=True
+    ):
+        assert estimate == pytest.approx(truth, rel=1e-4, abs=1e-6), name
+        assert se < 1e-4 * abs(truth) + 1e-7, name
+
+
+def test_krylov_basis_grows_only_where_the_draws_need_it(tiny_vit: nn.Module, exact: dict) -> None:
+    """A loose target keeps the first block (16) on every layer; a tight one grows the noisy layers' bases (by
+    doubling, so 16 x 2^k or the block's size) and leaves well-resolved ones alone; max_rank and the memory
+    budget cap every basis."""
+    from allocator.sensitivity import scores as S
+
+    data = (exact["x"], exact["y"])
+    kwargs = {"activations": False, "max_draws": 50, "probe": "krylov", "progress": False}
+    loose = hessian_traces(tiny_vit, LOSS, data, rel_se=10.0, **kwargs)
+    assert set(loose.weight_rank) == {16}
+    tight = hessian_traces(tiny_vit, LOSS, data, rel_se=0.001, **kwargs)
+    numel = [w.numel() for w in _weights(tiny_vit).values()]
+    assert any(r > 16 for r in tight.weight_rank)
+    for rank, size in zip(tight.weight_rank, numel, strict=True):
+        assert rank == size or (rank >= 16 and (rank & (rank - 1)) == 0), (rank, size)
+    capped = hessian_traces(tiny_vit, LOSS, data, rel_se=0.001, max_rank=32, **kwargs)
+    assert max(capped.weight_rank) == 32
+    budget = S.BASIS_BUDGET_BYTES
+    try:
+        S.BASIS_BUDGET_BYTES = 4 * sum(numel) * 20  # room for 20 basis vectors per weight
+        assert max(hessian_traces(tiny_vit, LOSS, data, rel_se=0.001, **kwargs).weight_rank) == 20
+    finally:
+        S.BASIS_BUDGET_BYTES = budget
+
+
+def test_krylov_stopping_rule_reaches_its_stated_standard_error(mlp: nn.Module, mlp_exact: dict) -> None:
+    """rel_se with krylov probes (basis capped below the blocks' sizes so that draws remain): each estimate stops
+    with its standard error within rel_se of it, and lands within 4 of them of the exact trace."""
+    target = 0.02
+    traces = hessian_traces(mlp, LOSS, (mlp_exact["x"], mlp_exact["y"]), activations=False, max_draws=20_000,
+                            rel_se=target, min_draws=32, probe="krylov", max_rank=32, batch_draws=50,
+                            progress=False)  # fmt: skip
+    assert traces.draws < 20_000
+    for name, estimate, se, truth in zip(
+        traces.layers, traces.weight_trace, traces.weight_se, mlp_exact["traces"], strict=True
+    ):
+        assert 0 < se <= target * abs(estimate), name
+        assert abs(estimate - truth) <= 4 * se, name
 
 
 def test_se_floor_measures_small_traces_against_the_typical_layer() -> None:

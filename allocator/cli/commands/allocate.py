@@ -212,7 +212,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sensitivity-images",
         type=bounded_int(1, MAX_COUNT),
         help="training images the scores are taken on (default by model size: 128; 4 for models of 5 M parameters"
-        " or more on a CPU, with --quadratic-draws 4)",
+        " or more on a CPU, with --quadratic-draws 32)",
     )
     parser.add_argument(
         "--calib-images",
