@@ -187,11 +187,20 @@ def bit_pairs(target: Target, weight_bits: int, act_bits: int) -> list[tuple[int
 
 def array_dsps(target: Target) -> int:
     """DSP slices of the target's PE array: one per ``dsp_packed`` PE, ``ceil((8 + 8) / 48) = 1`` per ``int8`` PE
-    (FINN ``dsp_estimation``), none for LUT and Bit Fusion PEs."""
+    (FINN ``dsp_estimation``), none for LUT and Bit Fusion PEs.
+
+    An ``int8`` PE that stands for a wider fixed-point multiplier (``accelerator.multiplier_bits`` = (w, a)) takes
+    the DSP slices that multiplier tiles on the device's A x B multiplier, in the better orientation:
+    min(ceil(a/A)·ceil(w/B), ceil(w/A)·ceil(a/B)); on DSP48E2 (27x18) 16x16 is 1, 16x32 is 2 (UG579)."""
     acc = target.accelerator
-    if acc.pe in ("dsp_packed", "int8"):
-        return acc.rows * acc.cols
-    return 0
+    if acc.pe not in ("dsp_packed", "int8"):
+        return 0
+    per_pe = 1
+    if acc.pe == "int8" and acc.multiplier_bits is not None:
+        w, a = acc.multiplier_bits
+        big, small = DSP_MULTIPLIER_BITS.get(target.device.dsp_kind, DSP_MULTIPLIER_BITS["dsp48e2"])
+        per_pe = min(math.ceil(a / big) * math.ceil(w / small), math.ceil(w / big) * math.ceil(a / small))
+    return acc.rows * acc.cols * per_pe
 
 
 def _per_pe_luts(pe: str, weight_bits: int, act_bits: int) -> int:
