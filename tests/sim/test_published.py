@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,15 @@ def test_multiplier_bits_count_the_dsps_a_wide_fixed_point_pe_takes(tmp_path: Pa
     plain = tmp_path / "plain.toml"
     plain.write_text(text.replace("multiplier_bits = [16, 32]\n", ""), encoding="utf-8")
     assert _array_dsps(sim.load_target(plain)) == 256
+    # the multiplier's 16 + 32 bits also set the PE's adder and registers (FINN: 300 + 1.1 * 256 PEs * 48 LUT;
+    # 48 FF per PE) and its 32-bit accumulator, where the plain W8A8 PE has 16 and
+    # ceil(alpha + log2(1 + 2**-alpha) + 1) = 28 with alpha = 12 + 8 + 8 - 1 - 1 = 26 (arXiv 2301.13376)
+    parts = {p.component: p for p in sim.estimate_resources(targets["edgemoe_zcu102"]).breakdown}
+    assert (parts["array"].lut, parts["array"].ff) == (13_817, 256 * 48)
+    assert parts["accumulators"].ff == 256 * 32
+    plain_parts = {p.component: p for p in sim.estimate_resources(sim.load_target(plain)).breakdown}
+    assert (plain_parts["array"].lut, plain_parts["array"].ff) == (math.ceil(300 + 1.1 * 256 * 16), 256 * 16)
+    assert plain_parts["accumulators"].ff == 256 * 28
 
 
 def test_multiplier_bits_only_on_int8_pes(tmp_path: Path) -> None:
