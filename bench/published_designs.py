@@ -37,23 +37,33 @@ def main() -> int:
     torch.set_num_threads(1)
     import sim
     from allocator import workload_from_model
+    from quant.models import create_model
     from sim.errors import InputError
     from sim.published import compare_design
     from sim.target_file import list_published_targets
 
     load_before = os.getloadavg()
-    workloads: dict[str, object] = {}
+    workloads: dict[tuple[str, tuple[int, int] | None], object] = {}
+
+    def build(model: str, img_size: tuple[int, int] | None) -> object:
+        if img_size is None:
+            return workload_from_model(model)
+        # a non-square input (M3ViT's 128x256 Cityscapes frames): timm builds the model for it, the recorder
+        # reads the size from the model's patch embedding
+        return workload_from_model(create_model(model, pretrained=False, img_size=img_size))
 
     def latency_ms(target: sim.Target, result: object) -> float | None:
         model, wbits, abits = result.model, result.wbits, result.abits  # type: ignore[attr-defined]
+        img_size = result.img_size  # type: ignore[attr-defined]
         if not target.supports(wbits, abits):
             return None
-        if model not in workloads:
+        key = (model, img_size)
+        if key not in workloads:
             try:
-                workloads[model] = workload_from_model(model)
+                workloads[key] = build(model, img_size)
             except (InputError, RuntimeError):
-                workloads[model] = None
-        workload = workloads[model]
+                workloads[key] = None
+        workload = workloads[key]
         if workload is None:
             return None
         return sim.simulate(workload, target, (wbits, abits)).latency_ms  # type: ignore[arg-type]
@@ -72,6 +82,7 @@ def main() -> int:
                 "clock_mhz": target.clock_mhz,
                 "array": f"{target.accelerator.rows}x{target.accelerator.cols} {target.accelerator.pe}",
                 "paper": target.published.paper if target.published else "",
+                "multiplier_bits": target.accelerator.multiplier_bits,
                 "comparisons": [c.to_json() for c in comparisons],
             }
         )

@@ -187,16 +187,30 @@ def bit_pairs(target: Target, weight_bits: int, act_bits: int) -> list[tuple[int
 
 def array_dsps(target: Target) -> int:
     """DSP slices of the target's PE array: one per ``dsp_packed`` PE, ``ceil((8 + 8) / 48) = 1`` per ``int8`` PE
-    (FINN ``dsp_estimation``), none for LUT and Bit Fusion PEs."""
+    (FINN ``dsp_estimation``), none for LUT and Bit Fusion PEs.
+
+    An ``int8`` PE that stands for a wider fixed-point multiplier (``accelerator.multiplier_bits`` = (w, a)) takes
+    the DSP slices that multiplier tiles on the device's A x B multiplier, in the better orientation:
+    min(ceil(a/A)·ceil(w/B), ceil(w/A)·ceil(a/B)); on DSP48E2 (27x18) 16x16 is 1, 16x32 is 2 (UG579)."""
     acc = target.accelerator
-    if acc.pe in ("dsp_packed", "int8"):
-        return acc.rows * acc.cols
-    return 0
+    if acc.pe not in ("dsp_packed", "int8"):
+        return 0
+    per_pe = 1
+    if acc.pe == "int8" and acc.multiplier_bits is not None:
+        w, a = acc.multiplier_bits
+        big, small = DSP_MULTIPLIER_BITS.get(target.device.dsp_kind, DSP_MULTIPLIER_BITS["dsp48e2"])
+        per_pe = min(math.ceil(a / big) * math.ceil(w / small), math.ceil(w / big) * math.ceil(a / small))
+    return acc.rows * acc.cols * per_pe
+
+
+def _products_per_pe(pe: str, weight_bits: int, act_bits: int) -> int:
+    """``macs_per_pe``, and 1 for an ``int8`` PE at any width (one wider multiplier, ``multiplier_bits``)."""
+    return 1 if pe == "int8" else macs_per_pe(pe, weight_bits, act_bits)
 
 
 def _per_pe_luts(pe: str, weight_bits: int, act_bits: int) -> int:
     """Multiplier and adder LUTs of one PE running ``p = macs_per_pe`` products of this bit pair per cycle."""
-    p = macs_per_pe(pe, weight_bits, act_bits)
+    p = _products_per_pe(pe, weight_bits, act_bits)
     adders = p * (weight_bits + act_bits)  # FINN adder term (W + A)(2Q - 1) with Q = 1, once per product
     if pe in ("dsp_packed", "int8"):
         return adders  # the products themselves are in the DSP
@@ -208,8 +222,17 @@ def _per_pe_luts(pe: str, weight_bits: int, act_bits: int) -> int:
     return lanes * lut_multiplier_cost(2, 2) + (weight_bits + act_bits) * (2 * lanes - 1)
 
 
+def datapath_pairs(target: Target, pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (weight, activation) bit pairs the PE datapath is built for: ``pairs``, or for an ``int8`` PE standing
+    for a wider multiplier (``accelerator.multiplier_bits``) that multiplier's bits, which set its adder,
+    register and accumulator widths as they set its DSP count (``array_dsps``)."""
+    bits = target.accelerator.multiplier_bits
+    return pairs if bits is None else [bits]
+
+
 def _array(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
     acc = target.accelerator
+    pairs = datapath_pairs(target, pairs)
     pes = acc.rows * acc.cols
     per_pe = max(_per_pe_luts(acc.pe, w, a) for w, a in pairs)
     lut = FINN_LUT_BASE + FINN_LUT_SCALE * pes * per_pe
@@ -225,8 +248,9 @@ def _array(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
 
 def _accumulators(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
     acc = target.accelerator
+    pairs = datapath_pairs(target, pairs)
     # a PE doing p products per cycle keeps p accumulators: size for the pair with the most accumulator bits
-    per_pe_bits = max(macs_per_pe(acc.pe, w, a) * pe_accumulator_bits(w, a) for w, a in pairs)
+    per_pe_bits = max(_products_per_pe(acc.pe, w, a) * pe_accumulator_bits(w, a) for w, a in pairs)
     bits = acc.rows * acc.cols * per_pe_bits
     if any(dataflow in ("ws", "is") for dataflow in acc.dataflows):
         # partial sums leave the array every K fold and are accumulated at the column bottoms

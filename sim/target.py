@@ -148,6 +148,10 @@ class Accelerator:
     # dataflows the array can switch between from one layer to the next (a reconfigurable array); () = only
     # ``dataflow``. ``dataflow`` is then the mode the array starts in and the default of CLI overrides
     switchable_dataflows: tuple[Dataflow, ...] = ()
+    # an ``int8`` PE that is really a wider fixed-point multiplier (weight bits, activation bits), e.g. an HLS
+    # design's ap_fixed<16> x ap_fixed<32>: only its DSP count changes (sim/resources.py ``array_dsps``); timing and
+    # bytes stay those of the simulated 1..8-bit operands. None: the PE multiplies the simulated bits.
+    multiplier_bits: tuple[int, int] | None = None
 
     @property
     def dataflows(self) -> tuple[str, ...]:
@@ -171,6 +175,7 @@ class PublishedResult:
     fps: float | None
     source: str
     note: str = ""
+    img_size: tuple[int, int] | None = None  # input (height, width) pixels when not the model's default
 
 
 @dataclass(frozen=True)

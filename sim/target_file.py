@@ -16,13 +16,15 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     [accelerator]
     rows, cols, dataflow (os|ws|is), pe (dsp_packed|lut|bitfusion|int8), weight_bits, act_bits, vector_lanes,
     fold_pipelining (optional bool: consecutive folds overlap fill and drain; default false = SCALE-Sim timing)
+    multiplier_bits (optional [weight, activation] bits of an int8 PE's real fixed-point multiplier: DSPs per PE)
     [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
     [accelerator.patchwise]        # optional: patch-wise (token-split) activation bits (sim/patchwise.py)
     token_sort (bool), reorder_cycles_per_token (cycles per token and GEMM call; needs a source)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
     [published]                    # optional (targets/published/): what the paper reports for the design
     paper, dsp, lut, ff, bram36    # resources the paper gives (each with a source), absent when it gives none
-    [[published.results]]          # model (timm name), wbits, abits, latency_ms and/or fps, source, note
+    [[published.results]]          # model (timm name), wbits, abits, latency_ms and/or fps, source, note,
+                                   # img_size = [height, width] (optional: pixels, when not the model's default)
 
 Every number needs a source: the table's ``source`` covers all its numbers, ``source_<key>`` overrides
 it for one key. A source is a citation (datasheet table, paper, repository file) or a string starting
@@ -160,6 +162,10 @@ class BuffersTable(SourcedTable):
 BitList = Annotated[list[int], SOURCED, Field(min_length=1)]
 
 
+#: [weight, activation] bits of a fixed-point multiplier; 64 bits is past any DSP-built datapath
+MultiplierBits = Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=2, max_length=2)]
+
+
 class PatchwiseTable(SourcedTable):
     token_sort: bool
     # assumption: a reorder of more than 10^4 cycles per token is a unit slip (a gather takes a few cycles a token)
@@ -181,6 +187,8 @@ class AcceleratorTable(SourcedTable):
     # one sub-table per operator kind, each with its own source; checked by sim.nonlinear.parse_nonlinear
     nonlinear: dict[str, Any] | None = None
     patchwise: PatchwiseTable | None = None
+    # [weight, activation] bits of the fixed-point multiplier an int8 PE stands for (an HLS ap_fixed design)
+    multiplier_bits: Annotated[MultiplierBits | None, SOURCED] = None
 
     @model_validator(mode="after")
     def _supported_bits(self) -> AcceleratorTable:
@@ -198,6 +206,8 @@ class AcceleratorTable(SourcedTable):
                 raise keyed_error("switchable_dataflows", "dataflow listed twice")
             if self.dataflow not in switchable:
                 raise keyed_error("switchable_dataflows", f"must include the array's dataflow {self.dataflow!r}")
+        if self.multiplier_bits is not None and self.pe != "int8":
+            raise keyed_error("multiplier_bits", f"only an int8 PE stands for a wider multiplier, not pe = {self.pe!r}")
         return self
 
 
@@ -209,6 +219,8 @@ class PublishedResultTable(FileModel):
     fps: Annotated[float | None, Field(gt=0, le=1e9)] = None
     source: Annotated[str, Field(min_length=1)]
     note: str = ""
+    # assumption: 16 to 4096 pixels a side covers every ViT input (CIFAR-size 32 up to 4K frames)
+    img_size: Annotated[list[Annotated[int, Field(ge=16, le=4096)]], Field(min_length=2, max_length=2)] | None = None
 
     @model_validator(mode="after")
     def _latency_or_fps(self) -> PublishedResultTable:
@@ -356,6 +368,7 @@ def _build(path: Path, file: TargetFile) -> Target:
             patchwise=None
             if acc.patchwise is None
             else Patchwise(acc.patchwise.token_sort, acc.patchwise.reorder_cycles_per_token),
+            multiplier_bits=None if acc.multiplier_bits is None else (acc.multiplier_bits[0], acc.multiplier_bits[1]),
         ),
         sources=tuple(sorted(sources.items())),
         published=None if file.published is None else _published(file.published),
@@ -366,7 +379,17 @@ def _published(table: PublishedTable) -> Published:
     return Published(
         paper=table.paper,
         results=tuple(
-            PublishedResult(r.model, r.wbits, r.abits, r.latency_ms, r.fps, r.source, r.note) for r in table.results
+            PublishedResult(
+                r.model,
+                r.wbits,
+                r.abits,
+                r.latency_ms,
+                r.fps,
+                r.source,
+                r.note,
+                None if r.img_size is None else (r.img_size[0], r.img_size[1]),
+            )
+            for r in table.results
         ),
         dsp=table.dsp,
         lut=table.lut,
