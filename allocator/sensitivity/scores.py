@@ -104,6 +104,8 @@ GROWTH_RATIO = 2.0
 BASIS_BUDGET_BYTES = 1 << 30
 # The relative standard error a Krylov basis is sized for when the run has no rel_se target (fixed draws).
 KRYLOV_DEFAULT_TARGET = 0.05
+# In a run at a fixed cost (max_seconds), the share of it after which Krylov bases stop growing.
+KRYLOV_TIME_SHARE = 0.5
 
 # Elements of each GEMM input kept to fit its activation quantizers: the same cap as quant's calibration
 # observers (quant.modules._MAX_OBSERVED), so the scores price the quantizers the plan will be calibrated with.
@@ -702,8 +704,9 @@ def hessian_traces(
     (I − QQᵀ)v. Its draws vary by the Hessian left outside the top directions, which on trained ViTs holds most
     of a layer's Frobenius mass (bench/sensitivity.py, part pyhessian). ``probe="krylov"``: the same split,
     Tr(QᵀHᵢᵢQ) exact plus per-layer draws on (I − QQᵀ)Hᵢᵢ(I − QQᵀ), with Q a block Krylov basis
-    (span{S, HS, H²S, ...}, blocks of ``KRYLOV_BLOCK``, as in Chen and Hallman's Krylov-aware trace estimation,
-    arXiv 2205.01736): every product both adds to the exact part and gives the next block, and each weight's
+    (span{HS, H²S, ...}, blocks of ``KRYLOV_BLOCK``, after Chen and Hallman's Krylov-aware trace estimation,
+    arXiv 2205.01736, started like Hutch++ from a sketch HS): every product after the sketch both adds to the
+    exact part and gives the next block, and each weight's
     basis doubles while the draws its residual spread still needs (from ``KRYLOV_PILOT_DRAWS`` pilot draws, for a
     standard error of ``rel_se`` of its floored scale, or ``KRYLOV_DEFAULT_TARGET`` without one) exceed
     ``GROWTH_RATIO`` × the doubling's products, up to ``max_rank``, the weight's size (then the trace is exact) and
@@ -717,7 +720,9 @@ def hessian_traces(
     one). The run stops when all are done or after ``max_draws`` (``tol=0``/``rel_se=0``: always
     ``max_draws``). ``Traces.weight_se``/``act_se``: each estimate's standard error. Draw ``j`` uses a
     generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``max_seconds``: also stop
-    after this much wall time (checked between batches of draws; for runs at a fixed cost). ``se_floor``: layers
+    after this much wall time (checked between batches of draws; for runs at a fixed cost: without ``rel_se``,
+    per-layer probes then draw worst first, for the half of the estimates with the largest relative standard
+    errors, and Krylov bases stop growing at ``KRYLOV_TIME_SHARE`` of it). ``se_floor``: layers
     that do not matter need not be resolved relative to themselves: the standard-error target is ``rel_se``
     times max(|estimate|, ``se_floor`` × the median per-element |trace| of its kind (weights or activations) ×
     its elements), so a trace near zero (a layer of indefinite curvature, whose score is small) stops once its
@@ -761,18 +766,31 @@ def hessian_traces(
         bases: dict[int, Tensor] = {}  # deflated weight index -> (rank, *shape) orthonormal basis
         exact_part = np.zeros(len(keys))  # Tr(QᵀHQ) of each deflated weight, 0 elsewhere
         graphs = _Graphs(model, loss_fn, batches, chosen, keys, activations)
+        # a run at a fixed cost (max_seconds, no rel_se): Krylov bases stop growing at KRYLOV_TIME_SHARE of it, and
+        # once every estimate has min_draws, each chunk draws only for the half with the largest relative standard
+        # errors (worst first), so the budget goes where the errors are
+        worst_first = max_seconds is not None and not rel_se and probe != "shared"
+        deadline = None if max_seconds is None else start + KRYLOV_TIME_SHARE * max_seconds
         if deflated_keys and probe == "deflated":
             cached = _deflate(graphs, deflated_keys, rank, seed, samples, batch_draws, bases, exact_part)
         elif deflated_keys:
             target = rel_se if rel_se else KRYLOV_DEFAULT_TARGET
             cached, pilots = _deflate_krylov(graphs, deflated_keys, max_rank, seed, samples, batch_draws, bases,
-                                             exact_part, target, se_floor)  # fmt: skip
+                                             exact_part, target, se_floor, deadline)  # fmt: skip
             for i, (total, total_sq, n) in pilots.items():  # the final basis's pilot draws are its first draws
                 sums[i], squares[i], counts[i] = total, total_sq, n
         while draws_run < max_draws and active.any():
             if max_seconds is not None and draws_run >= 2 and time.perf_counter() - start >= max_seconds:
                 break
             chunk = min(batch_draws, max_draws - draws_run)
+            drawn = active.copy()  # the estimates this chunk draws for
+            if worst_first and numel and (counts[active] >= min_draws).all():
+                relative = _standard_errors(sums, squares, counts) / np.maximum(
+                    _se_scale(sums / np.maximum(counts, 1), keys, numel, chosen, se_floor), 1e-300
+                )
+                live = active & (relative > 0)
+                if live.any():
+                    drawn = live & (relative >= np.median(relative[live]))
             generators = [
                 torch.Generator(device=dev).manual_seed(seed * 1_000_003 + draws_run + j) for j in range(chunk)
             ]
@@ -804,16 +822,17 @@ def hessian_traces(
                 ]
                 if probe == "shared":
                     estimates += graph.vhv(vectors, batched=chunk > 1, keep=single) * (graph.weight / samples)
-                else:  # one probe per estimate, only for the estimates still running
-                    for i in np.flatnonzero(active):
+                else:  # one probe per estimate, only for the estimates still running (and drawn for)
+                    for i in np.flatnonzero(drawn):
                         estimates[:, i] += graph.block_vhv(int(i), vectors[i]) * (graph.weight / samples)
                 del graph, vectors  # one autograd graph alive at a time (a single batch's stays cached)
             estimates += torch.from_numpy(exact_part)
             for row in estimates.numpy():
                 draws_run += 1
-                sums[active] += row[active]
-                squares[active] += row[active] ** 2
-                counts[active] += 1
+                adding = active & drawn
+                sums[adding] += row[adding]
+                squares[adding] += row[adding] ** 2
+                counts[adding] += 1
                 means = sums / np.maximum(counts, 1)
                 if rel_se is not None:
                     # stop an estimate when its standard error is within rel_se of its magnitude; with a shared
@@ -958,10 +977,12 @@ def _deflate_krylov(
     exact_part: np.ndarray,
     rel_target: float,
     se_floor: float,
+    deadline: float | None = None,
 ) -> tuple[_HvpGraph | None, dict[int, tuple[float, float, int]]]:
     """Block Krylov bases for the weights ``members`` (``hessian_traces``' ``probe="krylov"``): fills ``bases``
     (rank, *shape) and ``exact_part`` (Tr(QᵀHQ)); returns the cached graph (single batch) and each weight's final
-    pilot draws as (Σ draw, Σ draw², draws), every draw already including its exact part."""
+    pilot draws as (Σ draw, Σ draw², draws), every draw already including its exact part. Past ``deadline``
+    (``time.perf_counter()``) no basis grows further: a stage under way ends at its current block."""
     batches = graph_of.batches
 
     def products(work: Mapping[int, Tensor]) -> dict[int, Tensor]:
@@ -1008,9 +1029,11 @@ def _deflate_krylov(
     basis = {i: torch.zeros(0, size[i], dtype=dtype, device=device) for i in members}
     goal = {i: min(KRYLOV_BLOCK, cap[i]) for i in members}
     pending: dict[int, Tensor] = {}  # the next block to multiply by H, per weight
-    for i in members:
-        if goal[i] > 0:
-            pending[i] = next_block(i, basis[i], random_block(i, goal[i]), goal[i])
+    # the first block is orth(H S), as Hutch++'s sketch: a random start would spend it on random directions
+    sketches = products({i: random_block(i, goal[i]) for i in members if goal[i] > 0})
+    for i, sketch in sketches.items():
+        pending[i] = next_block(i, basis[i], sketch, goal[i])
+    del sketches
     last: dict[int, Tensor] = {}  # H times each weight's latest block: the next Krylov candidates
     pilots: dict[int, tuple[float, float, int]] = {}
     estimate = {i: 0.0 for i in members}
@@ -1018,6 +1041,10 @@ def _deflate_krylov(
     stage = 0
     while growing:
         while any(len(basis[i]) < goal[i] for i in growing):
+            if deadline is not None and time.perf_counter() >= deadline and all(len(basis[i]) for i in growing):
+                for i in growing:
+                    goal[i] = len(basis[i])
+                break
             work = {i: pending[i] for i in growing if len(basis[i]) < goal[i]}
             for i, h in products(work).items():
                 block = work[i]
@@ -1045,7 +1072,8 @@ def _deflate_krylov(
             tau = rel_target * max(abs(estimate[i]), se_floor * typical * size[i])
             bigger = min(2 * goal[i], cap[i])
             needed = (spread[i] / tau) ** 2 if tau > 0 else math.inf
-            if spread[i] > 0 and bigger > goal[i] and needed > GROWTH_RATIO * (bigger - goal[i]):
+            late = deadline is not None and time.perf_counter() >= deadline
+            if not late and spread[i] > 0 and bigger > goal[i] and needed > GROWTH_RATIO * (bigger - goal[i]):
                 goal[i] = bigger
                 pending[i] = next_block(i, basis[i], last[i], min(KRYLOV_BLOCK, bigger - len(basis[i])))
             else:
