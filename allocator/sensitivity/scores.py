@@ -721,8 +721,10 @@ def hessian_traces(
     ``max_draws``). ``Traces.weight_se``/``act_se``: each estimate's standard error. Draw ``j`` uses a
     generator seeded from ``(seed, j)``, so results do not depend on ``batch_draws``. ``max_seconds``: also stop
     after this much wall time (checked between batches of draws; for runs at a fixed cost: without ``rel_se``,
-    per-layer probes then draw worst first, for the half of the estimates with the largest relative standard
-    errors, and Krylov bases stop growing at ``KRYLOV_TIME_SHARE`` of it). ``se_floor``: layers
+    Krylov bases stop growing at ``KRYLOV_TIME_SHARE`` of it, and per-layer probes then draw for the half of the
+    estimates worth the fewest plain per-layer draws — their draws, or for a Krylov-deflated weight a plain
+    draw's variance over its squared standard error — so that every layer ends as good as a loop giving each
+    layer the same number of plain draws in that time, and better where deflation paid). ``se_floor``: layers
     that do not matter need not be resolved relative to themselves: the standard-error target is ``rel_se``
     times max(|estimate|, ``se_floor`` × the median per-element |trace| of its kind (weights or activations) ×
     its elements), so a trace near zero (a layer of indefinite curvature, whose score is small) stops once its
@@ -767,16 +769,16 @@ def hessian_traces(
         exact_part = np.zeros(len(keys))  # Tr(QᵀHQ) of each deflated weight, 0 elsewhere
         graphs = _Graphs(model, loss_fn, batches, chosen, keys, activations)
         # a run at a fixed cost (max_seconds, no rel_se): Krylov bases stop growing at KRYLOV_TIME_SHARE of it, and
-        # once every estimate has min_draws, each chunk draws only for the half with the largest relative standard
-        # errors (worst first), so the budget goes where the errors are
+        # once every estimate has min_draws, each chunk draws only for the half worth the fewest plain draws
         worst_first = max_seconds is not None and not rel_se and probe != "shared"
+        plain_variance: dict[int, float] = {}  # krylov: a plain draw's variance per deflated weight
         deadline = None if max_seconds is None else start + KRYLOV_TIME_SHARE * max_seconds
         if deflated_keys and probe == "deflated":
             cached = _deflate(graphs, deflated_keys, rank, seed, samples, batch_draws, bases, exact_part)
         elif deflated_keys:
             target = rel_se if rel_se else KRYLOV_DEFAULT_TARGET
             cached, pilots = _deflate_krylov(graphs, deflated_keys, max_rank, seed, samples, batch_draws, bases,
-                                             exact_part, target, se_floor, deadline)  # fmt: skip
+                                             exact_part, target, se_floor, deadline, plain_variance)  # fmt: skip
             for i, (total, total_sq, n) in pilots.items():  # the final basis's pilot draws are its first draws
                 sums[i], squares[i], counts[i] = total, total_sq, n
         while draws_run < max_draws and active.any():
@@ -785,12 +787,15 @@ def hessian_traces(
             chunk = min(batch_draws, max_draws - draws_run)
             drawn = active.copy()  # the estimates this chunk draws for
             if worst_first and numel and (counts[active] >= min_draws).all():
-                relative = _standard_errors(sums, squares, counts) / np.maximum(
-                    _se_scale(sums / np.maximum(counts, 1), keys, numel, chosen, se_floor), 1e-300
-                )
-                live = active & (relative > 0)
+                # worth: the plain per-layer draws each estimate is as good as (its draws, or for a Krylov-deflated
+                # weight a plain draw's variance over its squared standard error); draw for the lower half
+                errors = _standard_errors(sums, squares, counts)
+                worth = counts.astype(float)
+                for i, variance in plain_variance.items():
+                    worth[i] = variance / errors[i] ** 2 if errors[i] > 0 else math.inf
+                live = active & np.isfinite(worth)
                 if live.any():
-                    drawn = live & (relative >= np.median(relative[live]))
+                    drawn = live & (worth <= np.median(worth[live]))
             generators = [
                 torch.Generator(device=dev).manual_seed(seed * 1_000_003 + draws_run + j) for j in range(chunk)
             ]
@@ -978,11 +983,14 @@ def _deflate_krylov(
     rel_target: float,
     se_floor: float,
     deadline: float | None = None,
+    plain_variance: dict[int, float] | None = None,
 ) -> tuple[_HvpGraph | None, dict[int, tuple[float, float, int]]]:
     """Block Krylov bases for the weights ``members`` (``hessian_traces``' ``probe="krylov"``): fills ``bases``
     (rank, *shape) and ``exact_part`` (Tr(QᵀHQ)); returns the cached graph (single batch) and each weight's final
     pilot draws as (Σ draw, Σ draw², draws), every draw already including its exact part. Past ``deadline``
-    (``time.perf_counter()``) no basis grows further: a stage under way ends at its current block."""
+    (``time.perf_counter()``) no basis grows further: a stage under way ends at its current block. Fills
+    ``plain_variance`` with each weight's estimated variance of a plain (undeflated) per-layer draw."""
+    plain_variance = {} if plain_variance is None else plain_variance
     batches = graph_of.batches
 
     def products(work: Mapping[int, Tensor]) -> dict[int, Tensor]:
@@ -1035,6 +1043,8 @@ def _deflate_krylov(
         pending[i] = next_block(i, basis[i], sketch, goal[i])
     del sketches
     last: dict[int, Tensor] = {}  # H times each weight's latest block: the next Krylov candidates
+    hq_sq = dict.fromkeys(members, 0.0)
+    qhq_sq = dict.fromkeys(members, 0.0)
     pilots: dict[int, tuple[float, float, int]] = {}
     estimate = {i: 0.0 for i in members}
     growing = {i for i in members if goal[i] > 0}
@@ -1049,6 +1059,10 @@ def _deflate_krylov(
             for i, h in products(work).items():
                 block = work[i]
                 exact_part[i] += float((block.double() * h.double()).sum())
+                # ‖HQ‖² and ‖QᵀHQ‖² (its block column up to this block: the earlier blocks' part twice, by symmetry)
+                hq_sq[i] += float(h.double().pow(2).sum())
+                earlier = (basis[i].double() @ h.double().T).pow(2).sum() if len(basis[i]) else 0.0
+                qhq_sq[i] += 2 * float(earlier) + float((block.double() @ h.double().T).pow(2).sum())
                 basis[i] = torch.cat([basis[i], block])
                 last[i] = h
                 room = goal[i] - len(basis[i])
@@ -1081,6 +1095,10 @@ def _deflate_krylov(
         stage += 1
     for i in members:
         bases[i] = basis[i].reshape(-1, *shape[i])
+        if i in pilots:  # a plain draw's variance, 2‖H‖²: 2‖PHP‖² + 4‖PH(I − P)‖² + the rest's (the pilots')
+            total, total_sq, n = pilots[i]
+            rest = max(total_sq - total * total / n, 0.0) / max(n - 1, 1)
+            plain_variance[i] = 2 * qhq_sq[i] + 4 * max(hq_sq[i] - qhq_sq[i], 0.0) + rest
     return graph_of.cached, pilots
 
 
