@@ -162,13 +162,19 @@ def defaults(quick: bool) -> dict[str, Any]:
     layers = quantizable_layers(traced)
     pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
     base, measured = _measured_damage(model, layers, calib, x_test, y_test)
+    # the size-chosen default is exact here; "big_model_default" is what it runs on a model too big for that (the
+    # config's random-sign defaults: 32 products per bit width, grouped by role when the roles fit, as here: 2 per
+    # role), over six seeds; 1 per role, all-shared products at 16 and at the 4 the pipeline used to give big
+    # models, and 4 per role
     settings: list[tuple[str, dict[str, Any], list[int]]] = [("size_chosen_default", {}, [0])]
     seeds = [0] if quick else [0, 1]
-    for draws in [4] if quick else [16]:
-        settings.append((f"random_sign_all_{draws}_draws", {"estimator": "random_sign", "draws": draws}, seeds))
+    settings.append(("big_model_default", {"estimator": "random_sign"}, seeds if quick else list(range(6))))
+    for draws in [4] if quick else [16, 4]:
+        options = {"estimator": "random_sign", "draws": draws, "grouping": "none"}
+        settings.append((f"random_sign_all_{draws}_draws", options, seeds if quick or draws < 16 else [0, 1, 2, 3]))
     for draws in [1] if quick else [1, 4]:
         options = {"estimator": "random_sign", "draws": draws, "grouping": "role"}
-        settings.append((f"random_sign_role_{draws}_draws", options, seeds))
+        settings.append((f"random_sign_role_{draws}_draws", options, seeds if quick or draws > 1 else list(range(6))))
     rows: dict[str, Any] = {}
     for name, options, seed_list in settings:
         runs = []
@@ -441,28 +447,43 @@ def _deep_testbed() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], str]:
 def pyhessian_reference(quick: bool) -> dict[str, Any]:
     """pyhessian 0.1's per-layer trace of every weight of the trained depth-12 testbed, in rounds of draws (every
     layer gets ``ROUND`` more draws per round), written after each round to its own JSON so that a stopped run
-    keeps what it measured; the comparison part reads it. Draw counts: $MIXBIT_REFERENCE_DRAWS (default 3,000)."""
+    keeps what it measured; the comparison part reads it. Draw counts: $MIXBIT_REFERENCE_DRAWS (default 3,000).
+    A reference already written for the same model with fewer draws is resumed: its rounds are not drawn again
+    (round k always uses seed 7 + 1000 k), and its per-layer mean and sd are pooled with the new rounds' draws."""
     model, data, source = _deep_testbed()
     total = 200 if quick else int(os.environ.get("MIXBIT_REFERENCE_DRAWS", "3000"))
     step = min(250, total)
-    values: dict[str, list[float]] = {}
+    # per layer: draws, Σ value, Σ value² (pooled exactly from a resumed reference's mean and sd)
+    pooled: dict[str, list[float]] = {}
+    first_round, seconds_before, resumed = 0, 0.0, 0
+    old = json.loads(REFERENCE_PATH.read_text()) if REFERENCE_PATH.exists() and not quick else None
+    if old is not None and old["model"] == source and old["draws_per_layer"] % step == 0:
+        resumed = old["draws_per_layer"]
+        first_round, seconds_before = resumed // step, float(old["seconds"])
+        for n, row in old["layers"].items():
+            d, mean, sd = row["draws"], row["mean"], row["sd"]
+            pooled[n] = [d, mean * d, sd**2 * (d - 1) + mean**2 * d]
     start = time.perf_counter()
     result: dict[str, Any] = {}
-    for round_index in range(math.ceil(total / step)):
+    for round_index in range(first_round, math.ceil(total / step)):
         draws = min(step, total - round_index * step)
         run = _pyhessian_traces(model, data, draws, seed=7 + 1000 * round_index)
         for name, vals in run["values"].items():
-            values.setdefault(name, []).extend(vals)
+            row = pooled.setdefault(name, [0, 0.0, 0.0])
+            row[0] += len(vals)
+            row[1] += float(np.sum(vals))
+            row[2] += float(np.sum(np.square(vals)))
         result = {
             "model": source,
             "images": "the first 32 test digits",
             "pyhessian_version": "0.1",
-            "draws_per_layer": len(next(iter(values.values()))),
-            "seconds": time.perf_counter() - start,
+            "draws_per_layer": int(next(iter(pooled.values()))[0]),
+            "seconds": seconds_before + time.perf_counter() - start,
             "load_average": os.getloadavg(),
+            "resumed_from_draws": resumed,
             "layers": {
-                n: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "draws": len(v)}
-                for n, v in values.items()
+                n: {"mean": s / d, "sd": math.sqrt(max(q - s * s / d, 0.0) / (d - 1)), "draws": int(d)}
+                for n, (d, s, q) in pooled.items()
             },
         }
         if not quick:
@@ -475,10 +496,11 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
     """Per-layer weight traces of the trained depth-12 testbed against pyhessian 0.1's per-layer loop.
 
     The loop: pyhessian's ``hessian(model, criterion, data).trace()`` once per layer with that layer's weight
-    alone requiring grad (``LOOP_DRAWS`` draws each). mixbit: ``hessian_traces`` with per-layer probes and with
-    deflated (Hutch++) probes, each stopped at the loop's wall time (``max_seconds``), and the deflated default
-    with its stopping rule at 2.5 % relative standard error. Errors are against the reference that part
-    ``pyhessian_reference`` wrote (pyhessian, many draws per layer), read at the end of this run, and also as each
+    alone requiring grad (``LOOP_DRAWS`` draws each). mixbit: ``hessian_traces`` with per-layer probes, deflated
+    (Hutch++) probes and Krylov-deflated probes (the default), each stopped at the loop's wall time
+    (``max_seconds``), and the Krylov default with its stopping rule at 2.5 % relative standard error. Errors are
+    against the reference that part ``pyhessian_reference`` wrote (pyhessian, many draws per layer), read at the
+    end of this run, and also as each
     estimate's own standard error (which the reference's noise does not blur). Time to "every layer within 5 %"
     for the loop is projected from its measured seconds per draw of each layer and the draws its per-draw spread
     needs for the same 2.5 % standard error (running it would take hours here)."""
@@ -494,11 +516,19 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
     settings = [
         ("per_layer_equal_time", {"probe": "per_layer", "max_draws": 100_000, "rel_se": 0, "max_seconds": loop_s}),
         ("deflated_equal_time", {"probe": "deflated", "max_draws": 100_000, "rel_se": 0, "max_seconds": loop_s}),
+        ("krylov_equal_time", {"probe": "krylov", "max_draws": 100_000, "rel_se": 0, "max_seconds": loop_s,
+                               "se_floor": SE_FLOOR}),
         (
-            "deflated_rel_se_2.5_percent",
-            {"probe": "deflated", "max_draws": 60 if quick else 2000, "rel_se": 0.025, "se_floor": SE_FLOOR},
+            "krylov_rel_se_2.5_percent",
+            {"probe": "krylov", "max_draws": 60 if quick else 3000, "rel_se": 0.025, "se_floor": SE_FLOOR,
+             "min_draws": 32},
         ),
-    ]
+        (
+            "krylov_rel_se_1.5_percent",
+            {"probe": "krylov", "max_draws": 60 if quick else 6000, "rel_se": 0.015, "se_floor": SE_FLOOR,
+             "min_draws": 32},
+        ),
+    ]  # fmt: skip
     for name, options in settings:
         start = time.perf_counter()
         traces = hessian_traces(model, LOSS, data, activations=False, seed=3, progress=False, **options)
@@ -507,7 +537,9 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
                       "load_average_at_end": os.getloadavg(),
                       "draws_run": traces.draws, "traces": dict(zip(traces.layers, traces.weight_trace, strict=True)),
                       "se": dict(zip(traces.layers, traces.weight_se, strict=True)),
-                      "draws": dict(zip(traces.layers, traces.weight_draws, strict=True))}  # fmt: skip
+                      "draws": dict(zip(traces.layers, traces.weight_draws, strict=True)),
+                      "rank": dict(zip(traces.layers, traces.weight_rank or [0] * len(traces.layers),
+                                       strict=True))}  # fmt: skip
         _log(f"mixbit {name}: {traces.draws} draws, {seconds:.0f} s")
     reference = json.loads(REFERENCE_PATH.read_text()) if REFERENCE_PATH.exists() else None
     if reference is None or reference["model"] != source:
@@ -525,13 +557,22 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
     ref_rel_se = {n: reference["layers"][n]["sd"] / math.sqrt(reference["layers"][n]["draws"]) / abs(ref[n])
                   for n in names}  # fmt: skip
 
+    ref_se = {n: reference["layers"][n]["sd"] / math.sqrt(reference["layers"][n]["draws"]) for n in names}
+    # layers the reference itself resolves to 5 % (its 2-SE band inside ±5 %): only there can "within 5 % of the
+    # reference" tell estimators apart
+    resolved = [n for n in names if 2 * ref_se[n] <= 0.05 * abs(ref[n])]
+
     def summary(estimates: dict[str, float], se: dict[str, float], seconds: float) -> dict[str, Any]:
         rel = np.array([abs(estimates[n] - ref[n]) / abs(ref[n]) for n in names])
         rel_se = np.array([se[n] / abs(ref[n]) for n in names])
         scaled = np.array([abs(estimates[n] - ref[n]) / scale[n] for n in names])
+        z = np.array([abs(estimates[n] - ref[n]) / math.hypot(se[n], ref_se[n]) for n in names])
+        on_resolved = np.array([names.index(n) for n in resolved], dtype=int)
         return {"seconds": seconds, "relative_error_vs_reference": {"median": float(np.median(rel)),
                 "max": float(rel.max()), "within_5_percent": int((rel <= 0.05).sum()),
-                "within_5_percent_of_floored_scale": int((scaled <= 0.05).sum())},
+                "within_5_percent_of_floored_scale": int((scaled <= 0.05).sum()),
+                "within_5_percent_on_reference_resolved_layers": int((rel[on_resolved] <= 0.05).sum()),
+                "within_2_combined_se": int((z <= 2).sum()), "within_3_combined_se": int((z <= 3).sum())},
                 "relative_standard_error": {"median": float(np.median(rel_se)), "max": float(rel_se.max())},
                 "per_layer_relative_error": dict(zip(names, rel.tolist(), strict=True)),
                 "per_layer_relative_se": dict(zip(names, rel_se.tolist(), strict=True))}  # fmt: skip
@@ -546,7 +587,8 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
         "reference": {k: v for k, v in reference.items() if k != "layers"}
         | {"relative_se_median": float(np.median(list(ref_rel_se.values()))),
            "relative_se_max": float(max(ref_rel_se.values())),
-           "layers_with_relative_se_over_2.5_percent": sorted(n for n in names if ref_rel_se[n] > 0.025)},
+           "layers_with_relative_se_over_2.5_percent": sorted(n for n in names if ref_rel_se[n] > 0.025),
+           "layers_resolved_to_5_percent": len(resolved)},
         "pyhessian_loop": {"draws_per_layer": loop_draws, "load_average_at_end": loop_load,
                            "seconds_per_draw": {n: loop["seconds"][n] / loop_draws for n in names},
                            **summary(loop_mean, loop_se, loop_s)},
@@ -554,52 +596,60 @@ def pyhessian_compare(quick: bool) -> dict[str, Any]:
     for name, run in runs.items():
         result[f"mixbit_{name}"] = {"draws_run": run["draws_run"], "options": run["options"],
                                     "load_average_at_end": run["load_average_at_end"],
-                                    "draws_per_layer": run["draws"],
+                                    "draws_per_layer": run["draws"], "rank_per_layer": run["rank"],
                                     **summary(run["traces"], run["se"], run["seconds"])}  # fmt: skip
     # equal time: per layer, is mixbit's relative standard error at most the loop's?
-    for name in ("per_layer_equal_time", "deflated_equal_time"):
+    for name in ("per_layer_equal_time", "deflated_equal_time", "krylov_equal_time"):
         mine, theirs = (
             result[f"mixbit_{name}"]["per_layer_relative_se"],
             result["pyhessian_loop"]["per_layer_relative_se"],
         )
         result[f"mixbit_{name}"]["layers_with_se_at_most_the_loops"] = sum(mine[n] <= theirs[n] for n in names)
         result[f"mixbit_{name}"]["se_ratio_to_loop_median"] = float(np.median([mine[n] / theirs[n] for n in names]))
-    # equal error: the loop's projected time to a 2.5 % standard error (of the floored scale) on every layer, its
-    # draws from the reference's per-draw spread and its seconds per draw as measured, against mixbit's measured
-    # stopping-rule run
+    # equal error: the loop's projected time to a standard error of 2.5 % (1.5 %) of the floored scale on every
+    # layer, its draws from the reference's per-draw spread and its seconds per draw as measured, against mixbit's
+    # measured stopping-rule run at that target. 2.5 % puts about 95 % of layers within 5 % of the truth; 1.5 %
+    # nearly all, so that "every layer within 5 % of the reference" can hold on the layers the reference resolves.
     per_draw = {n: loop["seconds"][n] / loop_draws for n in names}
-    needed = {n: max(2, math.ceil((reference["layers"][n]["sd"] / (0.025 * scale[n])) ** 2)) for n in names}
-    projected = sum(needed[n] * per_draw[n] for n in names)
-    stopped = result["mixbit_deflated_rel_se_2.5_percent"]
-    result["equal_error"] = {
-        "target": "every layer's standard error at most 2.5 % of its floored scale max(|trace|, se_floor x median "
-        "per-element |trace| x elements), so about 95 % of layers within 5 %",
-        "se_floor": SE_FLOOR,
-        "pyhessian_loop_projected_seconds": projected,
-        "pyhessian_loop_projected_draws": needed,
-        "mixbit_deflated_seconds": stopped["seconds"],
-        "mixbit_draws_run": stopped["draws_run"],
-        "mixbit_layers_over_target": sorted(
-            n for n in names if runs["deflated_rel_se_2.5_percent"]["se"][n] > 0.025 * 1.001 * scale[n]
-        ),
-        "speedup": projected / stopped["seconds"],
-    }  # fmt: skip
-    # the same projection for mixbit, since the shared machine's load drifts between runs: its 2 x rank deflation
-    # products plus the draws its measured per-draw spread (SE x sqrt(draws)) needs, at the loop's seconds per draw
-    # of each layer. A product costs about the same in both (timed side by side on this machine at load ~10, 8
-    # draws: blocks.0.attn.qkv 152-164 ms on pyhessian's own per-layer graph one by one, 177-181 ms batched on the
-    # shared graph; blocks.6.mlp.fc1 64-68 ms and 63-83 ms; blocks.11.attn.proj 6-7 ms and 3-6 ms)
-    from allocator.sensitivity.scores import DEFAULT_DEFLATION_RANK as rank
-
-    stopped_run = runs["deflated_rel_se_2.5_percent"]
-    spread = {n: stopped_run["se"][n] * math.sqrt(stopped_run["draws"][n]) for n in names}
-    mine = {n: max(8, math.ceil((spread[n] / (0.025 * scale[n])) ** 2)) for n in names}
-    mixbit_projected = sum((2 * rank + mine[n]) * per_draw[n] for n in names)
-    result["equal_error"]["projected_at_equal_cost_per_product"] = {
-        "mixbit_seconds": mixbit_projected, "mixbit_draws": mine, "pyhessian_loop_seconds": projected,
-        "speedup": projected / mixbit_projected,
-    }  # fmt: skip
-    _log(f"equal error: loop projected {projected:.0f} s, mixbit {stopped['seconds']:.0f} s")
+    resolved_set = set(resolved)
+    for target, suffix in ((0.025, ""), (0.015, "_1.5_percent")):
+        run_name = f"krylov_rel_se_{target * 100:g}_percent"
+        needed = {n: max(2, math.ceil((reference["layers"][n]["sd"] / (target * scale[n])) ** 2)) for n in names}
+        projected = sum(needed[n] * per_draw[n] for n in names)
+        stopped = result[f"mixbit_{run_name}"]
+        block: dict[str, Any] = {
+            "target": f"every layer's standard error at most {target * 100:g} % of its floored scale max(|trace|, "
+            "se_floor x median per-element |trace| x elements)",
+            "se_floor": SE_FLOOR,
+            "pyhessian_loop_projected_seconds": projected,
+            "pyhessian_loop_projected_draws": needed,
+            "mixbit_krylov_seconds": stopped["seconds"],
+            "mixbit_draws_run": stopped["draws_run"],
+            "mixbit_layers_over_target": sorted(
+                n for n in names if runs[run_name]["se"][n] > target * 1.001 * scale[n]
+            ),
+            "mixbit_layers_within_5_percent_of_reference": stopped["relative_error_vs_reference"]["within_5_percent"],
+            "mixbit_reference_resolved_layers_over_5_percent": sorted(
+                n for n in resolved_set if stopped["per_layer_relative_error"][n] > 0.05
+            ),
+            "speedup": projected / stopped["seconds"],
+        }
+        # the same projection for mixbit, since the shared machine's load drifts between runs: its Krylov products
+        # (the basis, once each) plus the draws its measured per-draw spread (SE x sqrt(draws)) needs, at the loop's
+        # seconds per draw of each layer. A product costs about the same in both (timed side by side on this
+        # machine at load ~10, 8 draws: blocks.0.attn.qkv 152-164 ms on pyhessian's own per-layer graph one by one,
+        # 177-181 ms batched on the shared graph; blocks.6.mlp.fc1 64-68 ms and 63-83 ms; blocks.11.attn.proj 6-7 ms
+        # and 3-6 ms). The pilot draws of the stages a basis outgrew are left out (8 per stage).
+        stopped_run = runs[run_name]
+        spread = {n: stopped_run["se"][n] * math.sqrt(stopped_run["draws"][n]) for n in names}
+        mine = {n: max(32, math.ceil((spread[n] / (target * scale[n])) ** 2)) for n in names}
+        mixbit_projected = sum((stopped_run["rank"][n] + mine[n]) * per_draw[n] for n in names)
+        block["projected_at_equal_cost_per_product"] = {
+            "mixbit_seconds": mixbit_projected, "mixbit_draws": mine, "pyhessian_loop_seconds": projected,
+            "speedup": projected / mixbit_projected,
+        }  # fmt: skip
+        result[f"equal_error{suffix}"] = block
+        _log(f"equal error at {target:.1%}: loop projected {projected:.0f} s, mixbit {stopped['seconds']:.0f} s")
     return result
 
 

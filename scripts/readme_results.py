@@ -341,12 +341,25 @@ def _sensitivity_defaults(defaults: dict[str, Any]) -> list[str]:
     ]
 
 
+def _equal_error_tight(equal: dict[str, Any]) -> str:
+    if not equal:
+        return ""
+    over = equal.get("mixbit_reference_resolved_layers_over_5_percent", [])
+    return (
+        f" At 1.5 % ({equal.get('target', MISSING)}) mixbit ran {_num(equal.get('mixbit_krylov_seconds'), 0)} s"
+        f" against the loop's projected {_num(equal.get('pyhessian_loop_projected_seconds'), 0)} s"
+        f" ({_num(equal.get('speedup'), 1)}x), with {_num(equal.get('mixbit_layers_within_5_percent_of_reference'))}"
+        f" layers within 5 % of the reference and {_num(len(over))} of the layers the reference resolves outside it."
+    )
+
+
 def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
     if not compare:
         return []
     rows = []
     for name in ("pyhessian_loop", "mixbit_per_layer_equal_time", "mixbit_deflated_equal_time",
-                 "mixbit_deflated_rel_se_2.5_percent"):  # fmt: skip
+                 "mixbit_krylov_equal_time", "mixbit_krylov_rel_se_2.5_percent",
+                 "mixbit_krylov_rel_se_1.5_percent"):  # fmt: skip
         row = compare.get(name)
         if isinstance(row, dict):
             error = row.get("relative_error_vs_reference", {})
@@ -360,26 +373,32 @@ def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
                     _num(se.get("max"), 3),
                     _num(error.get("median"), 3),
                     _num(error.get("within_5_percent")),
-                    _num(error.get("within_5_percent_of_floored_scale")),
+                    _num(error.get("within_5_percent_on_reference_resolved_layers")),
+                    _num(error.get("within_2_combined_se")),
+                    _num(row.get("layers_with_se_at_most_the_loops")),
                 ]
             )
     reference = compare.get("reference", {})
     equal = compare.get("equal_error", {})
     projected = _num(equal.get("pyhessian_loop_projected_seconds"), 0)
     at_cost = equal.get("projected_at_equal_cost_per_product", {})
-    stopped_s = _num(equal.get("mixbit_deflated_seconds"), 0)
+    stopped_s = _num(equal.get("mixbit_krylov_seconds"), 0)
     return [
         "",
         f"Per-layer weight traces against pyhessian {compare.get('pyhessian_version', MISSING)}'s per-layer loop on"
         f" {compare.get('model')} ({_num(compare.get('layers'))} layers); reference: pyhessian with"
         f" {_num(reference.get('draws_per_layer'))} draws per layer (its own relative standard error: median"
-        f" {_num(reference.get('relative_se_median'), 3)}, max {_num(reference.get('relative_se_max'), 3)}). Standard"
-        " errors are each estimate's own; errors are against the reference (so they include its noise). Equal"
-        f" error ({equal.get('target', MISSING)}): mixbit's stopping rule ran {stopped_s}"
-        f" s and left {_num(len(equal.get('mixbit_layers_over_target', [])))} layers above the target at its"
-        f" {_num(equal.get('mixbit_draws_run'))}-draw cap; projected from each layer's measured spread at the loop's"
-        f" cost per product, the loop needs {projected} s and mixbit"
-        f" {_num(at_cost.get('mixbit_seconds'), 0)} s ({_num(at_cost.get('speedup'), 2)}x; the issue's goal is 10x).",
+        f" {_num(reference.get('relative_se_median'), 3)}, max {_num(reference.get('relative_se_max'), 3)}; it"
+        f" resolves {_num(reference.get('layers_resolved_to_5_percent'))} layers to 5 %, its 2-SE band inside ±5 %)."
+        " Standard errors are each estimate's own; errors are against the reference (so they include its noise);"
+        " \"within 2 SE\" counts layers within 2 combined standard errors (estimate's and reference's) of it;"
+        " \"SE ≤ loop's\" counts layers whose standard error is at most the loop's at equal time. Equal"
+        f" error ({equal.get('target', MISSING)}): mixbit's Krylov stopping rule ran {stopped_s}"
+        f" s and left {_num(len(equal.get('mixbit_layers_over_target', [])))} layers above the target; the loop,"
+        f" projected from the reference's per-draw spread at its measured seconds per draw, needs {projected} s"
+        f" ({_num(equal.get('speedup'), 1)}x; at the loop's cost per product mixbit would need"
+        f" {_num(at_cost.get('mixbit_seconds'), 0)} s, {_num(at_cost.get('speedup'), 1)}x; the issue's goal is 10x)."
+        + _equal_error_tight(compare.get("equal_error_1.5_percent", {})),
         "",
         *_table(
             [
@@ -390,7 +409,9 @@ def _sensitivity_pyhessian(compare: dict[str, Any]) -> list[str]:
                 "rel. SE (max)",
                 "error (median)",
                 "within 5 %",
-                "within 5 % (floored)",
+                "within 5 % (resolved layers)",
+                "within 2 SE",
+                "SE ≤ loop's",
             ],
             rows,
         ),
