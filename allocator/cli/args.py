@@ -15,9 +15,16 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 __all__ = [
+    "DATAFLOW_CHOICES",
     "MAX_COUNT",
     "MAX_SEED",
     "OneLineParser",
+    "add_calibration_argument",
+    "add_dataflow_argument",
+    "add_images_argument",
+    "add_json_argument",
+    "add_plan_argument",
+    "add_seed_argument",
     "attach_dash_values",
     "bounded_int",
     "positive_float",
@@ -78,6 +85,42 @@ def positive_float(high: float = 1e30, *, what: str = "") -> Callable[[str], flo
 
     parse.__name__ = "float"
     return parse
+
+
+DATAFLOW_CHOICES = ("os", "ws", "is", "per-layer")
+"""What ``--dataflow`` takes: one array dataflow for every layer, or ``per-layer`` (the array switches)."""
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    """``--json``: every command prints its result as one JSON object on stdout."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, help: str | None = "data split and random-weight seed") -> None:
+    """``--seed`` in numpy's seed range, default 0; ``help`` names what the command seeds."""
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help=help)
+
+
+def add_dataflow_argument(parser: argparse.ArgumentParser, *, per_layer: str) -> None:
+    """``--dataflow`` overriding the target's; ``per_layer`` tells what ``per-layer`` means to this command."""
+    parser.add_argument(
+        "--dataflow", choices=DATAFLOW_CHOICES, help=f"override the array's dataflow; per-layer: {per_layer}"
+    )
+
+
+def add_plan_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bits PLAN.json``, required: the bit plan a command quantizes the model with."""
+    parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
+
+
+def add_images_argument(parser: argparse.ArgumentParser, *, default: int, help: str) -> None:
+    """``--images N``: how many test images a check runs on."""
+    parser.add_argument("--images", type=bounded_int(1, MAX_COUNT), default=default, metavar="N", help=help)
+
+
+def add_calibration_argument(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--calibration N``: training images to calibrate on, default 256."""
+    parser.add_argument("--calibration", type=bounded_int(1, MAX_COUNT), default=256, metavar="N", help=help)
 
 
 def attach_dash_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:

@@ -6,6 +6,7 @@ Each case asserts the exit status, that stderr is exactly one line starting ``er
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -413,3 +414,53 @@ def test_allocate_text_mode_prints_no_progress_before_a_late_error(capsys: pytes
     one_error(capsys, "energy 1e-06 mJ cannot be met; the least-energy plan takes")
     assert main([*ALLOC, "--latency-of", "W7A7"]) == 2
     one_error(capsys, "--latency-of W7A7")
+
+
+def _option(command: str, flag: str) -> argparse.Action:
+    from allocator.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in sub.choices[command]._actions if flag in a.option_strings)
+
+
+# the shared flag helpers of allocator.cli.args keep what each command's own copy said
+@pytest.mark.parametrize(
+    ("command", "flag", "default", "help_has"),
+    [
+        ("allocate", "--dataflow", None, "the allocator picks each layer's dataflow with its bits"),
+        ("simulate", "--dataflow", None, "each layer runs in its fastest (or the one a --bits plan names)"),
+        ("allocate", "--seed", 0, None),
+        ("train", "--seed", 0, "seed for initial weights, batch order and split"),
+        ("verify", "--seed", 0, "data split and random-weight seed"),
+        ("export", "--images", 50, "test images the check runs on (default 50)"),
+        ("verify", "--images", 200, "test images compared (default 200)"),
+        ("export", "--calibration", 256, "training images to calibrate on (default 256)"),
+        ("verify", "--calibration", 256, "training images to calibrate on"),
+    ],
+)
+def test_shared_flags_keep_each_commands_help_and_default(
+    command: str, flag: str, default: object, help_has: str | None
+) -> None:
+    action = _option(command, flag)
+    assert action.default == default
+    if help_has is None:
+        assert action.help is None
+    else:
+        assert action.help is not None and help_has in action.help
+    if flag == "--dataflow":
+        assert action.choices == ("os", "ws", "is", "per-layer")
+        assert action.help.startswith("override the array's dataflow; per-layer: ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [*ALLOC, "--dataflow", "rs"],
+        ["simulate", "--target", "zcu102", "--gemm", "4,4,4", "--dataflow", "rs"],
+    ],
+)
+def test_dataflow_is_refused_alike_in_allocate_and_simulate(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    one_error(capsys, "argument --dataflow", "invalid choice: 'rs'")

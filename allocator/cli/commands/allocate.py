@@ -8,7 +8,14 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int, positive_float
+from allocator.cli.args import (
+    MAX_COUNT,
+    add_dataflow_argument,
+    add_json_argument,
+    add_seed_argument,
+    bounded_int,
+    positive_float,
+)
 
 if TYPE_CHECKING:
     from allocator.pipeline.run import PipelineResult
@@ -142,11 +149,10 @@ def data_options(args: argparse.Namespace) -> Any:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("allocate", help="choose per-layer bits under a budget (the whole pipeline)")
     parser.add_argument("--target", required=True, help="shipped target name or a TOML file")
-    parser.add_argument(
-        "--dataflow",
-        choices=("os", "ws", "is", "per-layer"),
-        help="override the array's dataflow; per-layer: the array switches per layer and the allocator picks each "
-        "layer's dataflow with its bits (the plan records it)",
+    add_dataflow_argument(
+        parser,
+        per_layer="the array switches per layer and the allocator picks each layer's dataflow with its bits (the "
+        "plan records it)",
     )
     parser.add_argument("--model", required=True, help="timm model name or a testbed model (mixbit_vit_digits)")
     add_data_arguments(parser)
@@ -258,7 +264,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=12,
         help=f"points on the latency–Ω front, one ILP solve each (0: none; at most {MAX_PARETO_POINTS})",
     )
-    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
+    add_seed_argument(parser, help=None)
     parser.add_argument(
         "--out", help="folder for plan.json, problem.csv, report.md and plots (replaced whole; checked before work)"
     )
@@ -276,7 +282,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--progress", action="store_true", help="tqdm bars with an ETA on stderr (default: only when it is a TTY)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -14,7 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int
+from allocator.cli.args import (
+    add_calibration_argument,
+    add_images_argument,
+    add_json_argument,
+    add_plan_argument,
+    add_seed_argument,
+)
 
 __all__ = ["EXIT_CHECK_FAILED", "export_plan", "parse_formats", "predicted_cost", "register", "run"]
 
@@ -30,24 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Exit status 0: checks pass; 1: a check failed; 2: bad input.",
     )
     parser.add_argument("--model", required=True, help="timm model name or testbed model (mixbit_vit_digits, ...)")
-    parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
+    add_plan_argument(parser)
     parser.add_argument("--format", required=True, metavar="FORMAT", help="qonnx, onnx-int or npz")
     parser.add_argument("--out", required=True, metavar="PATH", help="file to write (npz: a folder)")
     parser.add_argument("--data", default="digits", help="'digits', 'synthetic' or an image folder DIR/<class>/*")
-    parser.add_argument(
-        "--images",
-        type=bounded_int(1, MAX_COUNT),
-        default=50,
-        metavar="N",
-        help="test images the check runs on (default 50)",
-    )
-    parser.add_argument(
-        "--calibration",
-        type=bounded_int(1, MAX_COUNT),
-        default=256,
-        metavar="N",
-        help="training images to calibrate on (default 256)",
-    )
+    add_images_argument(parser, default=50, help="test images the check runs on (default 50)")
+    add_calibration_argument(parser, help="training images to calibrate on (default 256)")
     parser.add_argument(
         "--checkpoint", metavar="FILE", help="weights saved by `mixbit train` (default: shipped or random)"
     )
@@ -58,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(checked as the integer model runs); default 32 bits",
     )
     parser.add_argument("--no-check", action="store_true", help="write the export without checking it")
-    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="data split and random-weight seed")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_seed_argument(parser)
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from allocator.cli.args import bounded_int
+from allocator.cli.args import add_dataflow_argument, add_json_argument, bounded_int
 
 
 def _array_side(text: str) -> int:
@@ -45,14 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--bits", metavar="PLAN.json", help="per-layer bit plan (what `mixbit allocate` writes)")
     parser.add_argument("--rows", type=_array_side, help="override the array's rows")
     parser.add_argument("--cols", type=_array_side, help="override the array's columns")
-    parser.add_argument(
-        "--dataflow",
-        choices=("os", "ws", "is", "per-layer"),
-        help="override the array's dataflow; per-layer: the array switches per layer and each layer runs in its "
-        "fastest (or the one a --bits plan names)",
+    add_dataflow_argument(
+        parser,
+        per_layer="the array switches per layer and each layer runs in its fastest (or the one a --bits plan names)",
     )
     parser.add_argument("--ideal-memory", action="store_true", help="infinite bandwidth, operands on chip")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 

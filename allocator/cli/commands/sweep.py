@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from allocator.cli.args import bounded_int
+from allocator.cli.args import add_json_argument, bounded_int
 
 MAX_WORKERS = 4096
 """Most LocalCluster worker processes; far above the cores of one machine."""
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="when the sweep is complete, write <out>/_pareto.png and a self-contained, filterable "
         "<out>/_pareto.html (latency vs Ω, colour board, size DSP)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 

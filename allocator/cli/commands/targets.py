@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from allocator.cli.args import add_json_argument
+
 __all__ = ["register", "target_summary"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("targets", help="list shipped targets with their budgets")
     parser.add_argument("target", nargs="?", help="show one target (shipped name or TOML path) in detail")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 

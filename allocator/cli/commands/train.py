@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from allocator.cli.args import MAX_SEED, bounded_int, positive_float
+from allocator.cli.args import add_json_argument, add_seed_argument, bounded_int, positive_float
 from allocator.cli.commands.allocate import add_data_arguments, data_options
 
 __all__ = ["register"]
@@ -36,14 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2e-3,
         help=f"AdamW peak learning rate, above 0 and at most {MAX_LR:g} (default 0.002)",
     )
-    parser.add_argument(
-        "--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed for initial weights, batch order and split"
-    )
+    add_seed_argument(parser, help="seed for initial weights, batch order and split")
     parser.add_argument(
         "--channels", type=int, choices=(1, 3), help="1 grey or 3 RGB model input (default: the images')"
     )
     parser.add_argument("--out", default=None, help="checkpoint file to write (.pt or .safetensors)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 

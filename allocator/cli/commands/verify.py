@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from allocator.cli.args import MAX_COUNT, MAX_SEED, bounded_int
+from allocator.cli.args import (
+    add_calibration_argument,
+    add_images_argument,
+    add_json_argument,
+    add_plan_argument,
+    add_seed_argument,
+)
 from allocator.cli.commands.allocate import add_data_arguments, data_options
 
 __all__ = ["EXIT_MISMATCH", "register", "run", "verify_plan"]
@@ -27,20 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "element by element. Exit status 0: bit-exact; 1: mismatches; 2: bad input.",
     )
     parser.add_argument("--model", required=True, help="timm model name or testbed model (mixbit_vit_test, ...)")
-    parser.add_argument("--bits", required=True, metavar="PLAN.json", help="bit plan (JSON) to quantize with")
+    add_plan_argument(parser)
     add_data_arguments(parser)
-    parser.add_argument(
-        "--images", type=bounded_int(1, MAX_COUNT), default=200, metavar="N", help="test images compared (default 200)"
-    )
-    parser.add_argument(
-        "--calibration",
-        type=bounded_int(1, MAX_COUNT),
-        default=256,
-        metavar="N",
-        help="training images to calibrate on",
-    )
-    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="data split and random-weight seed")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_images_argument(parser, default=200, help="test images compared (default 200)")
+    add_calibration_argument(parser, help="training images to calibrate on")
+    add_seed_argument(parser)
+    add_json_argument(parser)
     parser.set_defaults(func=run)
 
 
