@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from workloads import mixed_dataflow_workload as workload
 
 from allocator.ilp import Limits, allocate, build_problem, problem_from_json
 from allocator.sweep.batch import simulate_columns
@@ -16,19 +17,6 @@ from allocator.sweep.codesign import allocate_points
 from allocator.sweep.run import allocate_point, configure_target, load_sweep, simulate_point
 from sim import load_target, simulate
 from sim.target import PER_LAYER
-from sim.workload import Gemm, VectorOp, Workload
-
-
-def workload() -> Workload:
-    return Workload.from_ops(
-        "mixed",
-        [
-            Gemm("tall", "qkv", 400, 8, 16, weight_params=128),
-            VectorOp("gelu", "gelu", 400 * 8),
-            Gemm("wide", "fc1", 8, 400, 16, weight_params=6400),
-            Gemm("deep", "fc2", 16, 16, 600, weight_params=9600),
-        ],
-    )
 
 
 def scores(pairs: list[tuple[int, int]]) -> pd.DataFrame:

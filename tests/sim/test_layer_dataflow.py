@@ -8,25 +8,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from workloads import mixed_dataflow_workload as workload
 
 from sim import load_target, simulate
 from sim.errors import InputError
 from sim.simulate import cost_table, vector_cycles
 from sim.target import PER_LAYER
-from sim.workload import Gemm, VectorOp, Workload
-
-
-def workload() -> Workload:
-    """Shapes whose best dataflows differ: a tall-skinny GEMM, a wide one, a deep one."""
-    return Workload.from_ops(
-        "mixed",
-        [
-            Gemm("tall", "qkv", 400, 8, 16, weight_params=128),
-            VectorOp("gelu", "gelu", 400 * 8),
-            Gemm("wide", "fc1", 8, 400, 16, weight_params=6400),
-            Gemm("deep", "fc2", 16, 16, 600, weight_params=9600),
-        ],
-    )
 
 
 @pytest.mark.parametrize("name", ["zcu102", "bitfusion_16x32"])
