@@ -291,6 +291,35 @@ def test_cli_text_summary_and_rerun(tmp_path: Path, client: Any, capsys: pytest.
     assert "--workers" in capsys.readouterr().err
 
 
+def budget_sweep(
+    tmp_path: Path,
+    client: Any,
+    workloads: dict[str, Workload],
+    axis: str,
+    budgets: list[float],
+    sensitivity: str | None = None,
+) -> Any:
+    """Allocate mixbit_vit_test on an 8-row zcu102 at each of three ``axis`` budgets (tightest first); the
+    results sorted by that limit, after checking that the first is infeasible and the other two optimal."""
+    line = "" if sensitivity is None else f'sensitivity = "{sensitivity}"\n'
+    text = f"""
+models = ["mixbit_vit_test"]
+allocate = true
+{line}choices = [[8, 8], [4, 8], [4, 4], [2, 4]]
+
+[grid]
+target = ["zcu102"]
+rows = [8]
+{axis} = {budgets}
+"""
+    spec = load_sweep(write(tmp_path, text))
+    summary = run_sweep(spec, tmp_path / "out", client=client, workloads=workloads, progress=False)
+    assert (summary.done, summary.errors) == (3, 0)
+    frame = read_results(tmp_path / "out").sort_values(f"limit_{axis}")
+    assert list(frame["status"]) == ["infeasible", "optimal", "optimal"]
+    return frame
+
+
 @pytest.mark.slow
 def test_allocation_sweep_meets_each_latency_budget(tmp_path: Path, client: Any) -> None:
     from allocator.sweep.run import build_workloads
@@ -302,21 +331,7 @@ def test_allocation_sweep_meets_each_latency_budget(tmp_path: Path, client: Any)
     fastest = simulate(workloads["mixbit_vit_test"], zcu102, bits=(2, 4), rows=8).latency_ms
     slowest = simulate(workloads["mixbit_vit_test"], zcu102, bits=(8, 8), rows=8).latency_ms
     budgets = [fastest / 2, (fastest + slowest) / 2, slowest * 2]
-    text = f"""
-models = ["mixbit_vit_test"]
-allocate = true
-choices = [[8, 8], [4, 8], [4, 4], [2, 4]]
-
-[grid]
-target = ["zcu102"]
-rows = [8]
-latency_ms = {budgets}
-"""
-    spec = load_sweep(write(tmp_path, text))
-    summary = run_sweep(spec, tmp_path / "out", client=client, workloads=workloads, progress=False)
-    assert (summary.done, summary.errors) == (3, 0)
-    frame = read_results(tmp_path / "out").sort_values("limit_latency_ms")
-    assert list(frame["status"]) == ["infeasible", "optimal", "optimal"]
+    frame = budget_sweep(tmp_path, client, workloads, "latency_ms", budgets)
     tight, loose = frame.iloc[1], frame.iloc[2]
     assert tight["ilp_latency_ms"] <= budgets[1] * (1 + 1e-9) < loose["ilp_latency_ms"]
     assert tight["objective"] > loose["objective"]  # a tighter budget costs sensitivity
@@ -341,22 +356,7 @@ def test_allocation_sweep_meets_each_energy_budget(tmp_path: Path, client: Any) 
     least = problem.fixed_energy_mj + sum(float(problem.energy_mj[r].min()) for r in problem.choice_rows)
     most = problem.fixed_energy_mj + sum(float(problem.energy_mj[r].max()) for r in problem.choice_rows)
     budgets = [least * 0.9, (least + most) / 2, most * 2]
-    text = f"""
-models = ["mixbit_vit_test"]
-allocate = true
-sensitivity = "proxy"
-choices = [[8, 8], [4, 8], [4, 4], [2, 4]]
-
-[grid]
-target = ["zcu102"]
-rows = [8]
-energy_mj = {budgets}
-"""
-    spec = load_sweep(write(tmp_path, text))
-    summary = run_sweep(spec, tmp_path / "out", client=client, workloads=workloads, progress=False)
-    assert (summary.done, summary.errors) == (3, 0)
-    frame = read_results(tmp_path / "out").sort_values("limit_energy_mj")
-    assert list(frame["status"]) == ["infeasible", "optimal", "optimal"]
+    frame = budget_sweep(tmp_path, client, workloads, "energy_mj", budgets, sensitivity="proxy")
     assert "least-energy plan takes" in frame.iloc[0]["message"]
     for row, budget in zip(frame.itertuples(), budgets, strict=True):
         if row.status == "optimal":
