@@ -1,30 +1,7 @@
 """Design-space sweeps on Dask: a sweep file expands to design points, each simulated (and optionally allocated),
-stored as a resumable parquet dataset. Torch-free."""
+stored as a resumable parquet dataset. Torch-free.
 
-from allocator.sweep.run import (
-    DesignPoint,
-    SweepSpec,
-    SweepSummary,
-    allocate_point,
-    configure_target,
-    finished_ids,
-    load_sweep,
-    proxy_sensitivity,
-    read_results,
-    run_sweep,
-    simulate_point,
-)
+The package's public names are exactly ``allocator.sweep.run``'s (one list, kept there)."""
 
-__all__ = [
-    "DesignPoint",
-    "SweepSpec",
-    "SweepSummary",
-    "allocate_point",
-    "configure_target",
-    "finished_ids",
-    "load_sweep",
-    "proxy_sensitivity",
-    "read_results",
-    "run_sweep",
-    "simulate_point",
-]
+from allocator.sweep.run import *  # noqa: F403  (re-exports run.__all__, the one list of these names)
+from allocator.sweep.run import __all__ as __all__
