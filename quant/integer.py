@@ -640,7 +640,48 @@ def _require(condition: bool, message: str) -> None:
         raise InputError(message)
 
 
-class IntegerModel:
+class _IntegerNet:
+    """What the ViT and Swin integer models (:class:`IntegerModel`, ``quant.integer_swin.IntegerSwin``) share:
+    logits and argmax from ``run``, the attention matmul, a GEMM without a token split, and the accumulator
+    table from ``gemms``. A subclass defines ``run`` and ``gemms``."""
+
+    run: Callable[..., IntegerRun]
+    gemms: Callable[[], dict[str, IntGemm | IntMatMul]]
+
+    @staticmethod
+    def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor]) -> Tensor:
+        """Encode, accumulate and requantize one weight GEMM on its whole input, keeping each tensor (Swin's
+        GEMMs; the ViT's adds the token split)."""
+        codes = keep(gemm.input_name, gemm.encoder(x), point=True)
+        acc = keep(f"{gemm.name}.acc", gemm.accumulate(codes))
+        return keep(f"{gemm.name}.out", gemm.output(acc))
+
+    @staticmethod
+    def _matmul(mm: IntMatMul, a: Tensor, b: Tensor, keep: Callable[..., Tensor]) -> Tensor:
+        """Attention's activation GEMM: both operands encoded, accumulated (kept and checked), requantized."""
+        a_codes = keep(f"{mm.name}.a_quant", mm.a_encoder(a), point=True)
+        b_codes = keep(f"{mm.name}.b_quant", mm.b_encoder(b), point=True)
+        acc = keep(f"{mm.name}.acc", mm.accumulate(a_codes, b_codes))
+        return intops.requantize(acc, mm.mantissa, mm.shift)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Integer logits (int64; value·2^−16 are the real logits) of float images (N, C, H, W)."""
+        return self.run(images).logits
+
+    __call__ = forward
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Class indices (argmax of the integer logits)."""
+        return self.forward(images).argmax(dim=-1)
+
+    def accumulators(self) -> dict[str, tuple[int, torch.dtype]]:
+        """Worst-case accumulator bits and the accumulator dtype (int32 or int64) of every GEMM."""
+        return {
+            name: (g.acc_bits, torch.int32 if g.acc_bits <= 32 else torch.int64) for name, g in self.gemms().items()
+        }
+
+
+class IntegerModel(_IntegerNet):
     """A quantized timm ``VisionTransformer`` (``quant.quantize_`` + ``quant.calibrate_``) run with integers only.
 
     Built by :func:`to_integer`; weights, biases, embeddings and requantization factors are integers fixed at
@@ -794,27 +835,7 @@ class IntegerModel:
             high_acc = keep(f"{gemm.name}.acc", gemm.accumulate(high_codes))
             low_acc = keep(f"{gemm.low.name}.acc", gemm.low.accumulate(low_codes))
             return keep(f"{gemm.name}.out", gemm.split_output(mask, high_acc, low_acc))
-        codes = keep(gemm.input_name, gemm.encoder(x), point=True)
-        acc = keep(f"{gemm.name}.acc", gemm.accumulate(codes))
-        return keep(f"{gemm.name}.out", gemm.output(acc))
-
-    @staticmethod
-    def _matmul(mm: IntMatMul, a: Tensor, b: Tensor, keep: Callable[..., Tensor]) -> Tensor:
-        """Attention's activation GEMM: both operands encoded, accumulated (kept and checked), requantized."""
-        a_codes = keep(f"{mm.name}.a_quant", mm.a_encoder(a), point=True)
-        b_codes = keep(f"{mm.name}.b_quant", mm.b_encoder(b), point=True)
-        acc = keep(f"{mm.name}.acc", mm.accumulate(a_codes, b_codes))
-        return intops.requantize(acc, mm.mantissa, mm.shift)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Integer logits (int64; value·2^−16 are the real logits) of float images (N, C, H, W)."""
-        return self.run(images).logits
-
-    __call__ = forward
-
-    def predict(self, images: Tensor) -> Tensor:
-        """Class indices (argmax of the integer logits)."""
-        return self.forward(images).argmax(dim=-1)
+        return _IntegerNet._gemm(gemm, x, keep)
 
     def gemms(self) -> dict[str, IntGemm | IntMatMul]:
         """Every integer GEMM by contract name."""
@@ -824,12 +845,6 @@ class IntegerModel:
                 found[gemm.name] = gemm
         found["head"] = self.head
         return found
-
-    def accumulators(self) -> dict[str, tuple[int, torch.dtype]]:
-        """Worst-case accumulator bits and the accumulator dtype (int32 or int64) of every GEMM."""
-        return {
-            name: (g.acc_bits, torch.int32 if g.acc_bits <= 32 else torch.int64) for name, g in self.gemms().items()
-        }
 
 
 def _is_swin(model: nn.Module) -> bool:

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from quant import intops
 from quant import primitives as P
 from quant.errors import InputError
 from quant.integer import (
@@ -40,6 +39,7 @@ from quant.integer import (
     Keeper,
     StreamToFixed,
     Widths,
+    _IntegerNet,
     decoded_bound,
     fixed_mean,
     gelu_fixed,
@@ -129,7 +129,7 @@ def _layernorm(name: str, module: nn.Module, stream: QParams | None) -> IntLayer
     return IntLayerNorm.build(name, module, float(P.grid_step(stream)), decoded_bound(stream))  # type: ignore[arg-type]
 
 
-class IntegerSwin:
+class IntegerSwin(_IntegerNet):
     """A quantized timm ``SwinTransformer`` (``quant.quantize_`` + ``quant.calibrate_``) run with integers only.
 
     Built by ``quant.integer.to_integer``; the same interface as ``quant.integer.IntegerModel`` (``run``,
@@ -324,29 +324,6 @@ class IntegerSwin:
         keep(f"{n}.add2.sum", residual + out)
         return keep(f"{n}.add2.output_quant", block.add2(residual, out), point=True)
 
-    @staticmethod
-    def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor]) -> Tensor:
-        codes = keep(gemm.input_name, gemm.encoder(x), point=True)
-        acc = keep(f"{gemm.name}.acc", gemm.accumulate(codes))
-        return keep(f"{gemm.name}.out", gemm.output(acc))
-
-    @staticmethod
-    def _matmul(mm: IntMatMul, a: Tensor, b: Tensor, keep: Callable[..., Tensor]) -> Tensor:
-        a_codes = keep(f"{mm.name}.a_quant", mm.a_encoder(a), point=True)
-        b_codes = keep(f"{mm.name}.b_quant", mm.b_encoder(b), point=True)
-        acc = keep(f"{mm.name}.acc", mm.accumulate(a_codes, b_codes))
-        return intops.requantize(acc, mm.mantissa, mm.shift)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Integer logits (int64; value·2^−16 are the real logits) of float images (N, C, H, W)."""
-        return self.run(images).logits
-
-    __call__ = forward
-
-    def predict(self, images: Tensor) -> Tensor:
-        """Class indices (argmax of the integer logits)."""
-        return self.forward(images).argmax(dim=-1)
-
     def gemms(self) -> dict[str, IntGemm | IntMatMul]:
         """Every integer GEMM by contract name."""
         found: dict[str, IntGemm | IntMatMul] = {"patch_embed.proj": self.patch_embed}
@@ -358,9 +335,3 @@ class IntegerSwin:
                     found[gemm.name] = gemm
         found["head.fc"] = self.head
         return found
-
-    def accumulators(self) -> dict[str, tuple[int, torch.dtype]]:
-        """Worst-case accumulator bits and the accumulator dtype (int32 or int64) of every GEMM."""
-        return {
-            name: (g.acc_bits, torch.int32 if g.acc_bits <= 32 else torch.int64) for name, g in self.gemms().items()
-        }
