@@ -39,10 +39,9 @@ from allocator.sensitivity.scores import (
     LossFn,
     Traces,
     _check_bit_pairs,
+    _scores_for,
     component_type,
     fisher_traces,
-    quantization_errors,
-    scores_from_traces,
 )
 
 __all__ = ["TypeAwareFisherConfig", "type_aware_fisher_scores", "type_aware_traces", "type_scales"]
@@ -104,19 +103,8 @@ def type_aware_fisher_scores(
     pairs = _check_bit_pairs(bit_pairs)
     raw = fisher_traces(model, loss_fn, data, normalize=False, **config.common())
     traces = type_aware_traces(raw)
-    errors = quantization_errors(
-        model,
-        data if calibration is None else calibration,
-        {w for w, _ in pairs},
-        {a for _, a in pairs},
-        layers=traces.layers,
-        act_kinds=config.act_kinds,
-        act_method=config.act_method,
-        device=config.device,
-        batch_size=config.batch_size,
-    )
-    frame = scores_from_traces(traces, errors, pairs)
-    frame.attrs["estimator"] = {"form": "trace", "estimator": "type-aware fisher traces (LampQ)", "draws": 0}
+    estimator = {"form": "trace", "estimator": "type-aware fisher traces (LampQ)", "draws": 0}
+    frame = _scores_for(model, data, pairs, traces, config, calibration, estimator)
     frame.attrs["type_scales"] = type_scales(raw)
     return frame
 

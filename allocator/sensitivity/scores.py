@@ -570,12 +570,12 @@ class _HvpGraph:
             result[:, k] = (vectors[k] * h).flatten(1).sum(1).double().cpu()
         return result
 
-    def block_vhv(self, i: int, vectors: Tensor) -> Tensor:
-        """(draws,) of vᵢᵀHᵢᵢvᵢ for tensor ``i`` alone; ``vectors`` has a leading draws dimension. Only tensor
+    def _block_hv_or_none(self, i: int, vectors: Tensor) -> Tensor | None:
+        """(draws, *shape) of Hᵢᵢvᵢ for tensor ``i`` alone, or None when its Hessian block is 0 (the tensor is
+        not live, or its gradient does not depend on it); ``vectors`` has a leading draws dimension. Only tensor
         ``i``'s gradient is differentiated again; the graph is kept for further products."""
-        result = torch.zeros(vectors.shape[0], dtype=torch.float64)
         if i not in self.live:
-            return result
+            return None
         batched = vectors.shape[0] > 1
         (h,) = torch.autograd.grad(
             self.grads[self.live.index(i)],
@@ -586,27 +586,22 @@ class _HvpGraph:
             allow_unused=True,
         )
         if h is None:
-            return result
-        h = h if batched else h.unsqueeze(0)
+            return None
+        return h if batched else h.unsqueeze(0)
+
+    def block_vhv(self, i: int, vectors: Tensor) -> Tensor:
+        """(draws,) of vᵢᵀHᵢᵢvᵢ for tensor ``i`` alone (zeros when its Hessian block is 0); ``vectors`` has a
+        leading draws dimension. The graph is kept for further products."""
+        h = self._block_hv_or_none(i, vectors)
+        if h is None:
+            return torch.zeros(vectors.shape[0], dtype=torch.float64)
         return (vectors * h).flatten(1).sum(1).double().cpu()
 
     def block_hv(self, i: int, vectors: Tensor) -> Tensor:
         """(draws, *shape) of Hᵢᵢvᵢ for tensor ``i`` alone (zeros when its Hessian block is 0); ``vectors`` has a
         leading draws dimension. The graph is kept for further products."""
-        if i not in self.live:
-            return torch.zeros_like(vectors)
-        batched = vectors.shape[0] > 1
-        (h,) = torch.autograd.grad(
-            self.grads[self.live.index(i)],
-            self.tensors[i],
-            grad_outputs=vectors if batched else vectors[0],
-            retain_graph=True,
-            is_grads_batched=batched,
-            allow_unused=True,
-        )
-        if h is None:
-            return torch.zeros_like(vectors)
-        return h if batched else h.unsqueeze(0)
+        h = self._block_hv_or_none(i, vectors)
+        return torch.zeros_like(vectors) if h is None else h
 
     def vhv(self, vectors: Sequence[Tensor], batched: bool, keep: bool) -> Tensor:
         """(draws, tensors) of vᵢᵀ(Hv)ᵢ for each draw; ``vectors[i]`` has a leading draws dimension."""
@@ -1788,8 +1783,11 @@ def _scores_for(
     traces: Traces,
     config: ScorerConfig,
     calibration: Batch | Iterable[Batch] | None,
+    estimator: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Trace-form scores for traces just computed, with their standard errors and the estimator named."""
+    """Trace-form scores for traces just computed, with their standard errors and the estimator named
+    (``estimator``: ``frame.attrs["estimator"]`` when the traces' own method and draws do not say it, as for
+    LampQ's type-aware traces)."""
     errors = quantization_errors(
         model,
         data if calibration is None else calibration,
@@ -1802,7 +1800,7 @@ def _scores_for(
         batch_size=config.batch_size,
     )
     frame = scores_from_traces(traces, errors, pairs)
-    frame.attrs["estimator"] = {
+    frame.attrs["estimator"] = estimator or {
         "form": "trace",
         "estimator": f"{traces.method} traces",
         "draws": traces.draws,
