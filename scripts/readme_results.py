@@ -816,6 +816,8 @@ def methods(data: dict[str, Any]) -> list[str]:
     if loads:
         lines += ["", "Load average at the end of each part: " + "; ".join(loads) + "."]
     return lines
+
+
 def swin_integer(data: dict[str, Any]) -> list[str]:
     rows = []
     for name, result in data.get("results", {}).items():
