@@ -645,8 +645,21 @@ class _IntegerNet:
     logits and argmax from ``run``, the attention matmul, a GEMM without a token split, and the accumulator
     table from ``gemms``. A subclass defines ``run`` and ``gemms``."""
 
+    image_params: QParams
+    patch_embed: Any
     run: Callable[..., IntegerRun]
     gemms: Callable[[], dict[str, IntGemm | IntMatMul]]
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """The one float→int step: image codes under the patch embedding's input quantizer."""
+        return P.encode(images, self.image_params)
+
+    def _embed_patches(self, images: Tensor, keep: Keeper) -> Tensor:
+        """Image codes → patches → the patch embedding's accumulators and output tokens, each kept."""
+        image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
+        patches = keep("patch_embed.patches", self.patch_embed.patches(image_codes))
+        acc = keep("patch_embed.proj.acc", self.patch_embed.accumulate(patches))
+        return keep("patch_embed.proj.out", self.patch_embed.output(acc))
 
     @staticmethod
     def _gemm(gemm: IntGemm, x: Tensor, keep: Callable[..., Tensor]) -> Tensor:
@@ -768,18 +781,11 @@ class IntegerModel(_IntegerNet):
         )
 
     # -- running -----------------------------------------------------------------------------------------
-    def encode_images(self, images: Tensor) -> Tensor:
-        """The one float→int step: image codes under the patch embedding's input quantizer."""
-        return P.encode(images, self.image_params)
-
     def run(self, images: Tensor, *, trace: bool = False) -> IntegerRun:
         """Integer forward of float images (N, C, H, W), keeping every quantization point's codes."""
         widths = self.widths
         keep = Keeper(widths, trace)
-        image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
-        patches = keep("patch_embed.patches", self.patch_embed.patches(image_codes))
-        acc = keep("patch_embed.proj.acc", self.patch_embed.accumulate(patches))
-        tokens = keep("patch_embed.proj.out", self.patch_embed.output(acc))
+        tokens = self._embed_patches(images, keep)
         prefix = self.class_token.expand(tokens.shape[0], -1, -1)
         tokens = keep("tokens", torch.cat([prefix, tokens], dim=1))
         keep("pos_add.sum", tokens + self.pos_embed)

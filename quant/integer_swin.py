@@ -228,21 +228,14 @@ class IntegerSwin(_IntegerNet):
         )
 
     # -- running -----------------------------------------------------------------------------------------
-    def encode_images(self, images: Tensor) -> Tensor:
-        """The one float→int step: image codes under the patch embedding's input quantizer."""
-        return P.encode(images, self.image_params)
-
     def run(self, images: Tensor, *, trace: bool = False) -> IntegerRun:
         """Integer forward of float images (N, C, H, W), keeping every quantization point's codes."""
         widths = self.widths
         keep = Keeper(widths, trace)
 
-        image_codes = keep("patch_embed.proj.input_quant", self.encode_images(images), point=True)
-        patches = keep("patch_embed.patches", self.patch_embed.patches(image_codes))
-        acc = keep("patch_embed.proj.acc", self.patch_embed.accumulate(patches))
-        tokens = keep("patch_embed.proj.out", self.patch_embed.output(acc))
+        tokens = self._embed_patches(images, keep)
         kh, kw = self.patch_embed.kernel  # type: ignore[misc]
-        batch, _, height, width = image_codes.shape
+        batch, _, height, width = images.shape  # image codes have the images' shape
         x = tokens.reshape(batch, height // kh, width // kw, -1)
         if self.embed_norm is not None:
             x = keep("patch_embed.norm.out", self.embed_norm(x, widths.observer("patch_embed.norm")))
