@@ -703,7 +703,8 @@ def hessian_traces(
     arXiv 2205.01736, started like Hutch++ from a sketch HS): every product after the sketch both adds to the
     exact part and gives the next block, and each weight's
     basis doubles while the draws its residual spread still needs (from ``KRYLOV_PILOT_DRAWS`` pilot draws, for a
-    standard error of ``rel_se`` of its floored scale, or ``KRYLOV_DEFAULT_TARGET`` without one) exceed
+    standard error of ``rel_se`` of its floored scale, or ``KRYLOV_DEFAULT_TARGET`` without one; at most
+    ``max_draws``, the run's own cost budget) exceed
     ``GROWTH_RATIO`` × the doubling's products, up to ``max_rank``, the weight's size (then the trace is exact) and
     the basis memory budget (``BASIS_BUDGET_BYTES`` for all weights). The last stage's pilot draws count as the
     first draws. Activation tensors (one per data batch, so a basis would be per batch and ``rank`` times their
@@ -773,7 +774,8 @@ def hessian_traces(
         elif deflated_keys:
             target = rel_se if rel_se else KRYLOV_DEFAULT_TARGET
             cached, pilots = _deflate_krylov(graphs, deflated_keys, max_rank, seed, samples, batch_draws, bases,
-                                             exact_part, target, se_floor, deadline, plain_variance)  # fmt: skip
+                                             exact_part, target, se_floor, deadline, plain_variance,
+                                             max_draws)  # fmt: skip
             for i, (total, total_sq, n) in pilots.items():  # the final basis's pilot draws are its first draws
                 sums[i], squares[i], counts[i] = total, total_sq, n
         while draws_run < max_draws and active.any():
@@ -979,6 +981,7 @@ def _deflate_krylov(
     se_floor: float,
     deadline: float | None = None,
     plain_variance: dict[int, float] | None = None,
+    max_draws: float = math.inf,
 ) -> tuple[_HvpGraph | None, dict[int, tuple[float, float, int]]]:
     """Block Krylov bases for the weights ``members`` (``hessian_traces``' ``probe="krylov"``): fills ``bases``
     (rank, *shape) and ``exact_part`` (Tr(QᵀHQ)); returns the cached graph (single batch) and each weight's final
@@ -1080,7 +1083,9 @@ def _deflate_krylov(
         for i in sorted(growing):
             tau = rel_target * max(abs(estimate[i]), se_floor * typical * size[i])
             bigger = min(2 * goal[i], cap[i])
-            needed = (spread[i] / tau) ** 2 if tau > 0 else math.inf
+            # the draws still needed, as far as the run will draw: max_draws is the caller's cost budget, and a
+            # basis that grows past what its draws would cost spends more than the caller asked for
+            needed = min((spread[i] / tau) ** 2 if tau > 0 else math.inf, max_draws)
             late = deadline is not None and time.perf_counter() >= deadline
             if not late and spread[i] > 0 and bigger > goal[i] and needed > GROWTH_RATIO * (bigger - goal[i]):
                 goal[i] = bigger
