@@ -758,7 +758,6 @@ def hessian_traces(
     active = np.ones(len(keys), dtype=bool)
     numel: dict[tuple[str, str], int] = {}
     draws_run = 0
-    cached: _HvpGraph | None = None
     bar = tqdm(total=max_draws, desc="hessian traces", unit="draw", disable=not progress, file=sys.stderr)
     with _prepared(model, dev, weights), bar:
         bases: dict[int, Tensor] = {}  # deflated weight index -> (rank, *shape) orthonormal basis
@@ -770,12 +769,11 @@ def hessian_traces(
         plain_variance: dict[int, float] = {}  # krylov: a plain draw's variance per deflated weight
         deadline = None if max_seconds is None else start + KRYLOV_TIME_SHARE * max_seconds
         if deflated_keys and probe == "deflated":
-            cached = _deflate(graphs, deflated_keys, rank, seed, samples, batch_draws, bases, exact_part)
+            _deflate(graphs, deflated_keys, rank, seed, samples, batch_draws, bases, exact_part)
         elif deflated_keys:
             target = rel_se if rel_se else KRYLOV_DEFAULT_TARGET
-            cached, pilots = _deflate_krylov(graphs, deflated_keys, max_rank, seed, samples, batch_draws, bases,
-                                             exact_part, target, se_floor, deadline, plain_variance,
-                                             max_draws)  # fmt: skip
+            pilots = _deflate_krylov(graphs, deflated_keys, max_rank, seed, samples, batch_draws, bases, exact_part,
+                                     target, se_floor, deadline, plain_variance, max_draws)  # fmt: skip
             for i, (total, total_sq, n) in pilots.items():  # the final basis's pilot draws are its first draws
                 sums[i], squares[i], counts[i] = total, total_sq, n
         while draws_run < max_draws and active.any():
@@ -799,11 +797,7 @@ def hessian_traces(
             estimates = torch.zeros(chunk, len(keys), dtype=torch.float64)
             for index, batch in enumerate(batches):
                 single = len(batches) == 1
-                graph = cached if single and cached is not None else None
-                if graph is None:
-                    graph = _HvpGraph(model, loss_fn, batch, chosen, keys, activations, f"data batch {index}")
-                    if single:
-                        cached = graph
+                graph = graphs(index)  # a single batch's graph is built once, by the deflation or here
                 if not numel:
                     for key, tensor in zip(keys, graph.tensors, strict=True):
                         numel[key] = tensor.numel() // (batch[0].shape[0] if _is_activation(key, chosen) else 1)
@@ -930,10 +924,10 @@ def _deflate(
     batch_draws: int,
     bases: dict[int, Tensor],
     exact_part: np.ndarray,
-) -> _HvpGraph | None:
+) -> None:
     """Hutch++'s first two stages for the weights ``members``: Y = H S over all batches (``rank`` Rademacher
     sketch probes each), Q = orth(Y) into ``bases`` (fewer columns when the block's rank is lower), and
-    Tr(QᵀHQ) into ``exact_part``. Returns the graph when there is a single batch (for the draws to reuse)."""
+    Tr(QᵀHQ) into ``exact_part``."""
     batches = graph_of.batches
 
     def products(graph: _HvpGraph, i: int, vectors: Tensor) -> Tensor:
@@ -965,7 +959,6 @@ def _deflate(
                 hq = products(graph, i, bases[i])
                 exact_part[i] += float((hq.double() * bases[i].double()).sum()) * graph.weight / samples
         del graph
-    return graph_of.cached
 
 
 def _deflate_krylov(
@@ -979,16 +972,15 @@ def _deflate_krylov(
     exact_part: np.ndarray,
     rel_target: float,
     se_floor: float,
-    deadline: float | None = None,
-    plain_variance: dict[int, float] | None = None,
-    max_draws: float = math.inf,
-) -> tuple[_HvpGraph | None, dict[int, tuple[float, float, int]]]:
+    deadline: float | None,
+    plain_variance: dict[int, float],
+    max_draws: float,
+) -> dict[int, tuple[float, float, int]]:
     """Block Krylov bases for the weights ``members`` (``hessian_traces``' ``probe="krylov"``): fills ``bases``
-    (rank, *shape) and ``exact_part`` (Tr(QᵀHQ)); returns the cached graph (single batch) and each weight's final
+    (rank, *shape) and ``exact_part`` (Tr(QᵀHQ)); returns each weight's final
     pilot draws as (Σ draw, Σ draw², draws), every draw already including its exact part. Past ``deadline``
     (``time.perf_counter()``) no basis grows further: a stage under way ends at its current block. Fills
     ``plain_variance`` with each weight's estimated variance of a plain (undeflated) per-layer draw."""
-    plain_variance = {} if plain_variance is None else plain_variance
     batches = graph_of.batches
 
     def products(work: Mapping[int, Tensor]) -> dict[int, Tensor]:
@@ -1099,7 +1091,7 @@ def _deflate_krylov(
             total, total_sq, n = pilots[i]
             rest = max(total_sq - total * total / n, 0.0) / max(n - 1, 1)
             plain_variance[i] = 2 * qhq_sq[i] + 4 * max(hq_sq[i] - qhq_sq[i], 0.0) + rest
-    return graph_of.cached, pilots
+    return pilots
 
 
 def _standard_errors(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
