@@ -147,11 +147,12 @@ def _pooled_spearman(table: Any, measured: dict[tuple[str, str, int], float], la
     return float(spearmanr(pred, [measured[(n, op, bits)] for n in layers for op, bits in SETTINGS]).statistic)
 
 
-def defaults(quick: bool) -> dict[str, Any]:
-    """The quadratic form's estimators on the digits testbed at their products: the size-chosen default (exact
-    here) against random signs over all operands and random signs per role, each ranked against the measured
-    single-layer damage (Spearman, pooled as in ``quality``), with seeds to show the estimator's own spread."""
-    from allocator.sensitivity import HessianQuadraticConfig, score
+def _damage_setup(
+    quick: bool,
+) -> tuple[nn.Module, list[str], torch.Tensor, list[Any], list[tuple[int, int]], float, dict[Any, float], str]:
+    """What ``defaults`` and ``curvature`` score and rank against on the digits testbed: the W8A8-traced model,
+    its layers, 128 calibration images, 256 sensitivity images in two batches, the bit pairs, and the measured
+    single-layer damage (baseline loss and increases over all 1,797 digits), with the model's source."""
     from quant import QuantConfig, quantize_
 
     model, split, source = _load_trained(quick)
@@ -162,6 +163,16 @@ def defaults(quick: bool) -> dict[str, Any]:
     layers = quantizable_layers(traced)
     pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
     base, measured = _measured_damage(model, layers, calib, x_test, y_test)
+    return traced, layers, calib, sens_data, pairs, base, measured, source
+
+
+def defaults(quick: bool) -> dict[str, Any]:
+    """The quadratic form's estimators on the digits testbed at their products: the size-chosen default (exact
+    here) against random signs over all operands and random signs per role, each ranked against the measured
+    single-layer damage (Spearman, pooled as in ``quality``), with seeds to show the estimator's own spread."""
+    from allocator.sensitivity import HessianQuadraticConfig, score
+
+    traced, layers, calib, sens_data, pairs, base, measured, source = _damage_setup(quick)
     # the size-chosen default is exact here; "big_model_default" is what it runs on a model too big for that (the
     # config's random-sign defaults: 32 products per bit width, grouped by role when the roles fit, as here: 2 per
     # role), over six seeds; 1 per role, all-shared products at 16 and at the 4 the pipeline used to give big
@@ -205,16 +216,8 @@ def curvature(quick: bool) -> dict[str, Any]:
     magnitude) against the Gauss-Newton form ΔᵀJᵀ(∂²L/∂z²)JΔ (PSD), each ranked against the measured single-layer
     damage on the digits testbed (Spearman, pooled as in ``defaults``), with the Hessian form's negatives counted."""
     from allocator.sensitivity import HessianQuadraticConfig, score
-    from quant import QuantConfig, quantize_
 
-    model, split, source = _load_trained(quick)
-    calib = split.x_train[:128]
-    sens_data = [(split.x_train[i : i + 128], split.y_train[i : i + 128]) for i in range(0, 256, 128)]
-    x_test, y_test = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
-    traced = quantize_(copy.deepcopy(model), QuantConfig(wbits=8, abits=8)).eval()
-    layers = quantizable_layers(traced)
-    pairs = [(2, 8), (3, 8), (8, 3), (8, 4), (8, 8)]
-    base, measured = _measured_damage(model, layers, calib, x_test, y_test)
+    traced, layers, calib, sens_data, pairs, base, measured, source = _damage_setup(quick)
     rows: dict[str, Any] = {}
     for name in ("hessian", "gauss_newton"):
         config = HessianQuadraticConfig(batch_size=None, estimator="exact", curvature=name, progress=False)
