@@ -869,16 +869,19 @@ def _se_scale(
 ) -> np.ndarray:
     """What each estimate's standard error is measured against: max(|mean|, se_floor × the median per-element
     |mean| of its kind (weight or activation) × its elements)."""
-    magnitude = np.abs(means)
     if se_floor <= 0 or not numel:
-        return magnitude
+        return np.abs(means)
     sizes = np.array([max(numel[key], 1) for key in keys], dtype=float)
     kinds = np.array([_is_activation(key, chosen) for key in keys])
-    floor = np.zeros(len(keys))
-    for kind in (False, True):
+    return _floored_scale(np.abs(means), sizes, kinds, se_floor)
+
+
+def _floored_scale(magnitude: np.ndarray, sizes: np.ndarray, kinds: np.ndarray, se_floor: float) -> np.ndarray:
+    """max(magnitude, se_floor × the median per-element magnitude of each one's kind × its size)."""
+    floor = np.zeros(len(magnitude))
+    for kind in np.unique(kinds):
         members = kinds == kind
-        if members.any():
-            floor[members] = se_floor * float(np.median(magnitude[members] / sizes[members])) * sizes[members]
+        floor[members] = se_floor * float(np.median(magnitude[members] / sizes[members])) * sizes[members]
     return np.maximum(magnitude, floor)
 
 
@@ -1070,10 +1073,15 @@ def _deflate_krylov(
             pilots[i] = (float(draws.sum()), float((draws**2).sum()), len(draws))
             estimate[i] = float(draws.mean())
             spread[i] = float(draws.std(ddof=1))
-        magnitude = np.array([abs(estimate[i]) for i in members])
-        typical = float(np.median(magnitude / np.array([size[i] for i in members])))
+        scales = _floored_scale(
+            np.array([abs(estimate[i]) for i in members]),
+            np.array([size[i] for i in members], dtype=float),
+            np.zeros(len(members)),
+            se_floor,
+        )
+        scale = dict(zip(members, scales.tolist(), strict=True))
         for i in sorted(growing):
-            tau = rel_target * max(abs(estimate[i]), se_floor * typical * size[i])
+            tau = rel_target * scale[i]
             bigger = min(2 * goal[i], cap[i])
             # the draws still needed, as far as the run will draw: max_draws is the caller's cost budget, and a
             # basis that grows past what its draws would cost spends more than the caller asked for
