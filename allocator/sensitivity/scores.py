@@ -1427,9 +1427,11 @@ def hessian_scores(
     per-tensor quantizers fitted on ``calibration`` (default ``data``) by ``act_method``, of kind
     ``act_kinds[layer]``, applied to the inputs each ``data`` batch produces. ``draws=None``: exact, one
     Hessian-vector product per operand and bit width (``batch_draws`` of them share one batched second
-    backward). ``draws=k``: for big models, k products per bit width for all operands at once, each
-    operand's error times a random sign (the cross terms between operands have zero mean, as in Hutchinson's
-    estimator). A negative estimate counts by its magnitude, as in ``scores_from_traces``.
+    backward). ``draws=k``: for big models, k products per bit width, each operand's error times a random sign
+    (the cross terms between operands have zero mean, as in Hutchinson's estimator), grouped as
+    ``HessianQuadraticConfig``'s default ``grouping="auto"``: by role, k // roles per role, when the model has at
+    most k roles, else all operands at once. A negative estimate counts by its magnitude, as in
+    ``scores_from_traces``.
     """
     if draws is not None and draws < 1:
         raise InputError(f"draws must be at least 1 (or None for the exact form), got {draws}")
