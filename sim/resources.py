@@ -2,7 +2,8 @@
 
 Components (``Resources.breakdown``): the PE array's multipliers, its accumulators, the on-chip buffers,
 the vector unit (generic lanes for softmax/GELU/LayerNorm/requantization), nonlinear units of their own with
-their row buffers (sim/nonlinear.py), the off-chip memory interface, and control.
+their row buffers (sim/nonlinear.py), an attention engine of its own when the target has one (sim/attention.py),
+the off-chip memory interface, and control.
 Formulas and where they come from:
 
 - LUT multipliers, adder and accumulator LUTs: FINN's MVAU estimate (Blott et al., FINN-R, TRETS 2018;
@@ -51,6 +52,7 @@ __all__ = [
     "Resources",
     "array_dsps",
     "bit_pairs",
+    "dsps_per_multiplier",
     "estimate_resources",
     "pe_accumulator_bits",
 ]
@@ -197,10 +199,16 @@ def array_dsps(target: Target) -> int:
         return 0
     per_pe = 1
     if acc.pe == "int8" and acc.multiplier_bits is not None:
-        w, a = acc.multiplier_bits
-        big, small = DSP_MULTIPLIER_BITS.get(target.device.dsp_kind, DSP_MULTIPLIER_BITS["dsp48e2"])
-        per_pe = min(math.ceil(a / big) * math.ceil(w / small), math.ceil(w / big) * math.ceil(a / small))
+        per_pe = dsps_per_multiplier(target, *acc.multiplier_bits)
     return acc.rows * acc.cols * per_pe
+
+
+def dsps_per_multiplier(target: Target, weight_bits: int, act_bits: int) -> int:
+    """DSP slices one ``weight_bits`` x ``act_bits`` fixed-point multiplier tiles on the device's A x B multiplier,
+    in the better orientation: min(ceil(a/A)·ceil(w/B), ceil(w/A)·ceil(a/B)) (UG579: 16x32 is 2 on DSP48E2)."""
+    big, small = DSP_MULTIPLIER_BITS.get(target.device.dsp_kind, DSP_MULTIPLIER_BITS["dsp48e2"])
+    w, a = weight_bits, act_bits
+    return min(math.ceil(a / big) * math.ceil(w / small), math.ceil(w / big) * math.ceil(a / small))
 
 
 def _products_per_pe(pe: str, weight_bits: int, act_bits: int) -> int:
@@ -312,6 +320,26 @@ def _nonlinear_units(target: Target) -> ComponentResources:
     return ComponentResources("nonlinear_units", **totals)
 
 
+def _attention_engine(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
+    """The attention engine (sim/attention.py): queries x dims multipliers on DSPs (its ``multiplier_bits``, else
+    the array's, else the widest simulated pair), each with an adder and an accumulator (LUT: FINN's adder and
+    accumulator terms; FF: the accumulator register and the operand registers), and its key/value buffer in
+    BRAM36."""
+    engine = target.accelerator.attention
+    assert engine is not None
+    bits = engine.multiplier_bits or target.accelerator.multiplier_bits
+    w, a = bits if bits is not None else max(pairs, key=lambda pair: pair[0] + pair[1])
+    macs = engine.macs_per_cycle
+    accumulator = pe_accumulator_bits(w, a)
+    return ComponentResources(
+        "attention_engine",
+        dsp=macs * dsps_per_multiplier(target, w, a),
+        lut=_ceil(FINN_LUT_SCALE * macs * (w + a + accumulator)),
+        ff=macs * (w + a + accumulator),
+        bram36=math.ceil(engine.buffer_kib * 1024 * 8 / BRAM36_BITS),
+    )
+
+
 def _memory_interface(target: Target) -> ComponentResources:
     memory = target.memory
     totals = {name: DATAMOVER[name] * memory.channels for name in RESOURCE_NAMES}
@@ -348,6 +376,7 @@ def estimate_resources(target: Target, weight_bits: int | None = None, act_bits:
         _buffers(target, weight_bits, act_bits),
         _vector_unit(target),
         _nonlinear_units(target),
+        *((_attention_engine(target, pairs),) if acc.attention is not None else ()),
         _memory_interface(target),
         _control(),
     )

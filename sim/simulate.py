@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from sim import kernels
+from sim.attention import ATTENTION_KINDS, attention_iterations
 from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
@@ -105,7 +106,7 @@ class LayerResult:
     bytes_read: int = 0  # DRAM bytes
     bytes_written: int = 0
     energy_mj: float = 0.0
-    unit: str = ""  # vector operators: "lanes" or "own"
+    unit: str = ""  # vector operators: "lanes" or "own"; GEMMs: "attention" on an attention engine, else ""
     fused_into: str = ""  # vector operators fused to a GEMM: its name
     busy_cycles: int = 0  # vector operators: cycles their unit works (hidden behind the GEMM when fused)
     abits_low: int = 0  # token-split GEMMs (sim/patchwise.py): bits of the low token group, else 0
@@ -315,8 +316,15 @@ def _gemm_costs(
     b_resident: frozenset[str] = frozenset(),
 ) -> dict[tuple[str, Bits], list[int]]:
     """(compute, total, bytes read, bytes written, fused tail, energy mJ) per (GEMM name, bits); each distinct
-    shape simulated once. GEMMs named in ``b_resident`` find B on chip when it fits its buffer whole."""
+    shape simulated once. GEMMs named in ``b_resident`` find B on chip when it fits its buffer whole. On a target
+    with an attention engine the attention matmuls are costed there (``_attention_costs``)."""
     acc = target.accelerator
+    gemms = list(gemms)
+    engine_costs: dict[tuple[str, Bits], list] = {}
+    if acc.attention is not None:
+        on_engine = [gemm for gemm in gemms if gemm.kind in ATTENTION_KINDS]
+        engine_costs = _attention_costs(on_engine, plan, target, ideal_memory, fusion)
+        gemms = [gemm for gemm in gemms if gemm.kind not in ATTENTION_KINDS]
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
     lanes_of: dict[Bits, int] = {}
@@ -343,7 +351,7 @@ def _gemm_costs(
         keys.setdefault(key, len(keys))
         wanted.append((gemm.name, (wbits, abits), key))
     if not keys:
-        return {}
+        return engine_costs
     table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 10)
     buffers = acc.buffers
     dataflow = DATAFLOW_CODES[acc.dataflow]
@@ -393,7 +401,61 @@ def _gemm_costs(
                 model, acc.dataflow, acc.rows, acc.cols, m, n, k, count, (wbits, abits), row[2] + row[3], requant
             )
         )
-    return {(name, pair): result[keys[key]] for name, pair, key in wanted}
+    costs = {(name, pair): result[keys[key]] for name, pair, key in wanted}
+    costs.update(engine_costs)
+    return costs
+
+
+def _attention_costs(
+    gemms: Sequence[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool, fusion: _Fusion
+) -> dict[tuple[str, Bits], list]:
+    """``_gemm_costs``' rows for attention matmuls on the target's attention engine (sim/attention.py): loop
+    iterations plus the engine's pipeline depth, at least the node's DRAM traffic time (operands read once, the
+    output written once), then the fused chain's tail over ``count · ⌈M/queries⌉`` row blocks."""
+    acc = target.accelerator
+    engine = acc.attention
+    assert engine is not None
+    model = energy_model(target)
+    bytes_per_cycle = float(target.bytes_per_cycle)
+    requant = acc.nonlinear.configured
+    ptr = fusion.chain_ptr
+    done: dict[tuple, list] = {}
+    costs: dict[tuple[str, Bits], list] = {}
+    for gemm in gemms:
+        if gemm.m <= 0 or gemm.n <= 0 or gemm.k <= 0 or gemm.count <= 0:
+            _check_gemm(gemm)
+        pair = plan[gemm.name]
+        wbits, abits = pair
+        chain = fusion.chain_id[gemm.name]
+        key = (gemm.kind, gemm.m, gemm.n, gemm.k, gemm.count, wbits, abits, chain)
+        if key not in done:
+            m, n, k, count = gemm.m, gemm.n, gemm.k, gemm.count
+            compute = attention_iterations(gemm.kind, m, n, k, count, engine.queries, engine.dims)
+            compute += engine.pipeline_depth
+            read = count * (_ceil(m * k * abits, 8) + _ceil(k * n * wbits, 8))
+            written = count * _ceil(m * n * abits, 8)
+            moved = 0 if ideal_memory else int(kernels._transfer_cycles(read + written, bytes_per_cycle))
+            total = max(compute, moved)
+            if total > INT64_MAX:
+                raise InputError(
+                    f"GEMM {gemm.name!r} ({m}×{n}×{k}, {count} times): {float(total):.3g} cycles on the attention "
+                    f"engine, beyond the simulator's 64-bit cycle counters (at most {INT64_MAX:.3g})"
+                )
+            tail = int(fusion.chain_serial[chain])
+            if ptr[chain + 1] > ptr[chain]:
+                chunks = count * _ceil(m, engine.queries)
+                tail += int(
+                    kernels._chain_tail(
+                        total, chunks, ptr[chain], ptr[chain + 1], fusion.stage_elements, fusion.stage_factor,
+                        fusion.stage_depth,
+                    )
+                )  # fmt: skip
+            energy = _shape_energy_mj(
+                model, "os", engine.queries, engine.dims, m, n, k, count, pair, read + written, requant
+            )
+            done[key] = [compute, total, read, written, tail, energy]
+        costs[(gemm.name, pair)] = list(done[key])
+    return costs
 
 
 def _dataflow_costs(
@@ -419,7 +481,9 @@ def _dataflow_costs(
                 f"({', '.join(acc.dataflows)})"
             )
     if not acc.per_layer_dataflow:
-        return _gemm_costs(gemms, plan, target, ideal_memory, fusion), {gemm.name: acc.dataflow for gemm in gemms}
+        return _gemm_costs(gemms, plan, target, ideal_memory, fusion), _engine_dataflows(
+            gemms, target, {gemm.name: acc.dataflow for gemm in gemms}
+        )
     by_dataflow = {
         dataflow: _gemm_costs(
             gemms,
@@ -447,7 +511,15 @@ def _dataflow_costs(
             best = min(acc.dataflows, key=rank)
         chosen[gemm.name] = best
         costs[key] = by_dataflow[best][key]
-    return costs, chosen
+    return costs, _engine_dataflows(gemms, target, chosen)
+
+
+def _engine_dataflows(gemms: Sequence[Gemm], target: Target, chosen: dict[str, str]) -> dict[str, str]:
+    """``chosen`` with the attention matmuls on an attention engine marked ``"os"``: the engine keeps each block
+    of outputs in place while keys (q·kᵀ) or values (attn·v) stream past (sim/attention.py)."""
+    if target.accelerator.attention is not None:
+        chosen.update((gemm.name, "os") for gemm in gemms if gemm.kind in ATTENTION_KINDS)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -665,6 +737,7 @@ def simulate(
     costs, chosen = _dataflow_costs(plain, plan, target, ideal_memory, fusion, fixed or None, prefer)
     costs.update(_split_costs(workload.gemms, plan, splits, target, ideal_memory, fusion))
     chosen.update(dict.fromkeys(splits, home))
+    engine = target.accelerator.attention is not None
     lane_op_pj = energy_model(target).lane_op_pj
     layers = []
     bytes_read = bytes_written = 0
@@ -675,10 +748,12 @@ def simulate(
             bytes_read += read
             bytes_written += written
             split = splits.get(op.name)
+            on_engine = engine and op.kind in ATTENTION_KINDS
             layers.append(
                 LayerResult(
                     op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
                     op.count, tail, read, written, energy,
+                    unit="attention" if on_engine else "",
                     abits_low=0 if split is None else split.abits_low,
                     token_fraction=0.0 if split is None else split.fraction,
                     dataflow=chosen[op.name],
@@ -777,11 +852,15 @@ def resolve_token_splits(
             f"target {target.name!r} has no patch-wise support (no [accelerator.patchwise] table), but patch-wise "
             f"bits were asked for (layer {first!r})"
         )
-    known = {g.name for g in workload.gemms}
+    known = {g.name: g for g in workload.gemms}
     out = {}
     for name, split in splits.items():
         if name not in known:
             raise InputError(f"token split names {name!r}, which is not a GEMM of workload {workload.name!r}")
+        if target.accelerator.attention is not None and known[name].kind in ATTENTION_KINDS:
+            raise InputError(
+                f"layer {name!r} runs on the attention engine of target {target.name!r}, which has no patch-wise bits"
+            )
         if not isinstance(split, TokenSplit):
             raise InputError(f"token split of layer {name!r}: expected a sim.patchwise.TokenSplit, got {split!r}")
         abits = plan[name][1]

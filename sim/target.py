@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from sim.attention import AttentionEngine
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear
 from sim.patchwise import Patchwise
@@ -152,6 +153,8 @@ class Accelerator:
     # design's ap_fixed<16> x ap_fixed<32>: only its DSP count changes (sim/resources.py ``array_dsps``); timing and
     # bytes stay those of the simulated 1..8-bit operands. None: the PE multiplies the simulated bits.
     multiplier_bits: tuple[int, int] | None = None
+    # an engine of its own for the attention matmuls (sim/attention.py); None: they run on the array
+    attention: AttentionEngine | None = None
 
     @property
     def dataflows(self) -> tuple[str, ...]:

@@ -18,6 +18,8 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     fold_pipelining (optional bool: consecutive folds overlap fill and drain; default false = SCALE-Sim timing)
     multiplier_bits (optional [weight, activation] bits of an int8 PE's real fixed-point multiplier: DSPs per PE)
     [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
+    [accelerator.attention]        # optional: the attention matmuls on an engine of their own (sim/attention.py)
+    queries, dims (per cycle), pipeline_depth (cycles), multiplier_bits ([w, a]), buffer_kib (K/V buffer, BRAM36)
     [accelerator.patchwise]        # optional: patch-wise (token-split) activation bits (sim/patchwise.py)
     token_sort (bool), reorder_cycles_per_token (cycles per token and GEMM call; needs a source)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
@@ -46,6 +48,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from sim.attention import AttentionEngine
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear, parse_nonlinear
 from sim.patchwise import Patchwise
@@ -172,6 +175,16 @@ class PatchwiseTable(SourcedTable):
     reorder_cycles_per_token: Annotated[int, SOURCED, Field(ge=0, le=10_000)] = 0
 
 
+class AttentionTable(SourcedTable):
+    # assumption: up to MAX_ARRAY_SIDE queries or dims per cycle; a 4096-wide attention loop is past any design
+    queries: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
+    dims: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
+    # assumption: a loop fill of more than 10^4 cycles is a unit slip (HLS pipelines are tens of stages deep)
+    pipeline_depth: Annotated[int, SOURCED, Field(ge=0, le=10_000)] = 0
+    multiplier_bits: Annotated[MultiplierBits | None, SOURCED] = None
+    buffer_kib: Annotated[float, SOURCED, Field(ge=0, le=MAX_SRAM_KIB)] = 0.0
+
+
 class AcceleratorTable(SourcedTable):
     rows: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
     cols: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
@@ -189,6 +202,8 @@ class AcceleratorTable(SourcedTable):
     patchwise: PatchwiseTable | None = None
     # [weight, activation] bits of the fixed-point multiplier an int8 PE stands for (an HLS ap_fixed design)
     multiplier_bits: Annotated[MultiplierBits | None, SOURCED] = None
+    # an engine of its own for the attention matmuls (sim/attention.py)
+    attention: AttentionTable | None = None
 
     @model_validator(mode="after")
     def _supported_bits(self) -> AcceleratorTable:
@@ -316,6 +331,7 @@ def _build(path: Path, file: TargetFile) -> Target:
         ("accelerator.", file.accelerator),
         ("accelerator.buffers.", file.accelerator.buffers),
         ("accelerator.patchwise.", file.accelerator.patchwise),
+        ("accelerator.attention.", file.accelerator.attention),
     ):
         if table is not None:
             sources.update({f"{prefix}{key}": text for key, text in table.sources.items()})
@@ -369,9 +385,21 @@ def _build(path: Path, file: TargetFile) -> Target:
             if acc.patchwise is None
             else Patchwise(acc.patchwise.token_sort, acc.patchwise.reorder_cycles_per_token),
             multiplier_bits=None if acc.multiplier_bits is None else (acc.multiplier_bits[0], acc.multiplier_bits[1]),
+            attention=None if acc.attention is None else _attention(acc.attention),
         ),
         sources=tuple(sorted(sources.items())),
         published=None if file.published is None else _published(file.published),
+    )
+
+
+def _attention(table: AttentionTable) -> AttentionEngine:
+    bits = table.multiplier_bits
+    return AttentionEngine(
+        queries=table.queries,
+        dims=table.dims,
+        pipeline_depth=table.pipeline_depth,
+        multiplier_bits=None if bits is None else (bits[0], bits[1]),
+        buffer_kib=float(table.buffer_kib),
     )
 
 

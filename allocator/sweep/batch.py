@@ -270,9 +270,12 @@ def simulate_columns(
     bandwidth = np.asarray(columns["bandwidth_gbps"], dtype=np.float64)
     buffers = np.stack([np.asarray(columns[f"{b}_bytes"], dtype=np.int64) for b in ("ifmap", "filter", "ofmap")], 1)
     dataflow = columns["dataflow"].tolist()
-    switching = np.array([d == PER_LAYER for d in dataflow], dtype=bool)
-    if switching.any():  # arrays that switch dataflow per layer: one simulate() per point
-        return _with_exact(workloads, targets, columns, switching)
+    # arrays that switch dataflow per layer, and targets with an attention engine (sim/attention.py): one
+    # simulate() per point
+    engine = {ref: targets[ref].accelerator.attention is not None for ref in set(refs)}
+    exact = np.array([d == PER_LAYER or engine[ref] for d, ref in zip(dataflow, refs, strict=True)], dtype=bool)
+    if exact.any():
+        return _with_exact(workloads, targets, columns, exact)
     codes = np.array([DATAFLOW_CODES[d] for d in dataflow], dtype=np.int64)
     # the same expression as Target.bytes_per_cycle, so the kernel sees the same float
     bytes_per_cycle = bandwidth * 1e9 / (clock * 1e6)

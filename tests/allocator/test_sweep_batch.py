@@ -137,3 +137,34 @@ def test_designs_the_batch_does_not_model_are_simulated_one_by_one(tmp_path: Pat
         assert got["error"][i] == ""
         for name, value in alone.items():
             assert got[name][i] == value, (point, name)
+
+
+def test_targets_with_an_attention_engine_are_simulated_point_by_point(tmp_path: Path) -> None:
+    # the attention engine (sim/attention.py) is costed by sim.simulate only: such points go the exact way
+    engine = Path(__file__).resolve().parents[2] / "targets" / "published" / "edgemoe_zcu102.toml"
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        'models = ["vit_like"]\n[grid]\n'
+        f'target = ["zcu102", {json.dumps(str(engine))}]\nrows = [4, 16]\nbits = [[8, 8]]\n'
+    )
+    spec = load_sweep(path)
+    points = spec.points
+    workload = Workload.from_ops(
+        "vit_like",
+        [
+            Gemm("qkv", "qkv", 17, 48, 16, weight_params=768),
+            Gemm("qk", "attn_qk", 17, 17, 8, b_is_weight=False, count=2),
+            VectorOp("softmax", "softmax", 2 * 17 * 17, 17),
+            Gemm("av", "attn_av", 17, 8, 17, b_is_weight=False, count=2),
+        ],
+    )
+    got = simulate_columns({"vit_like": workload}, spec.targets, points.columns(np.arange(len(points))))
+    engines = 0
+    for i, point in enumerate(points):
+        target = configure_target(spec.targets[point.target], point)
+        alone = simulate_point(workload, target, point)
+        assert got["error"][i] == ""
+        for name, value in alone.items():
+            assert got[name][i] == value, (point, name)
+        engines += target.accelerator.attention is not None
+    assert engines == 2
