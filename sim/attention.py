@@ -14,10 +14,14 @@ rows and ``dims`` (D) head-dim elements per cycle, one loop iteration per cycle:
     attn·v (M queries, K keys, N = head dim):   count · ⌈M/Q⌉ · K · ⌈N/D⌉ iterations
 
 plus ``pipeline_depth`` cycles once per node (the loop's fill). Each iteration does Q·D MACs, so the engine has
-Q·D multipliers. The operands are streamed in and the outputs out at the rate the loop consumes them: the node
-reads its two operands once and writes its output once (bytes at the layer's activation bits), and with finite
-memory a node takes at least as long as that traffic takes (⌈bytes / bytes per cycle⌉). Fused operators after
-the node (softmax after q·kᵀ) receive its output in ``count · ⌈M/Q⌉`` row blocks (sim/kernels.py ``_chain_tail``).
+Q·D multipliers. The operands are streamed in and the outputs out at the rate the loop consumes them, and with
+finite memory a node takes at least as long as its DRAM traffic takes (⌈bytes / bytes per cycle⌉, at the target's
+bandwidth or the engine's own ``port_bytes_per_cycle`` when that is narrower). The node reads its left operand
+(queries, or attention weights) once and writes its output once; it reads its right operand (keys, or values) once
+when the engine keeps it on chip, or once per block of Q queries when it does not (``reread``: Edge-MoE streams a
+256-bit block of K or V from DRAM in every loop iteration). Words are stored at the engine's ``multiplier_bits``
+when it has them, else at the array's stored widths (sim/simulate.py ``_stored_bits``). Fused operators after the
+node (softmax after q·kᵀ) receive its output in ``count · ⌈M/Q⌉`` row blocks (sim/kernels.py ``_chain_tail``).
 
 Resources (sim/resources.py): Q·D multipliers with the array's DSP rule (``multiplier_bits`` of their own, else
 the array's), an adder and an accumulator register per multiplier, and ``buffer_kib`` of key/value buffer in
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ATTENTION_KINDS", "AttentionEngine", "attention_iterations"]
+__all__ = ["ATTENTION_KINDS", "AttentionEngine", "attention_bytes", "attention_iterations"]
 
 #: Workload GEMM kinds that run on the attention engine when a target has one.
 ATTENTION_KINDS: frozenset[str] = frozenset({"attn_qk", "attn_av"})
@@ -41,8 +45,10 @@ class AttentionEngine:
     queries: int
     dims: int
     pipeline_depth: int = 0  # cycles, once per attention GEMM node
-    multiplier_bits: tuple[int, int] | None = None  # (weight-side, activation-side) bits; None: the array's
+    multiplier_bits: tuple[int, int] | None = None  # (right-, left-operand) bits; None: the array's
     buffer_kib: float = 0.0  # on-chip key/value buffer, KiB (BRAM36)
+    reread: bool = False  # the right operand (K or V) is read from DRAM again for every block of queries
+    port_bytes_per_cycle: float | None = None  # the engine's own DRAM stream width; None: the target's bandwidth
 
     @property
     def macs_per_cycle(self) -> int:
@@ -58,3 +64,15 @@ def attention_iterations(kind: str, m: int, n: int, k: int, count: int, queries:
     else:
         raise ValueError(f"not an attention matmul kind: {kind!r}")
     return count * -(-m // queries) * tokens * -(-head_dim // dims)
+
+
+def attention_bytes(
+    m: int, n: int, k: int, count: int, left_bits: int, right_bits: int, engine: AttentionEngine
+) -> tuple[int, int]:
+    """(bytes read, bytes written) of one attention GEMM node (``count`` × M×K · K×N) on ``engine``: the left
+    operand once, the right operand once or (``reread``) once per block of ``queries`` rows, the output once at
+    ``left_bits``; words packed densely."""
+    right_reads = -(-m // engine.queries) if engine.reread else 1
+    read = count * (-(-m * k * left_bits // 8) + right_reads * -(-k * n * right_bits // 8))
+    written = count * -(-m * n * left_bits // 8)
+    return read, written

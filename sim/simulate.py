@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from sim import kernels
-from sim.attention import ATTENTION_KINDS, attention_iterations
+from sim.attention import ATTENTION_KINDS, attention_bytes, attention_iterations
 from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
@@ -338,7 +338,11 @@ def _gemm_costs(
         if lanes is None:
             lanes = lanes_of[pair] = macs_per_pe(acc.pe, wbits, abits)
         resident = int(gemm.name in b_resident)
-        key = (lanes, gemm.m, gemm.n, gemm.k, gemm.count, abits, wbits, abits, resident, fusion.chain_id[gemm.name])
+        a_bytes_bits, b_bytes_bits = _stored_bits(target, wbits, abits)
+        key = (
+            lanes, gemm.m, gemm.n, gemm.k, gemm.count, a_bytes_bits, b_bytes_bits, a_bytes_bits, resident,
+            fusion.chain_id[gemm.name], wbits, abits,
+        )  # fmt: skip
         if key not in keys:
             event_folds += _check_gemm_size(gemm, lanes, wbits, abits, target, ideal_memory)
             if event_folds > MAX_EVENT_FOLDS:
@@ -352,7 +356,7 @@ def _gemm_costs(
         wanted.append((gemm.name, (wbits, abits), key))
     if not keys:
         return engine_costs
-    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 10)
+    table = np.array(list(keys), dtype=np.int64).reshape(len(keys), 12)
     buffers = acc.buffers
     dataflow = DATAFLOW_CODES[acc.dataflow]
     rows = kernels._gemm_cycles_many(
@@ -394,7 +398,8 @@ def _gemm_costs(
     model = energy_model(target)
     requant = acc.nonlinear.configured
     for key, index in keys.items():
-        lanes, m, n, k, count, abits, wbits = key[:7]
+        lanes, m, n, k, count = key[:5]
+        wbits, abits = key[10:]
         row = result[index]
         row.append(
             _shape_energy_mj(
@@ -406,17 +411,28 @@ def _gemm_costs(
     return costs
 
 
+def _stored_bits(target: Target, wbits: int, abits: int) -> tuple[int, int]:
+    """(activation, weight) bits an operand word takes in DRAM and on chip: the simulated bits, or on an ``int8``
+    PE that stands for a wider fixed-point multiplier (``accelerator.multiplier_bits``) that multiplier's widths,
+    which is what such a design stores and moves (e.g. Edge-MoE's ap_fixed<32> activations, ap_fixed<16> weights).
+    """
+    bits = target.accelerator.multiplier_bits
+    return (abits, wbits) if bits is None else (bits[1], bits[0])
+
+
 def _attention_costs(
     gemms: Sequence[Gemm], plan: Mapping[str, Bits], target: Target, ideal_memory: bool, fusion: _Fusion
 ) -> dict[tuple[str, Bits], list]:
     """``_gemm_costs``' rows for attention matmuls on the target's attention engine (sim/attention.py): loop
-    iterations plus the engine's pipeline depth, at least the node's DRAM traffic time (operands read once, the
-    output written once), then the fused chain's tail over ``count · ⌈M/queries⌉`` row blocks."""
+    iterations plus the engine's pipeline depth, at least the node's DRAM traffic time (``attention_bytes`` at
+    the engine's stream rate), then the fused chain's tail over ``count · ⌈M/queries⌉`` row blocks."""
     acc = target.accelerator
     engine = acc.attention
     assert engine is not None
     model = energy_model(target)
     bytes_per_cycle = float(target.bytes_per_cycle)
+    if engine.port_bytes_per_cycle is not None:
+        bytes_per_cycle = min(bytes_per_cycle, engine.port_bytes_per_cycle)
     requant = acc.nonlinear.configured
     ptr = fusion.chain_ptr
     done: dict[tuple, list] = {}
@@ -432,8 +448,8 @@ def _attention_costs(
             m, n, k, count = gemm.m, gemm.n, gemm.k, gemm.count
             compute = attention_iterations(gemm.kind, m, n, k, count, engine.queries, engine.dims)
             compute += engine.pipeline_depth
-            read = count * (_ceil(m * k * abits, 8) + _ceil(k * n * wbits, 8))
-            written = count * _ceil(m * n * abits, 8)
+            a_bits, b_bits = engine.multiplier_bits[::-1] if engine.multiplier_bits else _stored_bits(target, *pair)
+            read, written = attention_bytes(m, n, k, count, a_bits, b_bits, engine)
             moved = 0 if ideal_memory else int(kernels._transfer_cycles(read + written, bytes_per_cycle))
             total = max(compute, moved)
             if total > INT64_MAX:

@@ -150,8 +150,9 @@ class Accelerator:
     # ``dataflow``. ``dataflow`` is then the mode the array starts in and the default of CLI overrides
     switchable_dataflows: tuple[Dataflow, ...] = ()
     # an ``int8`` PE that is really a wider fixed-point multiplier (weight bits, activation bits), e.g. an HLS
-    # design's ap_fixed<16> x ap_fixed<32>: only its DSP count changes (sim/resources.py ``array_dsps``); timing and
-    # bytes stay those of the simulated 1..8-bit operands. None: the PE multiplies the simulated bits.
+    # design's ap_fixed<16> x ap_fixed<32>: its DSP count (sim/resources.py ``array_dsps``) and the bytes its
+    # operands take in DRAM and on chip (sim/simulate.py ``_stored_bits``) are the multiplier's; the MAC rate stays
+    # one per PE per cycle. None: the PE multiplies the simulated bits.
     multiplier_bits: tuple[int, int] | None = None
     # an engine of its own for the attention matmuls (sim/attention.py); None: they run on the array
     attention: AttentionEngine | None = None

@@ -19,7 +19,8 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     multiplier_bits (optional [weight, activation] bits of an int8 PE's real fixed-point multiplier: DSPs per PE)
     [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
     [accelerator.attention]        # optional: the attention matmuls on an engine of their own (sim/attention.py)
-    queries, dims (per cycle), pipeline_depth (cycles), multiplier_bits ([w, a]), buffer_kib (K/V buffer, BRAM36)
+    queries, dims (per cycle), pipeline_depth (cycles), multiplier_bits ([right, left] operand bits), buffer_kib
+    (K/V buffer, BRAM36), reread (bool: K/V read again per query block), port_bytes_per_cycle (its DRAM stream)
     [accelerator.patchwise]        # optional: patch-wise (token-split) activation bits (sim/patchwise.py)
     token_sort (bool), reorder_cycles_per_token (cycles per token and GEMM call; needs a source)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
@@ -183,6 +184,9 @@ class AttentionTable(SourcedTable):
     pipeline_depth: Annotated[int, SOURCED, Field(ge=0, le=10_000)] = 0
     multiplier_bits: Annotated[MultiplierBits | None, SOURCED] = None
     buffer_kib: Annotated[float, SOURCED, Field(ge=0, le=MAX_SRAM_KIB)] = 0.0
+    reread: bool = False
+    # assumption: 1/64 of a byte to 65,536 bytes per cycle, as memory.bandwidth_bytes_per_cycle
+    port_bytes_per_cycle: Annotated[float | None, SOURCED, Field(ge=1 / 64, le=65_536.0)] = None
 
 
 class AcceleratorTable(SourcedTable):
@@ -400,6 +404,8 @@ def _attention(table: AttentionTable) -> AttentionEngine:
         pipeline_depth=table.pipeline_depth,
         multiplier_bits=None if bits is None else (bits[0], bits[1]),
         buffer_kib=float(table.buffer_kib),
+        reread=table.reread,
+        port_bytes_per_cycle=None if table.port_bytes_per_cycle is None else float(table.port_bytes_per_cycle),
     )
 
 

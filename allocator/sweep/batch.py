@@ -270,9 +270,12 @@ def simulate_columns(
     bandwidth = np.asarray(columns["bandwidth_gbps"], dtype=np.float64)
     buffers = np.stack([np.asarray(columns[f"{b}_bytes"], dtype=np.int64) for b in ("ifmap", "filter", "ofmap")], 1)
     dataflow = columns["dataflow"].tolist()
-    # arrays that switch dataflow per layer, and targets with an attention engine (sim/attention.py): one
-    # simulate() per point
-    engine = {ref: targets[ref].accelerator.attention is not None for ref in set(refs)}
+    # arrays that switch dataflow per layer, targets with an attention engine (sim/attention.py) and targets whose
+    # int8 PEs stand for wider multipliers (their operands' stored bits): one simulate() per point
+    engine = {
+        ref: targets[ref].accelerator.attention is not None or targets[ref].accelerator.multiplier_bits is not None
+        for ref in set(refs)
+    }
     exact = np.array([d == PER_LAYER or engine[ref] for d, ref in zip(dataflow, refs, strict=True)], dtype=bool)
     if exact.any():
         return _with_exact(workloads, targets, columns, exact)

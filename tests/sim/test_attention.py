@@ -27,6 +27,8 @@ dims = 8
 pipeline_depth = 10
 multiplier_bits = [32, 32]
 buffer_kib = 96
+reread = true
+port_bytes_per_cycle = 16
 source = "assumption: test"
 """
 
@@ -94,7 +96,7 @@ def test_edge_moe_loop_bound() -> None:
 
 def test_target_file_reads_the_engine_and_its_sources(tmp_path: Path) -> None:
     target = sim.load_target(write(tmp_path, GOOD + ATTENTION))
-    assert target.accelerator.attention == AttentionEngine(4, 8, 10, (32, 32), 96.0)
+    assert target.accelerator.attention == AttentionEngine(4, 8, 10, (32, 32), 96.0, True, 16.0)
     assert target.source("accelerator.attention.queries") == "assumption: test"
     assert sim.load_target(write(tmp_path, GOOD, "plain.toml")).accelerator.attention is None
 
@@ -107,6 +109,8 @@ def test_target_file_reads_the_engine_and_its_sources(tmp_path: Path) -> None:
         ('source = "assumption: test"\n', "", ": accelerator.attention.queries: missing source"),
         ("buffer_kib = 96", "buffer_kb = 96", ": accelerator.attention.buffer_kb: unknown key"),
         ("pipeline_depth = 10", "pipeline_depth = -1", ": accelerator.attention.pipeline_depth: must be at least 0"),
+        ("reread = true", "reread = 1", ": accelerator.attention.reread: expected true or false, got an integer"),
+        ("port_bytes_per_cycle = 16", "port_bytes_per_cycle = 0", ": accelerator.attention.port_bytes_per_cycle: must"),
     ],
 )
 def test_bad_engine_tables_are_named(tmp_path: Path, old: str, new: str, needle: str) -> None:
@@ -203,3 +207,31 @@ def test_token_split_on_the_engine_is_refused() -> None:
     target = with_engine(target, AttentionEngine(4, 8))
     with pytest.raises(InputError, match="runs on the attention engine"):
         sim.simulate(block(), target, (8, 8), token_splits={"qk": TokenSplit(4, 0.5)})
+
+
+def test_reread_engine_reads_keys_once_per_query_block_at_its_port_rate() -> None:
+    base = sim.load_target("zcu102")
+    engine = AttentionEngine(4, 8, 0, (32, 32), 0.0, reread=True, port_bytes_per_cycle=16.0)
+    target = with_engine(base, engine)
+    layer = next(x for x in sim.simulate(block(), target).layers if x.name == "qk")
+    blocks = -(-33 // 4)
+    # q (33x16) once, k (16x33) once per block of 4 queries, the 33x33 scores once: 32-bit words (multiplier_bits)
+    assert layer.bytes_read == 3 * (33 * 16 * 4 + blocks * 16 * 33 * 4)
+    assert layer.bytes_written == 3 * 33 * 33 * 4
+    assert base.bytes_per_cycle > 16.0  # the port, not the board, sets the rate
+    moved = -(-(layer.bytes_read + layer.bytes_written) // 16)
+    assert layer.compute_cycles + layer.stall_cycles == max(layer.compute_cycles, moved)
+    assert moved > layer.compute_cycles  # this engine is port-bound, as Edge-MoE's is on 128-bit HP ports
+
+
+def test_wider_multiplier_words_are_what_the_array_moves() -> None:
+    base = sim.load_target("targets/published/edgemoe_zcu102.toml")
+    assert base.accelerator.multiplier_bits == (16, 32)
+    plain = dataclasses.replace(base, accelerator=dataclasses.replace(base.accelerator, multiplier_bits=None))
+    workload = Workload.from_ops("one", [Gemm("fc", "fc1", 64, 64, 64, weight_params=64 * 64)])
+    wide = next(x for x in sim.simulate(workload, base).layers)
+    narrow = next(x for x in sim.simulate(workload, plain).layers)
+    # 16-bit weights and 32-bit activations: the whole operands and outputs, 2x and 4x the 8-bit bytes
+    assert narrow.bytes_read == 64 * 64 * 2 and narrow.bytes_written == 64 * 64
+    assert wide.bytes_read == 64 * 64 * (2 + 4) and wide.bytes_written == 64 * 64 * 4
+    assert wide.compute_cycles == narrow.compute_cycles
