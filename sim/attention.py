@@ -23,16 +23,23 @@ when the engine keeps it on chip, or once per block of Q queries when it does no
 when it has them, else at the array's stored widths (sim/simulate.py ``_stored_bits``). Fused operators after the
 node (softmax after q·kᵀ) receive its output in ``count · ⌈M/Q⌉`` row blocks (sim/kernels.py ``_chain_tail``).
 
-Resources (sim/resources.py): Q·D multipliers with the array's DSP rule (``multiplier_bits`` of their own, else
-the array's), an adder and an accumulator register per multiplier, and ``buffer_kib`` of key/value buffer in
-BRAM36.
+A ``streamed`` engine (UbiMoE's attention kernel: q·kᵀ hands each block of scores, through softmax, to attn·v
+while it computes the next block) overlaps the two matmuls of a head: q·kᵀ keeps its full cost, and attn·v adds
+only its last query block, its iterations / ⌈M/Q⌉. The scores stay in the
+engine: q·kᵀ writes nothing to DRAM and attn·v reads only V. Both costs depend only on shapes, so they still add
+up per layer (the ILP's cost table) whatever bits each layer takes.
+
+Resources (sim/resources.py): ``instances`` × Q·D multipliers (an HLS design that writes q·kᵀ and attn·v as two
+functions builds two blocks; a streamed engine needs both at once) with the array's DSP rule (``multiplier_bits``
+of their own, else the array's), an adder and an accumulator register per multiplier, and ``buffer_kib`` of
+key/value buffer in BRAM36.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ATTENTION_KINDS", "AttentionEngine", "attention_bytes", "attention_iterations"]
+__all__ = ["ATTENTION_KINDS", "AttentionEngine", "attention_bytes", "attention_iterations", "engine_cycles"]
 
 #: Workload GEMM kinds that run on the attention engine when a target has one.
 ATTENTION_KINDS: frozenset[str] = frozenset({"attn_qk", "attn_av"})
@@ -48,6 +55,8 @@ class AttentionEngine:
     multiplier_bits: tuple[int, int] | None = None  # (right-, left-operand) bits; None: the array's
     buffer_kib: float = 0.0  # on-chip key/value buffer, KiB (BRAM36)
     reread: bool = False  # the right operand (K or V) is read from DRAM again for every block of queries
+    streamed: bool = False  # attn·v runs one query block behind q·kᵀ; the scores never leave the engine
+    instances: int = 1  # copies of the queries × dims multiplier block (2: q·kᵀ and attn·v built apart)
     port_bytes_per_cycle: float | None = None  # the engine's own DRAM stream width; None: the target's bandwidth
 
     @property
@@ -66,13 +75,24 @@ def attention_iterations(kind: str, m: int, n: int, k: int, count: int, queries:
     return count * -(-m // queries) * tokens * -(-head_dim // dims)
 
 
+def engine_cycles(kind: str, m: int, n: int, k: int, count: int, engine: AttentionEngine) -> int:
+    """Compute cycles of one attention GEMM node on ``engine``: its loop iterations (for attn·v on a ``streamed``
+    engine, only its last query block) plus the pipeline depth."""
+    iterations = attention_iterations(kind, m, n, k, count, engine.queries, engine.dims)
+    if engine.streamed and kind == "attn_av":
+        iterations //= -(-m // engine.queries)
+    return iterations + engine.pipeline_depth
+
+
 def attention_bytes(
-    m: int, n: int, k: int, count: int, left_bits: int, right_bits: int, engine: AttentionEngine
+    kind: str, m: int, n: int, k: int, count: int, left_bits: int, right_bits: int, engine: AttentionEngine
 ) -> tuple[int, int]:
     """(bytes read, bytes written) of one attention GEMM node (``count`` × M×K · K×N) on ``engine``: the left
     operand once, the right operand once or (``reread``) once per block of ``queries`` rows, the output once at
-    ``left_bits``; words packed densely."""
+    ``left_bits``; words packed densely. On a ``streamed`` engine the scores stay on chip: q·kᵀ writes nothing
+    and attn·v reads only V."""
     right_reads = -(-m // engine.queries) if engine.reread else 1
-    read = count * (-(-m * k * left_bits // 8) + right_reads * -(-k * n * right_bits // 8))
-    written = count * -(-m * n * left_bits // 8)
+    left = 0 if engine.streamed and kind == "attn_av" else -(-m * k * left_bits // 8)
+    read = count * (left + right_reads * -(-k * n * right_bits // 8))
+    written = 0 if engine.streamed and kind == "attn_qk" else count * -(-m * n * left_bits // 8)
     return read, written

@@ -321,15 +321,15 @@ def _nonlinear_units(target: Target) -> ComponentResources:
 
 
 def _attention_engine(target: Target, pairs: list[tuple[int, int]]) -> ComponentResources:
-    """The attention engine (sim/attention.py): queries x dims multipliers on DSPs (its ``multiplier_bits``, else
-    the array's, else the widest simulated pair), each with an adder and an accumulator (LUT: FINN's adder and
-    accumulator terms; FF: the accumulator register and the operand registers), and its key/value buffer in
-    BRAM36."""
+    """The attention engine (sim/attention.py): instances x queries x dims multipliers on DSPs (its own
+    ``multiplier_bits``, else the array's, else the widest simulated pair), each with an adder and an accumulator
+    (LUT: FINN's adder and accumulator terms; FF: the accumulator register and the operand registers), and its
+    key/value buffer in BRAM36."""
     engine = target.accelerator.attention
     assert engine is not None
     bits = engine.multiplier_bits or target.accelerator.multiplier_bits
     w, a = bits if bits is not None else max(pairs, key=lambda pair: pair[0] + pair[1])
-    macs = engine.macs_per_cycle
+    macs = engine.macs_per_cycle * engine.instances
     accumulator = pe_accumulator_bits(w, a)
     return ComponentResources(
         "attention_engine",

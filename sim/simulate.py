@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from sim import kernels
-from sim.attention import ATTENTION_KINDS, attention_bytes, attention_iterations
+from sim.attention import ATTENTION_KINDS, attention_bytes, engine_cycles
 from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
@@ -446,10 +446,9 @@ def _attention_costs(
         key = (gemm.kind, gemm.m, gemm.n, gemm.k, gemm.count, wbits, abits, chain)
         if key not in done:
             m, n, k, count = gemm.m, gemm.n, gemm.k, gemm.count
-            compute = attention_iterations(gemm.kind, m, n, k, count, engine.queries, engine.dims)
-            compute += engine.pipeline_depth
+            compute = engine_cycles(gemm.kind, m, n, k, count, engine)
             a_bits, b_bits = engine.multiplier_bits[::-1] if engine.multiplier_bits else _stored_bits(target, *pair)
-            read, written = attention_bytes(m, n, k, count, a_bits, b_bits, engine)
+            read, written = attention_bytes(gemm.kind, m, n, k, count, a_bits, b_bits, engine)
             moved = 0 if ideal_memory else int(kernels._transfer_cycles(read + written, bytes_per_cycle))
             total = max(compute, moved)
             if total > INT64_MAX:

@@ -16,6 +16,7 @@ from sim.attention import AttentionEngine
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear
 from sim.patchwise import Patchwise
+from sim.workload import MixtureOfExperts
 
 __all__ = [
     "BRAM36_BITS",
@@ -180,6 +181,7 @@ class PublishedResult:
     source: str
     note: str = ""
     img_size: tuple[int, int] | None = None  # input (height, width) pixels when not the model's default
+    moe: MixtureOfExperts | None = None  # the model's MLPs as a mixture of experts (M3ViT), when it has them
 
 
 @dataclass(frozen=True)

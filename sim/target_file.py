@@ -20,14 +20,16 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     [accelerator.nonlinear]        # optional: softmax/gelu/layernorm/add/requant units (sim/nonlinear.py)
     [accelerator.attention]        # optional: the attention matmuls on an engine of their own (sim/attention.py)
     queries, dims (per cycle), pipeline_depth (cycles), multiplier_bits ([right, left] operand bits), buffer_kib
-    (K/V buffer, BRAM36), reread (bool: K/V read again per query block), port_bytes_per_cycle (its DRAM stream)
+    (K/V buffer, BRAM36), reread (bool: K/V read again per query block), port_bytes_per_cycle (its DRAM stream),
+    streamed (bool: attn·v one query block behind q·kᵀ, scores kept on chip), instances (multiplier blocks)
     [accelerator.patchwise]        # optional: patch-wise (token-split) activation bits (sim/patchwise.py)
     token_sort (bool), reorder_cycles_per_token (cycles per token and GEMM call; needs a source)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
     [published]                    # optional (targets/published/): what the paper reports for the design
     paper, dsp, lut, ff, bram36    # resources the paper gives (each with a source), absent when it gives none
     [[published.results]]          # model (timm name), wbits, abits, latency_ms and/or fps, source, note,
-                                   # img_size = [height, width] (optional: pixels, when not the model's default)
+                                   # img_size = [height, width] (optional: pixels, when not the model's default),
+                                   # moe = { experts, experts_per_token, hidden, every, first } (optional)
 
 Every number needs a source: the table's ``source`` covers all its numbers, ``source_<key>`` overrides
 it for one key. A source is a citation (datasheet table, paper, repository file) or a string starting
@@ -76,6 +78,7 @@ from sim.target import (
     PublishedResult,
     Target,
 )
+from sim.workload import MixtureOfExperts
 
 __all__ = ["TargetFile", "list_published_targets", "list_targets", "load_target"]
 
@@ -185,6 +188,15 @@ class AttentionTable(SourcedTable):
     multiplier_bits: Annotated[MultiplierBits | None, SOURCED] = None
     buffer_kib: Annotated[float, SOURCED, Field(ge=0, le=MAX_SRAM_KIB)] = 0.0
     reread: bool = False
+    streamed: bool = False
+    instances: Annotated[int, SOURCED, Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _streamed_needs_two(self) -> AttentionTable:
+        if self.streamed and self.instances < 2:
+            raise keyed_error("instances", "a streamed engine runs q·kᵀ and attn·v at once: at least 2 instances")
+        return self
+
     # assumption: 1/64 of a byte to 65,536 bytes per cycle, as memory.bandwidth_bytes_per_cycle
     port_bytes_per_cycle: Annotated[float | None, SOURCED, Field(ge=1 / 64, le=65_536.0)] = None
 
@@ -230,6 +242,21 @@ class AcceleratorTable(SourcedTable):
         return self
 
 
+class MoeTable(FileModel):
+    # assumption: up to 4096 experts and hidden widths up to 65,536 cover published MoE ViTs (M3ViT: 16 of 384)
+    experts: Annotated[int, Field(gt=0, le=4096)]
+    experts_per_token: Annotated[int, Field(gt=0, le=4096)]
+    hidden: Annotated[int, Field(gt=0, le=65_536)]
+    every: Annotated[int, Field(gt=0, le=1024)] = 2
+    first: Annotated[int, Field(ge=0, le=1024)] = 1
+
+    @model_validator(mode="after")
+    def _top_k(self) -> MoeTable:
+        if self.experts_per_token > self.experts:
+            raise keyed_error("experts_per_token", f"at most experts = {self.experts}, got {self.experts_per_token}")
+        return self
+
+
 class PublishedResultTable(FileModel):
     model: Annotated[str, Field(min_length=1)]
     wbits: Annotated[int, Field(ge=1, le=32)]
@@ -240,6 +267,8 @@ class PublishedResultTable(FileModel):
     note: str = ""
     # assumption: 16 to 4096 pixels a side covers every ViT input (CIFAR-size 32 up to 4K frames)
     img_size: Annotated[list[Annotated[int, Field(ge=16, le=4096)]], Field(min_length=2, max_length=2)] | None = None
+    # the model's MLPs as a mixture of experts (sim.workload.MixtureOfExperts), e.g. M3ViT's
+    moe: MoeTable | None = None
 
     @model_validator(mode="after")
     def _latency_or_fps(self) -> PublishedResultTable:
@@ -405,6 +434,8 @@ def _attention(table: AttentionTable) -> AttentionEngine:
         multiplier_bits=None if bits is None else (bits[0], bits[1]),
         buffer_kib=float(table.buffer_kib),
         reread=table.reread,
+        streamed=table.streamed,
+        instances=table.instances,
         port_bytes_per_cycle=None if table.port_bytes_per_cycle is None else float(table.port_bytes_per_cycle),
     )
 
@@ -422,6 +453,7 @@ def _published(table: PublishedTable) -> Published:
                 r.source,
                 r.note,
                 None if r.img_size is None else (r.img_size[0], r.img_size[1]),
+                None if r.moe is None else MixtureOfExperts(**r.moe.model_dump()),
             )
             for r in table.results
         ),

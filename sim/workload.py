@@ -16,7 +16,7 @@ from typing import Literal
 
 import networkx as nx
 
-__all__ = ["Gemm", "VectorOp", "Workload", "conv_output_size"]
+__all__ = ["Gemm", "MixtureOfExperts", "VectorOp", "Workload", "conv_output_size"]
 
 #: Digits a topology file's GEMM dimension may have: 10^12 is far past any layer, and a longer number (a
 #: 5,000-digit one would stop int() with Python's digit limit) is refused before it is parsed.
@@ -65,6 +65,21 @@ class VectorOp:
 
 
 Operator = Gemm | VectorOp
+
+
+@dataclass(frozen=True)
+class MixtureOfExperts:
+    """Blocks whose MLP is a mixture of experts, as M3ViT builds them (Liang et al., NeurIPS 2022): every
+    ``every``-th block from block ``first`` routes each token to ``experts_per_token`` of ``experts`` MLPs of hidden
+    width ``hidden``. ``Workload.with_experts`` runs the experts one after another, each over its share of the
+    token slots (tokens × experts_per_token spread evenly: an assumption, routing depends on the image), so each
+    expert's weights are loaded once per block, as an accelerator that reorders tokens by expert loads them."""
+
+    experts: int
+    experts_per_token: int
+    hidden: int
+    every: int = 2
+    first: int = 1
 
 
 class Workload:
@@ -216,6 +231,67 @@ class Workload:
             lines.extend(f"{name}, {gemm.m}, {gemm.n}, {gemm.k}," for name in names)
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path
+
+    def with_experts(self, moe: MixtureOfExperts) -> Workload:
+        """This workload with the MLP (``blocks.<i>.mlp.fc1``, ``.act``, ``.fc2``) of every block ``moe`` names
+        replaced by its experts, in a chain ``…experts.<e>.fc1 → .act → .fc2…`` between the MLP's input and output
+        (see ``MixtureOfExperts``); an expert given no token slots is left out."""
+        from sim.errors import InputError
+
+        for field in ("experts", "experts_per_token", "hidden", "every"):
+            if getattr(moe, field) <= 0:
+                raise InputError(f"mixture of experts: {field} must be positive, got {getattr(moe, field)}")
+        if moe.first < 0 or moe.experts_per_token > moe.experts:
+            raise InputError(f"mixture of experts: first block >= 0 and experts_per_token <= experts, got {moe}")
+        graph = self.graph
+        ops: list[Operator] = []
+        edges = [(u, v) for u, v in graph.edges]
+        replaced: dict[str, tuple[str, str]] = {}  # fc1 / fc2 name -> (first, last) op of the expert chain
+        gone: set[str] = set()
+        blocks = 0
+        for op in self.ops:
+            match = re.fullmatch(r"(.*blocks\.(\d+)\.mlp)\.fc1", op.name)
+            if not (isinstance(op, Gemm) and match):
+                if op.name not in gone:
+                    ops.append(op)
+                continue
+            prefix, index = match.group(1), int(match.group(2))
+            act, fc2 = graph.nodes.get(f"{prefix}.act"), graph.nodes.get(f"{prefix}.fc2")
+            if index < moe.first or (index - moe.first) % moe.every or act is None or fc2 is None:
+                ops.append(op)
+                continue
+            blocks += 1
+            slots = op.m * op.count * moe.experts_per_token
+            chain: list[Operator] = []
+            for expert in range(moe.experts):
+                tokens = slots // moe.experts + (expert < slots % moe.experts)
+                if tokens == 0:
+                    continue
+                name = f"{prefix}.experts.{expert}"
+                dim_in, dim_out = op.k, fc2["op"].n
+                chain += [
+                    Gemm(f"{name}.fc1", "fc1", tokens, moe.hidden, dim_in, weight_params=dim_in * moe.hidden),
+                    VectorOp(f"{name}.act", "gelu", tokens * moe.hidden),
+                    Gemm(f"{name}.fc2", "fc2", tokens, dim_out, moe.hidden, weight_params=moe.hidden * dim_out),
+                ]
+            ops += chain
+            edges += list(zip((c.name for c in chain), (c.name for c in chain[1:]), strict=False))
+            replaced[op.name] = (chain[0].name, chain[0].name)  # the MLP's input now enters the first expert
+            replaced[f"{prefix}.fc2"] = (chain[-1].name, chain[-1].name)  # and leaves the last one
+            gone |= {op.name, f"{prefix}.act", f"{prefix}.fc2"}
+        if not blocks:
+            raise InputError(f"workload {self.name!r}: no MLP (blocks.<i>.mlp.fc1, act, fc2) to turn into experts")
+        new = nx.DiGraph()
+        for order, op in enumerate(ops):
+            new.add_node(op.name, op=op, order=order)
+        for u, v in edges:
+            if u in gone and v in gone:
+                continue  # inside a replaced MLP
+            u = replaced.get(u, (u, u))[1]
+            v = replaced.get(v, (v, v))[0]
+            if u in new and v in new:
+                new.add_edge(u, v)
+        return Workload(self.name, new)
 
     @property
     def ops(self) -> tuple[Operator, ...]:

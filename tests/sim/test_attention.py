@@ -96,7 +96,9 @@ def test_edge_moe_loop_bound() -> None:
 
 def test_target_file_reads_the_engine_and_its_sources(tmp_path: Path) -> None:
     target = sim.load_target(write(tmp_path, GOOD + ATTENTION))
-    assert target.accelerator.attention == AttentionEngine(4, 8, 10, (32, 32), 96.0, True, 16.0)
+    assert target.accelerator.attention == AttentionEngine(
+        4, 8, 10, (32, 32), 96.0, reread=True, streamed=False, instances=1, port_bytes_per_cycle=16.0
+    )
     assert target.source("accelerator.attention.queries") == "assumption: test"
     assert sim.load_target(write(tmp_path, GOOD, "plain.toml")).accelerator.attention is None
 
@@ -110,6 +112,7 @@ def test_target_file_reads_the_engine_and_its_sources(tmp_path: Path) -> None:
         ("buffer_kib = 96", "buffer_kb = 96", ": accelerator.attention.buffer_kb: unknown key"),
         ("pipeline_depth = 10", "pipeline_depth = -1", ": accelerator.attention.pipeline_depth: must be at least 0"),
         ("reread = true", "reread = 1", ": accelerator.attention.reread: expected true or false, got an integer"),
+        ("reread = true", "streamed = true", ": accelerator.attention.instances: a streamed engine runs"),
         ("port_bytes_per_cycle = 16", "port_bytes_per_cycle = 0", ": accelerator.attention.port_bytes_per_cycle: must"),
     ],
 )
@@ -137,9 +140,10 @@ def test_attention_gemms_run_on_the_engine_and_layers_add_up() -> None:
     assert result.cycles > plain.cycles
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("ideal", [True, False])
-def test_cost_table_plus_vector_cycles_is_the_whole_model(ideal: bool) -> None:
-    target = with_engine(sim.load_target("zcu102"), AttentionEngine(2, 4, 6))
+def test_cost_table_plus_vector_cycles_is_the_whole_model(ideal: bool, streamed: bool) -> None:
+    target = with_engine(sim.load_target("zcu102"), AttentionEngine(2, 4, 6, streamed=streamed))
     workload = block()
     table = sim.cost_table(workload, target, [(8, 8), (4, 4)], ideal_memory=ideal)
     fixed = sim.vector_cycles(workload, target)
@@ -190,6 +194,8 @@ def test_engine_resources() -> None:
     parts = {part.component: part for part in sim.estimate_resources(target).breakdown}
     engine = parts["attention_engine"]
     assert engine.dsp == 32 * dsps_per_multiplier(target, 16, 32) == 64
+    two = with_engine(base, AttentionEngine(4, 8, 0, (16, 32), 45.0, instances=2))
+    assert {p.component: p for p in sim.estimate_resources(two).breakdown}["attention_engine"].dsp == 128
     assert engine.bram36 == 10  # 45 KiB of key/value buffer in 4.5 KiB BRAM36 blocks
     assert "attention_engine" not in {part.component for part in sim.estimate_resources(base).breakdown}
     total = sim.estimate_resources(target)
@@ -235,3 +241,16 @@ def test_wider_multiplier_words_are_what_the_array_moves() -> None:
     assert narrow.bytes_read == 64 * 64 * 2 and narrow.bytes_written == 64 * 64
     assert wide.bytes_read == 64 * 64 * (2 + 4) and wide.bytes_written == 64 * 64 * 4
     assert wide.compute_cycles == narrow.compute_cycles
+
+
+def test_streamed_engine_overlaps_attn_v_with_q_k_and_keeps_the_scores() -> None:
+    base = sim.load_target("zcu102")
+    plain = {x.name: x for x in sim.simulate(block(), with_engine(base, AttentionEngine(4, 8))).layers}
+    streamed = {
+        x.name: x for x in sim.simulate(block(), with_engine(base, AttentionEngine(4, 8, streamed=True))).layers
+    }
+    assert streamed["qk"].compute_cycles == plain["qk"].compute_cycles
+    # attn·v adds only its last of 9 query blocks: 3 heads x 33 keys x 2 dim blocks
+    assert streamed["av"].compute_cycles == 3 * 33 * 2 == plain["av"].compute_cycles // 9
+    assert streamed["qk"].bytes_written == 0 and streamed["av"].bytes_read == 3 * 33 * 16
+    assert streamed["qk"].bytes_read == plain["qk"].bytes_read

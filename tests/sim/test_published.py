@@ -11,6 +11,7 @@ import sim
 from sim.errors import InputError
 from sim.published import GOALS, compare_design, relative_error
 from sim.target_file import list_published_targets
+from sim.workload import MixtureOfExperts
 
 
 def published() -> dict[str, sim.Target]:
@@ -50,9 +51,10 @@ def test_compare_design_on_ubimoe_resources_and_an_unsimulated_model() -> None:
     assert rows["latency_ms"].predicted is None and rows["latency_ms"].met is None
     assert rows["latency_ms"].published == 10.33
     # the paper's resources against sim.estimate_resources of the 16x48 linear kernel from the authors' HLS (pinned):
-    # 768 multipliers of 16x32 bits, 2 DSP48E2 each, + 16 vector-lane DSPs + 112 on the nonlinear units
-    assert (rows["dsp"].predicted, rows["dsp"].published) == (1664.0, 3413.0)
-    assert rows["dsp"].error == pytest.approx(1664 / 3413 - 1)
+    # 768 multipliers of 16x32 bits, 2 DSP48E2 each, + 16 vector-lane DSPs + 112 on the nonlinear units + the
+    # attention kernel's two blocks of 4 x 8 multipliers of 32x32 bits, 4 DSP48E2 each
+    assert (rows["dsp"].predicted, rows["dsp"].published) == (1664.0 + 2 * 32 * 4, 3413.0)
+    assert rows["dsp"].error == pytest.approx(1920 / 3413 - 1)
     assert rows["dsp"].met is False
     assert {name: rows[name].published for name in ("lut", "ff", "bram36")} == {
         "lut": 316_100,
@@ -131,4 +133,16 @@ def test_a_published_result_may_give_its_input_size(tmp_path: Path) -> None:
     bad = tmp_path / "tiny.toml"
     bad.write_text(text.replace("img_size = [128, 256]", "img_size = [8, 256]"), encoding="utf-8")
     with pytest.raises(InputError, match=r"tiny\.toml: published\.results\[0\]\.img_size"):
+        sim.load_target(bad)
+
+
+def test_a_published_result_may_turn_the_mlps_into_experts(tmp_path: Path) -> None:
+    targets = published()
+    (edge,) = targets["edgemoe_zcu102"].published.results  # type: ignore[union-attr]
+    assert edge.moe == MixtureOfExperts(experts=16, experts_per_token=2, hidden=384, every=2, first=1)
+    assert targets["heatvit_zcu102"].published.results[0].moe is None  # type: ignore[union-attr]
+    text = list_published_targets()[0].read_text(encoding="utf-8")
+    bad = tmp_path / "topk.toml"
+    bad.write_text(text.replace("experts_per_token = 2", "experts_per_token = 17"), encoding="utf-8")
+    with pytest.raises(InputError, match=r"topk\.toml: published\.results\[0\]\.moe\.experts_per_token: at most"):
         sim.load_target(bad)

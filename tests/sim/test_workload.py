@@ -292,3 +292,34 @@ def test_conv_topology_bad_rows_name_file_line_and_column(tmp_path: Path) -> Non
         with pytest.raises(InputError, match=re.escape(message)) as info:
             Workload.from_topology_csv(path)
         assert f"{path}:2" in str(info.value)
+
+
+def test_mixture_of_experts_replaces_the_chosen_mlps_and_keeps_the_macs() -> None:
+    from sim.workload import MixtureOfExperts
+
+    ops: list = []
+    for block in range(3):
+        prefix = f"blocks.{block}"
+        ops += [
+            sim.VectorOp(f"{prefix}.norm2", "layernorm", 5 * 8, 8),
+            sim.Gemm(f"{prefix}.mlp.fc1", "fc1", 5, 32, 8, weight_params=256),
+            sim.VectorOp(f"{prefix}.mlp.act", "gelu", 5 * 32),
+            sim.Gemm(f"{prefix}.mlp.fc2", "fc2", 5, 8, 32, weight_params=256),
+            sim.VectorOp(f"{prefix}.add_mlp", "add", 5 * 8),
+        ]
+    workload = sim.Workload.from_ops("toy", ops)
+    moe = workload.with_experts(MixtureOfExperts(experts=4, experts_per_token=2, hidden=16))
+    names = [op.name for op in moe.ops]
+    assert "blocks.1.mlp.fc1" not in names and "blocks.0.mlp.fc1" in names and "blocks.2.mlp.fc1" in names
+    experts = [op for op in moe.gemms if ".experts." in op.name]
+    # 5 tokens x 2 experts = 10 slots over 4 experts: 3, 3, 2, 2 tokens; each expert loads its own weights
+    assert [op.m for op in experts if op.kind == "fc1"] == [3, 3, 2, 2]
+    assert all(op.weight_params == 8 * 16 for op in experts)
+    assert moe.macs == workload.macs  # 10 slots x 16 hidden = 5 tokens x 32 hidden
+    assert list(moe.graph.pred["blocks.1.mlp.experts.0.fc1"]) == ["blocks.1.norm2"]
+    assert list(moe.graph.succ["blocks.1.mlp.experts.3.fc2"]) == ["blocks.1.add_mlp"]
+    assert nx.is_directed_acyclic_graph(moe.graph)
+    with pytest.raises(sim.InputError, match="no MLP"):
+        sim.Workload.from_ops("flat", ops[:1]).with_experts(MixtureOfExperts(4, 2, 16))
+    with pytest.raises(sim.InputError, match="experts_per_token <= experts"):
+        workload.with_experts(MixtureOfExperts(2, 3, 16))
