@@ -35,6 +35,7 @@ only on on-chip SRAM (buffer bytes <= ``device.sram_bytes``) and ``utilisation()
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -340,6 +341,19 @@ def _attention_engine(target: Target, pairs: list[tuple[int, int]]) -> Component
     )
 
 
+def _engines(target: Target, pairs: list[tuple[int, int]]) -> list[ComponentResources]:
+    """Each further GEMM array (``accelerator.engines``): its PEs and accumulators by the main array's rules, on
+    its own rows x cols (it shares the main array's buffers: an assumption)."""
+    parts = []
+    for engine in target.accelerator.engines:
+        shaped = dataclasses.replace(
+            target, accelerator=dataclasses.replace(target.accelerator, rows=engine.rows, cols=engine.cols, engines=())
+        )
+        for part in (_array(shaped, pairs), _accumulators(shaped, pairs)):
+            parts.append(dataclasses.replace(part, component=f"{part.component}:{engine.name}"))
+    return parts
+
+
 def _memory_interface(target: Target) -> ComponentResources:
     memory = target.memory
     totals = {name: DATAMOVER[name] * memory.channels for name in RESOURCE_NAMES}
@@ -377,6 +391,7 @@ def estimate_resources(target: Target, weight_bits: int | None = None, act_bits:
         _vector_unit(target),
         _nonlinear_units(target),
         *((_attention_engine(target, pairs),) if acc.attention is not None else ()),
+        *_engines(target, pairs),
         _memory_interface(target),
         _control(),
     )

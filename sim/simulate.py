@@ -106,7 +106,7 @@ class LayerResult:
     bytes_read: int = 0  # DRAM bytes
     bytes_written: int = 0
     energy_mj: float = 0.0
-    unit: str = ""  # vector operators: "lanes" or "own"; GEMMs: "attention" on an attention engine, else ""
+    unit: str = ""  # vector operators: "lanes"/"own"; GEMMs: "attention", a further engine's name, or "" (the array)
     fused_into: str = ""  # vector operators fused to a GEMM: its name
     busy_cycles: int = 0  # vector operators: cycles their unit works (hidden behind the GEMM when fused)
     abits_low: int = 0  # token-split GEMMs (sim/patchwise.py): bits of the low token group, else 0
@@ -325,6 +325,15 @@ def _gemm_costs(
         on_engine = [gemm for gemm in gemms if gemm.kind in ATTENTION_KINDS]
         engine_costs = _attention_costs(on_engine, plan, target, ideal_memory, fusion)
         gemms = [gemm for gemm in gemms if gemm.kind not in ATTENTION_KINDS]
+    for engine in acc.engines:  # further GEMM arrays: the same rules on their own rows x cols
+        on_engine = [gemm for gemm in gemms if gemm.kind in engine.kinds]
+        if on_engine:
+            engine_target = dataclasses.replace(
+                target,
+                accelerator=dataclasses.replace(acc, rows=engine.rows, cols=engine.cols, engines=(), attention=None),
+            )
+            engine_costs.update(_gemm_costs(on_engine, plan, engine_target, ideal_memory, fusion, b_resident))
+            gemms = [gemm for gemm in gemms if gemm.kind not in engine.kinds]
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
     lanes_of: dict[Bits, int] = {}
@@ -764,11 +773,12 @@ def simulate(
             bytes_written += written
             split = splits.get(op.name)
             on_engine = engine and op.kind in ATTENTION_KINDS
+            array = next((e.name for e in target.accelerator.engines if op.kind in e.kinds), "")
             layers.append(
                 LayerResult(
                     op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
                     op.count, tail, read, written, energy,
-                    unit="attention" if on_engine else "",
+                    unit="attention" if on_engine else array,
                     abits_low=0 if split is None else split.abits_low,
                     token_fraction=0.0 if split is None else split.fraction,
                     dataflow=chosen[op.name],
@@ -876,6 +886,12 @@ def resolve_token_splits(
             raise InputError(
                 f"layer {name!r} runs on the attention engine of target {target.name!r}, which has no patch-wise bits"
             )
+        for engine in target.accelerator.engines:
+            if known[name].kind in engine.kinds:
+                raise InputError(
+                    f"layer {name!r} runs on engine {engine.name!r} of target {target.name!r}, which has no "
+                    "patch-wise bits"
+                )
         if not isinstance(split, TokenSplit):
             raise InputError(f"token split of layer {name!r}: expected a sim.patchwise.TokenSplit, got {split!r}")
         abits = plan[name][1]

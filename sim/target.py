@@ -33,6 +33,7 @@ __all__ = [
     "Buffers",
     "Caps",
     "Device",
+    "Engine",
     "Memory",
     "Published",
     "PublishedResult",
@@ -133,6 +134,18 @@ class Buffers:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """A second GEMM array for some layer kinds (e.g. UbiMoE's 16x16 Q/K/V engine beside its 3x16x16 FFN engine):
+    ``rows`` × ``cols`` PEs of the main array's kind, dataflow and buffers, running the GEMMs whose kind is in
+    ``kinds``, one after another with the rest of the inference."""
+
+    name: str
+    kinds: tuple[str, ...]
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True)
 class Accelerator:
     """The systolic array laid on the device."""
 
@@ -157,6 +170,8 @@ class Accelerator:
     multiplier_bits: tuple[int, int] | None = None
     # an engine of its own for the attention matmuls (sim/attention.py); None: they run on the array
     attention: AttentionEngine | None = None
+    # further GEMM arrays for chosen layer kinds; the main array runs every other GEMM
+    engines: tuple[Engine, ...] = ()
 
     @property
     def dataflows(self) -> tuple[str, ...]:

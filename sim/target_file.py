@@ -22,6 +22,8 @@ File schema (see ``targets/zcu102.toml`` for a commented example)::
     queries, dims (per cycle), pipeline_depth (cycles), multiplier_bits ([right, left] operand bits), buffer_kib
     (K/V buffer, BRAM36), reread (bool: K/V read again per query block), port_bytes_per_cycle (its DRAM stream),
     streamed (bool: attn·v one query block behind q·kᵀ, scores kept on chip), instances (multiplier blocks)
+    [[accelerator.engines]]        # optional, repeatable: a further GEMM array for some layer kinds
+    name, kinds (e.g. ["qkv", "proj"]), rows, cols (PE kind, dataflow and buffers are the main array's)
     [accelerator.patchwise]        # optional: patch-wise (token-split) activation bits (sim/patchwise.py)
     token_sort (bool), reorder_cycles_per_token (cycles per token and GEMM call; needs a source)
     [accelerator.buffers]          # each of ifmap/filter/ofmap: {memory = "bram36"|"uram"|"sram", kib = N | share = f}
@@ -51,7 +53,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from sim.attention import AttentionEngine
+from sim.attention import ATTENTION_KINDS, AttentionEngine
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear, parse_nonlinear
 from sim.patchwise import Patchwise
@@ -71,6 +73,7 @@ from sim.target import (
     Dataflow,
     Device,
     DspKind,
+    Engine,
     Memory,
     MemoryKind,
     PeKind,
@@ -78,7 +81,7 @@ from sim.target import (
     PublishedResult,
     Target,
 )
-from sim.workload import MixtureOfExperts
+from sim.workload import GemmKind, MixtureOfExperts
 
 __all__ = ["TargetFile", "list_published_targets", "list_targets", "load_target"]
 
@@ -201,6 +204,13 @@ class AttentionTable(SourcedTable):
     port_bytes_per_cycle: Annotated[float | None, SOURCED, Field(ge=1 / 64, le=65_536.0)] = None
 
 
+class EngineTable(SourcedTable):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    kinds: Annotated[list[GemmKind], Field(min_length=1)]
+    rows: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
+    cols: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
+
+
 class AcceleratorTable(SourcedTable):
     rows: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
     cols: Annotated[int, SOURCED, Field(gt=0, le=MAX_ARRAY_SIDE)]
@@ -220,6 +230,8 @@ class AcceleratorTable(SourcedTable):
     multiplier_bits: Annotated[MultiplierBits | None, SOURCED] = None
     # an engine of its own for the attention matmuls (sim/attention.py)
     attention: AttentionTable | None = None
+    # further GEMM arrays, each for the layer kinds it names (sim.target.Engine)
+    engines: list[EngineTable] | None = None
 
     @model_validator(mode="after")
     def _supported_bits(self) -> AcceleratorTable:
@@ -239,6 +251,20 @@ class AcceleratorTable(SourcedTable):
                 raise keyed_error("switchable_dataflows", f"must include the array's dataflow {self.dataflow!r}")
         if self.multiplier_bits is not None and self.pe != "int8":
             raise keyed_error("multiplier_bits", f"only an int8 PE stands for a wider multiplier, not pe = {self.pe!r}")
+        taken: dict[str, str] = {}
+        names = [engine.name for engine in self.engines or ()]
+        for name in names:
+            if names.count(name) > 1:
+                raise keyed_error("engines", f"engine name {name!r} used twice")
+        for engine in self.engines or ():
+            for kind in engine.kinds:
+                if kind in taken:
+                    raise keyed_error(
+                        "engines", f"layer kind {kind!r} is on engines {taken[kind]!r} and {engine.name!r}"
+                    )
+                if self.attention is not None and kind in ATTENTION_KINDS:
+                    raise keyed_error("engines", f"layer kind {kind!r} runs on the [accelerator.attention] engine")
+                taken[kind] = engine.name
         return self
 
 
@@ -368,6 +394,8 @@ def _build(path: Path, file: TargetFile) -> Target:
     ):
         if table is not None:
             sources.update({f"{prefix}{key}": text for key, text in table.sources.items()})
+    for engine in file.accelerator.engines or ():
+        sources.update({f"accelerator.engines.{engine.name}.{key}": text for key, text in engine.sources.items()})
     device = _device(file)
     caps = Caps(**{name: 1.0 if file.caps is None else getattr(file.caps, name) for name in RESOURCE_NAMES})
     memory = file.memory
@@ -419,6 +447,7 @@ def _build(path: Path, file: TargetFile) -> Target:
             else Patchwise(acc.patchwise.token_sort, acc.patchwise.reorder_cycles_per_token),
             multiplier_bits=None if acc.multiplier_bits is None else (acc.multiplier_bits[0], acc.multiplier_bits[1]),
             attention=None if acc.attention is None else _attention(acc.attention),
+            engines=tuple(Engine(e.name, tuple(e.kinds), e.rows, e.cols) for e in acc.engines or ()),
         ),
         sources=tuple(sorted(sources.items())),
         published=None if file.published is None else _published(file.published),

@@ -270,10 +270,13 @@ def simulate_columns(
     bandwidth = np.asarray(columns["bandwidth_gbps"], dtype=np.float64)
     buffers = np.stack([np.asarray(columns[f"{b}_bytes"], dtype=np.int64) for b in ("ifmap", "filter", "ofmap")], 1)
     dataflow = columns["dataflow"].tolist()
-    # arrays that switch dataflow per layer, targets with an attention engine (sim/attention.py) and targets whose
-    # int8 PEs stand for wider multipliers (their operands' stored bits): one simulate() per point
+    # arrays that switch dataflow per layer, targets with an attention engine (sim/attention.py) or further GEMM
+    # engines, and targets whose int8 PEs stand for wider multipliers (their operands' stored bits): one
+    # simulate() per point
     engine = {
-        ref: targets[ref].accelerator.attention is not None or targets[ref].accelerator.multiplier_bits is not None
+        ref: targets[ref].accelerator.attention is not None
+        or targets[ref].accelerator.multiplier_bits is not None
+        or bool(targets[ref].accelerator.engines)
         for ref in set(refs)
     }
     exact = np.array([d == PER_LAYER or engine[ref] for d, ref in zip(dataflow, refs, strict=True)], dtype=bool)

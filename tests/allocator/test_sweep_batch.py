@@ -141,11 +141,18 @@ def test_designs_the_batch_does_not_model_are_simulated_one_by_one(tmp_path: Pat
 
 def test_targets_with_an_attention_engine_are_simulated_point_by_point(tmp_path: Path) -> None:
     # the attention engine (sim/attention.py) is costed by sim.simulate only: such points go the exact way
-    engine = Path(__file__).resolve().parents[2] / "targets" / "published" / "edgemoe_zcu102.toml"
+    root = Path(__file__).resolve().parents[2]
+    engine = root / "targets" / "published" / "edgemoe_zcu102.toml"
+    # and a further GEMM engine for the qkv layers (sim.target.Engine): the same, point by point
+    arrays = tmp_path / "arrays.toml"
+    arrays.write_text(
+        (root / "targets" / "zcu102.toml").read_text()
+        + '\n[[accelerator.engines]]\nname = "msa"\nkinds = ["qkv"]\nrows = 4\ncols = 8\nsource = "assumption: test"\n'
+    )
     path = tmp_path / "grid.toml"
     path.write_text(
         'models = ["vit_like"]\n[grid]\n'
-        f'target = ["zcu102", {json.dumps(str(engine))}]\nrows = [4, 16]\nbits = [[8, 8]]\n'
+        f'target = ["zcu102", {json.dumps(str(engine))}, {json.dumps(str(arrays))}]\nrows = [4, 16]\nbits = [[8, 8]]\n'
     )
     spec = load_sweep(path)
     points = spec.points
@@ -166,5 +173,5 @@ def test_targets_with_an_attention_engine_are_simulated_point_by_point(tmp_path:
         assert got["error"][i] == ""
         for name, value in alone.items():
             assert got[name][i] == value, (point, name)
-        engines += target.accelerator.attention is not None
-    assert engines == 2
+        engines += target.accelerator.attention is not None or bool(target.accelerator.engines)
+    assert engines == 4
