@@ -196,3 +196,21 @@ def test_hostile_input_through_the_cli(case: str, tmp_path: Path, capsys: pytest
     assert line.startswith("error: ") and all(filled(n) in line for n in needles), line
     assert time.perf_counter() - started < 10
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing written
+
+
+def test_table_and_json_say_where_each_gemm_runs_on_a_multi_engine_target(capsys: pytest.CaptureFixture[str]) -> None:
+    target = str(Path(__file__).resolve().parents[2] / "targets" / "published" / "ubimoe_u280.toml")
+    data = run_json(capsys, "--target", target, "--model", "deit_tiny_patch16_224")
+    units = {layer["kind"]: layer["unit"] for layer in data["layers"] if layer["m"]}
+    assert units == {
+        "patch_embed": "", "qkv": "msa_linear", "attn_qk": "attention", "attn_av": "attention", "proj": "msa_linear",
+        "fc1": "", "fc2": "", "head": "",
+    }  # fmt: skip
+    assert main(["simulate", "--target", target, "--model", "deit_tiny_patch16_224"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].endswith(" on")
+    rows = {line.split()[0]: line.split()[-1] for line in lines if line.startswith("blocks.0.")}
+    assert rows["blocks.0.attn.qkv"] == "msa_linear" and rows["blocks.0.attn.matmul_qk"] == "attention"
+    assert rows["blocks.0.mlp.fc1"] == "array"
+    assert main(["simulate", "--target", "zcu102", "--gemm", "8,8,8"]) == 0
+    assert not capsys.readouterr().out.splitlines()[2].endswith(" on")  # one array: no column

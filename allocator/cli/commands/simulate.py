@@ -178,6 +178,10 @@ def _report(result: Any) -> str:
     header = (
         f"{'layer':<34} {'kind':<11} {'M':>6} {'N':>6} {'K':>6} {'w/a':>5} {'compute':>11} {'stall':>10} {'cycles':>11}"
     )
+    # a target with an attention engine or further GEMM arrays: say where each GEMM runs
+    engines = any(layer.m and layer.unit for layer in result.layers)
+    if engines:
+        header += " on"
     lines = [
         f"{result.model} on {result.target}: {result.rows}x{result.cols} {result.dataflow.upper()} array of "
         f"{result.pe} PEs at {result.clock_mhz:g} MHz" + (", ideal memory" if result.ideal_memory else ""),
@@ -188,10 +192,13 @@ def _report(result: Any) -> str:
     for layer in result.layers:
         bits = f"{layer.wbits}/{layer.abits}" if layer.wbits else "-"
         shape = f"{layer.m:>6} {layer.n:>6} {layer.k:>6}" if layer.m else f"{'':>6} {'':>6} {'':>6}"
-        lines.append(
+        row = (
             f"{layer.name[:34]:<34} {layer.kind:<11} {shape} {bits:>5} {layer.compute_cycles:>11,} "
             f"{layer.stall_cycles:>10,} {layer.cycles:>11,}"
         )
+        if engines and layer.m:
+            row += f" {layer.unit or 'array'}"
+        lines.append(row)
     res = result.resources
     lines += [
         "-" * len(header),
