@@ -346,9 +346,7 @@ def _engines(target: Target, pairs: list[tuple[int, int]]) -> list[ComponentReso
     its own rows x cols (it shares the main array's buffers: an assumption)."""
     parts = []
     for engine in target.accelerator.engines:
-        shaped = dataclasses.replace(
-            target, accelerator=dataclasses.replace(target.accelerator, rows=engine.rows, cols=engine.cols, engines=())
-        )
+        shaped = target.on_engine(engine)
         for part in (_array(shaped, pairs), _accumulators(shaped, pairs)):
             parts.append(dataclasses.replace(part, component=f"{part.component}:{engine.name}"))
     return parts

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from sim import kernels
-from sim.attention import ATTENTION_KINDS, attention_bytes, engine_cycles
+from sim.attention import attention_bytes, engine_cycles
 from sim.energy import PJ_PER_MJ, energy_model, gemm_energy_pj
 from sim.errors import InputError
 from sim.nonlinear import ROW_WISE_KINDS
@@ -319,21 +319,20 @@ def _gemm_costs(
     shape simulated once. GEMMs named in ``b_resident`` find B on chip when it fits its buffer whole. On a target
     with an attention engine the attention matmuls are costed there (``_attention_costs``)."""
     acc = target.accelerator
-    gemms = list(gemms)
     engine_costs: dict[tuple[str, Bits], list] = {}
-    if acc.attention is not None:
-        on_engine = [gemm for gemm in gemms if gemm.kind in ATTENTION_KINDS]
-        engine_costs = _attention_costs(on_engine, plan, target, ideal_memory, fusion)
-        gemms = [gemm for gemm in gemms if gemm.kind not in ATTENTION_KINDS]
-    for engine in acc.engines:  # further GEMM arrays: the same rules on their own rows x cols
-        on_engine = [gemm for gemm in gemms if gemm.kind in engine.kinds]
-        if on_engine:
-            engine_target = dataclasses.replace(
-                target,
-                accelerator=dataclasses.replace(acc, rows=engine.rows, cols=engine.cols, engines=(), attention=None),
-            )
-            engine_costs.update(_gemm_costs(on_engine, plan, engine_target, ideal_memory, fusion, b_resident))
-            gemms = [gemm for gemm in gemms if gemm.kind not in engine.kinds]
+    if acc.attention is not None or acc.engines:
+        by_unit: dict[str, list[Gemm]] = {}
+        for gemm in gemms:
+            by_unit.setdefault(acc.unit_of(gemm.kind), []).append(gemm)
+        gemms = by_unit.pop("", [])
+        if "attention" in by_unit:
+            engine_costs = _attention_costs(by_unit.pop("attention"), plan, target, ideal_memory, fusion)
+        for engine in acc.engines:  # further GEMM arrays: the same rules on their own rows x cols
+            if engine.name in by_unit:
+                on_engine = by_unit[engine.name]
+                engine_costs.update(
+                    _gemm_costs(on_engine, plan, target.on_engine(engine), ideal_memory, fusion, b_resident)
+                )
     keys: dict[tuple[int, ...], int] = {}
     wanted: list[tuple[str, Bits, tuple[int, ...]]] = []
     lanes_of: dict[Bits, int] = {}
@@ -541,8 +540,8 @@ def _dataflow_costs(
 def _engine_dataflows(gemms: Sequence[Gemm], target: Target, chosen: dict[str, str]) -> dict[str, str]:
     """``chosen`` with the attention matmuls on an attention engine marked ``"os"``: the engine keeps each block
     of outputs in place while keys (q·kᵀ) or values (attn·v) stream past (sim/attention.py)."""
-    if target.accelerator.attention is not None:
-        chosen.update((gemm.name, "os") for gemm in gemms if gemm.kind in ATTENTION_KINDS)
+    acc = target.accelerator
+    chosen.update((gemm.name, "os") for gemm in gemms if acc.unit_of(gemm.kind) == "attention")
     return chosen
 
 
@@ -761,7 +760,6 @@ def simulate(
     costs, chosen = _dataflow_costs(plain, plan, target, ideal_memory, fusion, fixed or None, prefer)
     costs.update(_split_costs(workload.gemms, plan, splits, target, ideal_memory, fusion))
     chosen.update(dict.fromkeys(splits, home))
-    engine = target.accelerator.attention is not None
     lane_op_pj = energy_model(target).lane_op_pj
     layers = []
     bytes_read = bytes_written = 0
@@ -772,13 +770,11 @@ def simulate(
             bytes_read += read
             bytes_written += written
             split = splits.get(op.name)
-            on_engine = engine and op.kind in ATTENTION_KINDS
-            array = next((e.name for e in target.accelerator.engines if op.kind in e.kinds), "")
             layers.append(
                 LayerResult(
                     op.name, op.kind, op.m, op.n, op.k, pair[0], pair[1], compute, total - compute, total + tail,
                     op.count, tail, read, written, energy,
-                    unit="attention" if on_engine else array,
+                    unit=target.accelerator.unit_of(op.kind),
                     abits_low=0 if split is None else split.abits_low,
                     token_fraction=0.0 if split is None else split.fraction,
                     dataflow=chosen[op.name],
@@ -882,16 +878,15 @@ def resolve_token_splits(
     for name, split in splits.items():
         if name not in known:
             raise InputError(f"token split names {name!r}, which is not a GEMM of workload {workload.name!r}")
-        if target.accelerator.attention is not None and known[name].kind in ATTENTION_KINDS:
+        unit = target.accelerator.unit_of(known[name].kind)
+        if unit == "attention":
             raise InputError(
                 f"layer {name!r} runs on the attention engine of target {target.name!r}, which has no patch-wise bits"
             )
-        for engine in target.accelerator.engines:
-            if known[name].kind in engine.kinds:
-                raise InputError(
-                    f"layer {name!r} runs on engine {engine.name!r} of target {target.name!r}, which has no "
-                    "patch-wise bits"
-                )
+        if unit:
+            raise InputError(
+                f"layer {name!r} runs on engine {unit!r} of target {target.name!r}, which has no patch-wise bits"
+            )
         if not isinstance(split, TokenSplit):
             raise InputError(f"token split of layer {name!r}: expected a sim.patchwise.TokenSplit, got {split!r}")
         abits = plan[name][1]

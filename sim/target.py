@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from sim.attention import AttentionEngine
+from sim.attention import ATTENTION_KINDS, AttentionEngine
 from sim.errors import InputError
 from sim.nonlinear import Nonlinear
 from sim.patchwise import Patchwise
@@ -173,6 +173,13 @@ class Accelerator:
     # further GEMM arrays for chosen layer kinds; the main array runs every other GEMM
     engines: tuple[Engine, ...] = ()
 
+    def unit_of(self, kind: str) -> str:
+        """Where a GEMM of this kind runs: ``"attention"`` (the attention engine), a further engine's name, or
+        ``""`` (the array)."""
+        if self.attention is not None and kind in ATTENTION_KINDS:
+            return "attention"
+        return next((engine.name for engine in self.engines if kind in engine.kinds), "")
+
     @property
     def dataflows(self) -> tuple[str, ...]:
         """The dataflows a layer may run in: ``switchable_dataflows``, or just ``dataflow``."""
@@ -278,6 +285,12 @@ class Target:
             acc, rows=new_rows, cols=new_cols, dataflow=new_dataflow, switchable_dataflows=switchable
         )
         return dataclasses.replace(self, accelerator=new_acc)
+
+    def on_engine(self, engine: Engine) -> Target:
+        """This target with ``engine``'s rows x cols as its only array (no attention engine, no further engines):
+        what that engine's layers are costed and counted on."""
+        acc = dataclasses.replace(self.accelerator, rows=engine.rows, cols=engine.cols, engines=(), attention=None)
+        return dataclasses.replace(self, accelerator=acc)
 
     #: The name this method had before; kept for callers of the contract.
     with_array = replace_array

@@ -246,9 +246,9 @@ class Workload:
         graph = self.graph
         ops: list[Operator] = []
         edges = [(u, v) for u, v in graph.edges]
-        replaced: dict[str, tuple[str, str]] = {}  # fc1 / fc2 name -> (first, last) op of the expert chain
+        # the MLP's input now enters its first expert (fc1's name -> it), its output leaves the last (fc2's name -> it)
+        rename: dict[str, str] = {}
         gone: set[str] = set()
-        blocks = 0
         for op in self.ops:
             match = re.fullmatch(r"(.*blocks\.(\d+)\.mlp)\.fc1", op.name)
             if not (isinstance(op, Gemm) and match):
@@ -260,7 +260,6 @@ class Workload:
             if index < moe.first or (index - moe.first) % moe.every or act is None or fc2 is None:
                 ops.append(op)
                 continue
-            blocks += 1
             slots = op.m * op.count * moe.experts_per_token
             chain: list[Operator] = []
             for expert in range(moe.experts):
@@ -276,10 +275,9 @@ class Workload:
                 ]
             ops += chain
             edges += list(zip((c.name for c in chain), (c.name for c in chain[1:]), strict=False))
-            replaced[op.name] = (chain[0].name, chain[0].name)  # the MLP's input now enters the first expert
-            replaced[f"{prefix}.fc2"] = (chain[-1].name, chain[-1].name)  # and leaves the last one
+            rename[op.name], rename[f"{prefix}.fc2"] = chain[0].name, chain[-1].name
             gone |= {op.name, f"{prefix}.act", f"{prefix}.fc2"}
-        if not blocks:
+        if not rename:
             raise InputError(f"workload {self.name!r}: no MLP (blocks.<i>.mlp.fc1, act, fc2) to turn into experts")
         new = nx.DiGraph()
         for order, op in enumerate(ops):
@@ -287,8 +285,7 @@ class Workload:
         for u, v in edges:
             if u in gone and v in gone:
                 continue  # inside a replaced MLP
-            u = replaced.get(u, (u, u))[1]
-            v = replaced.get(v, (v, v))[0]
+            u, v = rename.get(u, u), rename.get(v, v)
             if u in new and v in new:
                 new.add_edge(u, v)
         return Workload(self.name, new)
