@@ -25,9 +25,9 @@ node (softmax after q·kᵀ) receive its output in ``count · ⌈M/Q⌉`` row bl
 
 A ``streamed`` engine (UbiMoE's attention kernel: q·kᵀ hands each block of scores, through softmax, to attn·v
 while it computes the next block) overlaps the two matmuls of a head: q·kᵀ keeps its full cost, and attn·v adds
-only its last query block, its iterations / ⌈M/Q⌉. The scores stay in the
-engine: q·kᵀ writes nothing to DRAM and attn·v reads only V. Both costs depend only on shapes, so they still add
-up per layer (the ILP's cost table) whatever bits each layer takes.
+only its last query block, its iterations / ⌈M/Q⌉. The scores stay in the engine: q·kᵀ writes nothing to DRAM and
+attn·v reads only V. Both costs depend only on shapes, so they still add up per layer (the ILP's cost table)
+whatever bits each layer takes.
 
 Resources (sim/resources.py): ``instances`` × Q·D multipliers (an HLS design that writes q·kᵀ and attn·v as two
 functions builds two blocks; a streamed engine needs both at once) with the array's DSP rule (``multiplier_bits``
